@@ -1,0 +1,45 @@
+# Two commands: `make dev` serves the API on :7071, `make test` runs lint and the suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: dev test lint format migrate bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall whenever a requirements file changes.
+$(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+# A developer's own settings: the example's values plus a fresh random JWT secret.
+local.settings.json: | $(BIN)/python
+	$(BIN)/python -m devhost.local_settings local.settings.example.json $@
+
+dev: $(STAMP) local.settings.json
+	$(BIN)/python -m devhost
+
+test: $(STAMP) lint
+	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# `alembic upgrade head` against DB_URI (what a deploy pipeline runs with
+# DB_MIGRATE_ON_STARTUP=false).
+migrate: $(STAMP)
+	$(BIN)/alembic upgrade head
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov

@@ -1,0 +1,104 @@
+"""Domain errors. Services raise these; `api.utils.http.problem_from_error` is the one place
+that turns them into HTTP responses, so a service never knows about status codes' wire form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One invalid input field: `loc` is its path (e.g. ["body", "mods", 0, "name"])."""
+
+    loc: list[str | int]
+    message: str
+    type: str = "value_error"
+
+
+class AppError(Exception):
+    """Base of every error a client may see. `detail` is shown to the client verbatim."""
+
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal Server Error"
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code or type(self).code
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+class BadRequestError(AppError):
+    status, title, code = 400, "Bad Request", "bad_request"
+
+
+class AuthenticationError(AppError):
+    status, title, code = 401, "Unauthorized", "not_authenticated"
+
+    def __init__(self, detail: str = "Missing or invalid access token", **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="axly"'})
+        super().__init__(detail, **kwargs)
+
+
+class NotFoundError(AppError):
+    status, title, code = 404, "Not Found", "not_found"
+
+
+class MethodNotAllowedError(AppError):
+    status, title, code = 405, "Method Not Allowed", "method_not_allowed"
+
+
+class ConflictError(AppError):
+    status, title, code = 409, "Conflict", "conflict"
+
+
+class PayloadTooLargeError(AppError):
+    status, title, code = 413, "Content Too Large", "payload_too_large"
+
+
+class UnsupportedMediaTypeError(AppError):
+    status, title, code = 415, "Unsupported Media Type", "unsupported_media_type"
+
+
+class ValidationFailedError(AppError):
+    status, title, code = 422, "Unprocessable Content", "validation_failed"
+
+    def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
+        fields = ", ".join(".".join(str(part) for part in e.loc) for e in errors)
+        super().__init__(detail or f"Invalid input: {fields}")
+        self.errors = errors
+
+
+class RateLimitedError(AppError):
+    status, title, code = 429, "Too Many Requests", "rate_limited"
+
+    def __init__(self, detail: str, *, retry_after_s: int, code: str | None = None) -> None:
+        retry_after_s = max(1, int(retry_after_s))
+        super().__init__(
+            detail,
+            code=code,
+            headers={"Retry-After": str(retry_after_s)},
+            extra={"retry_after": retry_after_s},
+        )
+
+
+class UpstreamError(AppError):
+    status, title, code = 502, "Bad Gateway", "upstream_error"
+
+
+class ServiceUnavailableError(AppError):
+    status, title, code = 503, "Service Unavailable", "service_unavailable"
+
+
+class UpstreamTimeoutError(AppError):
+    status, title, code = 504, "Gateway Timeout", "upstream_timeout"

@@ -1,0 +1,131 @@
+"""SQLAlchemy 2.x models. They mirror api/alembic/versions exactly (a test autogenerates
+against a migrated database and expects no difference)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Text,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    """Timestamps come from Python (not the transaction's now()) so ordering within one
+    transaction is stable and tests can travel in time."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), str: Text, uuid.UUID: Uuid}
+
+
+def _id() -> Mapped[uuid.UUID]:
+    return mapped_column(
+        primary_key=True, server_default=text("gen_random_uuid()"), default=uuid.uuid4
+    )
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(server_default=text("now()"), default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = _id()
+    email: Mapped[str] = mapped_column(unique=True)
+    password_hash: Mapped[str]
+    created_at: Mapped[datetime] = _created_at()
+
+    vehicles: Mapped[list[Vehicle]] = relationship(
+        back_populates="user", passive_deletes=True, order_by="Vehicle.created_at.desc()"
+    )
+
+
+class EmailVerification(Base):
+    __tablename__ = "email_verification"
+
+    id: Mapped[uuid.UUID] = _id()
+    email: Mapped[str]
+    pin: Mapped[str]
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Vehicle(Base):
+    __tablename__ = "vehicles"
+    __table_args__ = (Index("ix_vehicle_user", "user_id"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    make: Mapped[str]
+    model: Mapped[str]
+    year: Mapped[str]
+    created_at: Mapped[datetime] = _created_at()
+
+    user: Mapped[User | None] = relationship(back_populates="vehicles")
+    mods: Mapped[list[VehicleMod]] = relationship(
+        back_populates="vehicle", passive_deletes=True, order_by="VehicleMod.created_at"
+    )
+
+
+class VehicleMod(Base):
+    __tablename__ = "vehicle_mods"
+
+    id: Mapped[uuid.UUID] = _id()
+    vehicle_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("vehicles.id", ondelete="CASCADE")
+    )
+    name: Mapped[str]
+    description: Mapped[str | None]
+    installed_on: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = _created_at()
+
+    vehicle: Mapped[Vehicle | None] = relationship(back_populates="mods")
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conv_user", "user_id"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    vehicle_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("vehicles.id"))
+    title: Mapped[str | None]
+    created_at: Mapped[datetime] = _created_at()
+
+    messages: Mapped[list[ChatMessage]] = relationship(
+        back_populates="conversation",
+        passive_deletes=True,
+        order_by="(ChatMessage.created_at, ChatMessage.id)",
+    )
+
+
+class ChatMessage(Base):
+    __tablename__ = "chat_messages"
+    __table_args__ = (
+        CheckConstraint("role IN ('user','assistant')", name="chat_messages_role_check"),
+        Index("ix_msg_conv", "conversation_id"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    conversation_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    role: Mapped[str | None]
+    content: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _created_at()
+
+    conversation: Mapped[Conversation | None] = relationship(back_populates="messages")

@@ -1,0 +1,153 @@
+"""OpenAPI 3.1 from the registered operations and their pydantic models (never by hand)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from api.endpoints import JSON, ROUTE_PREFIX, Operation, Router
+from api.schemas.common import Problem
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+_CONSTRAINT = re.compile(r"{\*?(\w+)(?::\w+)?\??}")
+
+# Statuses every operation of a kind can answer, beyond what it declares itself.
+BODY_ERRORS = (400, 413, 415, 422)
+AUTH_ERRORS = (401,)
+DB_ERRORS = (503,)
+STATUS_TEXT = {
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    400: "Malformed request",
+    401: "Missing or invalid access token",
+    404: "Not found",
+    409: "Conflict",
+    413: "Body too large",
+    415: "Unsupported content type",
+    422: "Invalid input",
+    429: "Too many requests",
+    502: "Upstream error",
+    503: "Service unavailable",
+    504: "Upstream timeout",
+}
+
+
+def openapi_path(route: str) -> str:
+    template = _CONSTRAINT.sub(lambda match: "{" + match.group(1) + "}", route)
+    return f"/{ROUTE_PREFIX}/{template}"
+
+
+def build_openapi(routers: Iterable[Router], *, version: str) -> dict[str, Any]:
+    operations = [op for router in routers for op in router.operations]
+    refs, components = _component_schemas(operations)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        paths.setdefault(openapi_path(op.route), {})[op.method.lower()] = _operation(op, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Axly API",
+            "version": version,
+            "description": "Back-end of the Axly.pro app: accounts, garage and AI diagnosis.",
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+def _component_schemas(operations: list[Operation]):
+    models: list[tuple[type[BaseModel], str]] = [(Problem, "serialization")]
+    for op in operations:
+        models += [(m, "validation") for m in (op.body, op.query) if m is not None]
+        if isinstance(op.response, type) and issubclass(op.response, BaseModel):
+            models.append((op.response, "serialization"))
+    refs, schema = models_json_schema(list(dict.fromkeys(models)), ref_template=REF_TEMPLATE)
+    return refs, schema.get("$defs", {})
+
+
+def _operation(op: Operation, refs: dict) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": [op.tag],
+        "parameters": _path_parameters(op) + _query_parameters(op),
+        "responses": _responses(op, refs),
+    }
+    if op.description:
+        document["description"] = op.description
+    if op.auth:
+        document["security"] = [{"bearerAuth": []}]
+    if op.body is not None:
+        schema = refs[(op.body, "validation")]
+        document["requestBody"] = {
+            "required": True,
+            "content": {ct: {"schema": schema} for ct in op.content_types},
+        }
+    return document
+
+
+def _path_parameters(op: Operation) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "format": "uuid"}
+            if name.endswith("_id")
+            else {"type": "string"},
+        }
+        for name in op.route_params
+    ]
+
+
+def _query_parameters(op: Operation) -> list[dict[str, Any]]:
+    if op.query is None:
+        return []
+    schema = op.query.model_json_schema(ref_template=REF_TEMPLATE)
+    required = set(schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+def _responses(op: Operation, refs: dict) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    success: dict[str, Any] = {"description": STATUS_TEXT.get(op.status, "Success")}
+    if op.response is not None:
+        if op.response_mimetype == JSON:
+            schema = refs[(op.response, "serialization")]
+        else:
+            schema = {"type": "string"}
+        success["content"] = {op.response_mimetype: {"schema": schema}}
+    responses[str(op.status)] = success
+    errors = set(op.errors)
+    if op.body is not None:
+        errors.update(BODY_ERRORS)
+    if op.query is not None:
+        errors.add(422)
+    if op.route_params:
+        errors.add(404)
+    if op.auth:
+        errors.update(AUTH_ERRORS)
+    if op.db or op.auth:
+        errors.update(DB_ERRORS)
+    problem = {"$ref": REF_TEMPLATE.format(model="Problem")}
+    for status in sorted(errors):
+        responses[str(status)] = {
+            "description": STATUS_TEXT.get(status, "Error"),
+            "content": {"application/problem+json": {"schema": problem}},
+        }
+    return responses

@@ -1,0 +1,5 @@
+"""Auth routes."""
+
+from api.endpoints import Router
+
+router = Router("auth")

@@ -1,0 +1,5 @@
+"""Diagnose routes."""
+
+from api.endpoints import Router
+
+router = Router("diagnose")

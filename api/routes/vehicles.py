@@ -1,0 +1,5 @@
+"""Vehicles routes."""
+
+from api.endpoints import Router
+
+router = Router("vehicles")

@@ -1,0 +1,115 @@
+"""HTTP response helpers: JSON and RFC 9457 problem bodies, CORS, request ids."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
+from http import HTTPStatus
+from typing import Any
+
+import azure.functions as func
+
+from api.errors import AppError, ValidationFailedError
+
+PROBLEM_JSON = "application/problem+json"
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+
+# Headers a browser client may read from our responses, and may send to us.
+EXPOSED_HEADERS = "Location, Retry-After, WWW-Authenticate, X-Request-ID"
+ALLOWED_REQUEST_HEADERS = "Authorization, Content-Type, X-Request-ID"
+PREFLIGHT_MAX_AGE_S = "600"
+
+# The current invocation's request id, for log records (see api/utils/logs.py).
+current_request_id: ContextVar[str] = ContextVar("current_request_id", default="-")
+
+
+def request_id_for(incoming: str | None) -> str:
+    """Echo a client's request id when it is safe to log, else mint one."""
+    if incoming and _SANE_REQUEST_ID.match(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+def json_response(
+    body: Any,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    mimetype: str = "application/json",
+) -> func.HttpResponse:
+    return func.HttpResponse(
+        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        status_code=status,
+        headers=dict(headers or {}),
+        mimetype=mimetype,
+        charset="utf-8",
+    )
+
+
+def problem_body(error: AppError) -> dict[str, Any]:
+    """The RFC 9457 body for a domain error; `code` is our stable machine-readable name."""
+    body: dict[str, Any] = {
+        "type": f"https://api.axly.pro/problems/{error.code.replace('_', '-')}",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "code": error.code,
+        **error.extra,
+    }
+    if isinstance(error, ValidationFailedError):
+        body["errors"] = [
+            {
+                "loc": list(e.loc),
+                "field": ".".join(str(p) for p in e.loc),
+                "message": e.message,
+                "type": e.type,
+            }
+            for e in error.errors
+        ]
+    return body
+
+
+def problem_response(error: AppError) -> func.HttpResponse:
+    return json_response(
+        problem_body(error), status=error.status, headers=error.headers, mimetype=PROBLEM_JSON
+    )
+
+
+def internal_error_response() -> func.HttpResponse:
+    """What a client sees for a bug: a generic 500, never the exception's text."""
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus.INTERNAL_SERVER_ERROR.phrase,
+        "status": 500,
+        "detail": "An unexpected error occurred. Quote the X-Request-ID when reporting it.",
+        "code": "internal_error",
+    }
+    return json_response(body, status=500, mimetype=PROBLEM_JSON)
+
+
+def cors_headers(origin: str | None, allowed_origins: Iterable[str]) -> dict[str, str]:
+    """Headers for an allowed origin (exact match); nothing at all for any other origin."""
+    if not origin or origin.rstrip("/") not in allowed_origins:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Expose-Headers": EXPOSED_HEADERS,
+        "Vary": "Origin",
+    }
+
+
+def preflight_headers(
+    origin: str | None, allowed_origins: Iterable[str], methods: Iterable[str]
+) -> dict[str, str]:
+    headers = cors_headers(origin, allowed_origins)
+    if headers:
+        headers |= {
+            "Access-Control-Allow-Methods": ", ".join(methods),
+            "Access-Control-Allow-Headers": ALLOWED_REQUEST_HEADERS,
+            "Access-Control-Max-Age": PREFLIGHT_MAX_AGE_S,
+        }
+    return headers

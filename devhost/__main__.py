@@ -1,0 +1,94 @@
+"""`python -m devhost [--host 127.0.0.1] [--port 7071]`: our stand-in for `func start`.
+
+Run it from the repository root: like Core Tools it reads ./local.settings.json and
+./host.json, then imports `app` from ./function_app.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import ipaddress
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import waitress
+
+from devhost.host import FunctionHost, create_app
+from devhost.settings import load_local_settings, read_route_prefix
+
+DEFAULT_PORT = 7071
+logger = logging.getLogger("devhost")
+
+
+@dataclass(frozen=True)
+class DevServer:
+    """What `main` serves: the WSGI app and the address to bind."""
+
+    app: FunctionHost
+    host: str
+    port: int
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; the port falls back to $DEVHOST_PORT, then 7071 (Core Tools')."""
+    parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=os.environ.get("DEVHOST_PORT", DEFAULT_PORT),
+        help=f"port to listen on ($DEVHOST_PORT or {DEFAULT_PORT})",
+    )
+    return parser.parse_args(argv)
+
+
+def build(argv: Sequence[str] | None = None, *, module: str = "function_app") -> DevServer:
+    """Everything `python -m devhost` does before serving, separate so tests can call it.
+
+    Settings are loaded before `module` is imported because the app reads its configuration
+    from the environment at import time, exactly as under the Functions host.
+    """
+    args = parse_args(argv)
+    load_local_settings()
+    function_app = importlib.import_module(module).app
+    app = create_app(function_app, route_prefix=read_route_prefix())
+    return DevServer(app=app, host=args.host, port=args.port)
+
+
+def describe(server: DevServer) -> list[str]:
+    """One line per function, in Core Tools' format: `name: [GET,POST] http://.../api/route`."""
+    shown_host = _display_host(server.host)
+    lines = []
+    for function in server.app.functions:
+        methods = "" if function.methods is None else f" [{','.join(function.methods)}]"
+        url = f"http://{shown_host}:{server.port}/{function.route}"
+        lines.append(f"  {function.name}:{methods} {url}")
+    return lines
+
+
+def _display_host(host: str) -> str:
+    """Show loopback and wildcard binds as "localhost", as Core Tools prints its URLs."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a host name
+        return host
+    return "localhost" if address.is_loopback or address.is_unspecified else host
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Build the app, list its functions and serve until interrupted."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    server = build(argv)
+    logger.info("Functions:")
+    for line in describe(server):
+        logger.info("%s", line)
+    waitress.serve(server.app, host=server.host, port=server.port, threads=8)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""The two pieces of Functions configuration devhost needs, read as Core Tools reads them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+DEFAULT_ROUTE_PREFIX = "api"
+
+
+def load_local_settings(path: Path = Path("local.settings.json")) -> dict[str, str]:
+    """Export local.settings.json's `Values` as environment variables and return them.
+
+    Like Core Tools, a variable already in the environment wins, so `FOO=x make dev` can
+    override the file. A missing file is fine (CI and fresh clones have none); a malformed
+    one raises, since silently running without settings gives confusing errors later.
+    """
+    if not path.is_file():
+        return {}
+    values = json.loads(path.read_text(encoding="utf-8")).get("Values") or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: 'Values' must be an object")
+    for name, value in values.items():
+        if not isinstance(value, str):
+            raise ValueError(f"{path}: Values.{name} must be a string, not {value!r}")
+        os.environ.setdefault(name, value)
+    return values
+
+
+def read_route_prefix(host_json: Path = Path("host.json")) -> str:
+    """Return host.json's `extensions.http.routePrefix`; "api" when unset, "" is allowed."""
+    if not host_json.is_file():
+        return DEFAULT_ROUTE_PREFIX
+    config = json.loads(host_json.read_text(encoding="utf-8"))
+    prefix = config.get("extensions", {}).get("http", {}).get("routePrefix", DEFAULT_ROUTE_PREFIX)
+    if not isinstance(prefix, str):
+        raise ValueError(f"{host_json}: extensions.http.routePrefix must be a string")
+    return prefix

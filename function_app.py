@@ -1,0 +1,12 @@
+"""The Axly API Function App: the only FunctionApp, one blueprint per area."""
+
+import azure.functions as func
+
+from api.routes import BLUEPRINTS
+from api.utils.logs import configure_logging
+
+configure_logging()
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+for blueprint in BLUEPRINTS:
+    app.register_functions(blueprint)

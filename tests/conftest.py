@@ -1,0 +1,132 @@
+"""Test fixtures: a real PostgreSQL (TEST_DB_URI, else the embedded server), migrated once
+per run through Alembic; each test runs inside a transaction that is rolled back."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from types import SimpleNamespace
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from pytest_postgresql.janitor import DatabaseJanitor
+from sqlalchemy import Connection, create_engine
+from sqlalchemy.orm import Session
+
+from devhost.database import Server, embedded_server
+
+TEST_JWT_SECRET = "test-secret-" + "k" * 40
+
+# Set before anything reads settings (they are cached after the first read).
+os.environ.update(
+    {
+        "AXLY_ENV": "test",
+        "JWT_SECRET": TEST_JWT_SECRET,
+        "CORS_ALLOWED_ORIGINS": "https://app.axly.pro,http://localhost:19006",
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Server:
+    """The PostgreSQL server every test database lives on."""
+    uri = os.environ.get("TEST_DB_URI")
+    return Server.from_uri(uri) if uri else embedded_server()
+
+
+@pytest.fixture(scope="session")
+def make_database(pg_server: Server) -> Iterator[Callable[..., str]]:
+    """Create empty databases (unique per run, so parallel runs never collide); all are
+    dropped at the end of the run."""
+    janitors: list[DatabaseJanitor] = []
+
+    def create(template: str | None = None) -> str:
+        name = f"axly_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        janitor = DatabaseJanitor(
+            user=pg_server.user,
+            host=pg_server.host,
+            port=pg_server.port,
+            password=pg_server.password,
+            dbname=name,
+            template_dbname=template,
+            maintenance_dbname=pg_server.maintenance_db,
+            connection_timeout=20,
+        )
+        janitor.init()
+        janitors.append(janitor)
+        return pg_server.uri(name)
+
+    yield create
+    for janitor in reversed(janitors):
+        janitor.drop()
+
+
+def use_settings(**env: str) -> None:
+    """Change settings for the rest of a test (pair with monkeypatch.setenv for undo)."""
+    from api import db
+    from api.settings import get_settings
+
+    os.environ.update(env)
+    get_settings.cache_clear()
+    db.dispose_engine()
+
+
+@pytest.fixture(scope="session")
+def database_uri(make_database: Callable[..., str]) -> Iterator[str]:
+    """The run's database, migrated to head once through Alembic, as the app does it."""
+    from api import db, migrations
+
+    uri = make_database()
+    engine = create_engine(uri)
+    with engine.connect() as connection:
+        migrations.upgrade_to_head(connection)
+    engine.dispose()
+    use_settings(DB_URI=uri)
+    yield uri
+    db.dispose_engine()
+
+
+@pytest.fixture
+def connection(database_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Connection]:
+    """A connection in an open transaction that every request of the test shares (each
+    request commits a savepoint); rolled back at the end, so tests never see each other."""
+    from api import db
+
+    engine = db.get_engine()
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        monkeypatch.setattr(db, "get_bind", lambda: conn)
+        yield conn
+        transaction.rollback()
+
+
+@pytest.fixture
+def session(connection: Connection) -> Iterator[Session]:
+    """A session on the test's transaction, for arranging and checking rows directly."""
+    with Session(bind=connection, join_transaction_mode="create_savepoint") as db_session:
+        yield db_session
+
+
+@pytest.fixture(scope="session")
+def indexed_functions() -> list:
+    """`function_app.app.get_functions()`, called once per run as the worker does (a second
+    call on the same app raises)."""
+    from function_app import app
+
+    return app.get_functions()
+
+
+@pytest.fixture(scope="session")
+def wsgi_app(indexed_functions: list):
+    from devhost.host import create_app
+
+    return create_app(SimpleNamespace(get_functions=lambda: indexed_functions))
+
+
+@pytest.fixture
+def client(wsgi_app, connection: Connection) -> Iterator[httpx.Client]:
+    """The API as a client sees it: through the local Functions host, in-process."""
+    transport = httpx.WSGITransport(app=wsgi_app)
+    with httpx.Client(transport=transport, base_url="http://testserver/api") as http_client:
+        yield http_client

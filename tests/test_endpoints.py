@@ -1,0 +1,240 @@
+"""The HTTP conventions every route inherits, shown on a small router of their own
+(served by the local host like the real app): errors, body rules, CORS, request ids."""
+
+from __future__ import annotations
+
+import azure.functions as func
+import httpx
+import pytest
+from pydantic import Field
+
+from api.endpoints import Reply, Request, Router
+from api.errors import ConflictError
+from api.schemas.common import InputModel, OutputModel, Pagination
+from devhost.host import create_app
+from tests.conftest import use_settings
+
+router = Router("test")
+
+
+class Widget(InputModel):
+    name: str = Field(min_length=1, max_length=10)
+    size: int = Field(ge=1)
+
+
+class WidgetOut(OutputModel):
+    name: str
+    size: int
+
+
+@router.operation(
+    "POST",
+    "widgets",
+    summary="Create",
+    body=Widget,
+    response=WidgetOut,
+    status=201,
+    auth=False,
+    db=False,
+    max_body_bytes=2048,
+)
+def create_widget(request: Request) -> Reply:
+    if request.body.name == "taken":
+        raise ConflictError("That name is taken")
+    return Reply(request.body, status=201, headers={"Location": "/api/widgets/1"})
+
+
+@router.operation(
+    "PUT", "widgets/{widget_id}", summary="Replace", body=Widget, auth=False, db=False
+)
+def replace_widget(request: Request) -> dict:
+    return request.body.model_dump()
+
+
+@router.operation("GET", "widgets", summary="List", query=Pagination, auth=False, db=False)
+def list_widgets(request: Request) -> dict:
+    return {"limit": request.query.limit, "offset": request.query.offset}
+
+
+@router.operation("GET", "widgets/{widget_id}", summary="Get", auth=False, db=False)
+def get_widget(request: Request) -> dict:
+    return {"id": str(request.route["widget_id"])}
+
+
+@router.operation(
+    "DELETE", "widgets/{widget_id}", summary="Delete", status=204, auth=False, db=False
+)
+def delete_widget(request: Request) -> None:
+    return None
+
+
+@router.operation("GET", "boom", summary="Fails", auth=False, db=False)
+def boom(request: Request) -> dict:
+    raise RuntimeError("secret internals: password=hunter2")
+
+
+@router.operation("GET", "private", summary="Needs a token", db=False)
+def private(request: Request) -> dict:  # pragma: no cover - never reached without a token
+    return {}
+
+
+@pytest.fixture(scope="module")
+def api() -> httpx.Client:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+    app.register_functions(router.blueprint())
+    transport = httpx.WSGITransport(app=create_app(app))
+    return httpx.Client(transport=transport, base_url="http://testserver/api")
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict:
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert {"type", "title", "detail"} <= body.keys()
+    return body
+
+
+def test_valid_body_is_parsed_and_serialised(api: httpx.Client) -> None:
+    response = api.post("/widgets", json={"name": "bolt", "size": 3})
+    assert response.status_code == 201
+    assert response.json() == {"name": "bolt", "size": 3}
+    assert response.headers["Location"] == "/api/widgets/1"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_malformed_json_is_400(api: httpx.Client) -> None:
+    response = api.post(
+        "/widgets", content=b'{"name": "bolt",', headers={"Content-Type": "application/json"}
+    )
+    body = assert_problem(response, 400, "malformed_json")
+    assert "not valid JSON" in body["detail"]
+
+
+def test_wrong_content_type_is_415(api: httpx.Client) -> None:
+    response = api.post(
+        "/widgets",
+        content=b"name=bolt",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    body = assert_problem(response, 415, "unsupported_media_type")
+    assert "application/json" in body["detail"]
+
+
+def test_oversize_body_is_413(api: httpx.Client) -> None:
+    response = api.post("/widgets", json={"name": "x" * 5000, "size": 1})
+    body = assert_problem(response, 413, "payload_too_large")
+    assert "2048" in body["detail"]
+
+
+def test_global_body_cap_applies_to_every_route(
+    api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "/widgets/3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+    padded = {"name": "bolt", "size": 1, "pad": " " * 1500}
+    assert api.put(url, json=padded).status_code == 422  # under the default 1 MB cap
+    monkeypatch.setenv("MAX_BODY_BYTES", "1024")
+    use_settings()
+    try:
+        assert_problem(api.put(url, json=padded), 413, "payload_too_large")
+    finally:
+        monkeypatch.undo()
+        use_settings()
+
+
+def test_validation_errors_name_each_field(api: httpx.Client) -> None:
+    response = api.post("/widgets", json={"name": "", "size": 0, "owner": "someone-else"})
+    body = assert_problem(response, 422, "validation_failed")
+    fields = {error["field"] for error in body["errors"]}
+    assert fields == {"body.name", "body.size", "body.owner"}
+    assert "body.owner" in body["detail"]
+
+
+def test_query_is_validated(api: httpx.Client) -> None:
+    assert api.get("/widgets", params={"limit": "7"}).json() == {"limit": 7, "offset": 0}
+    body = assert_problem(api.get("/widgets", params={"limit": "1000"}), 422, "validation_failed")
+    assert body["errors"][0]["loc"] == ["query", "limit"]
+
+
+def test_domain_error_becomes_its_status(api: httpx.Client) -> None:
+    body = assert_problem(api.post("/widgets", json={"name": "taken", "size": 1}), 409, "conflict")
+    assert body["detail"] == "That name is taken"
+
+
+def test_unhandled_exception_is_a_generic_500(api: httpx.Client) -> None:
+    response = api.get("/boom")
+    body = assert_problem(response, 500, "internal_error")
+    assert "hunter2" not in response.text
+    assert "RuntimeError" not in response.text
+    assert response.headers["X-Request-ID"]
+    assert "X-Request-ID" in body["detail"]
+
+
+def test_non_uuid_id_is_404(api: httpx.Client) -> None:
+    assert_problem(api.get("/widgets/not-a-uuid"), 404, "not_found")
+    ok = api.get("/widgets/3f2504e0-4f89-11d3-9a0c-0305e82c3301")
+    assert ok.json() == {"id": "3f2504e0-4f89-11d3-9a0c-0305e82c3301"}
+
+
+def test_no_content_reply(api: httpx.Client) -> None:
+    response = api.delete("/widgets/3f2504e0-4f89-11d3-9a0c-0305e82c3301")
+    assert response.status_code == 204
+    assert response.content == b""
+
+
+def test_missing_bearer_token_is_401_with_challenge(api: httpx.Client) -> None:
+    response = api.get("/private")
+    assert_problem(response, 401, "not_authenticated")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_request_id_is_echoed_when_sane_and_minted_otherwise(api: httpx.Client) -> None:
+    echoed = api.get("/widgets", headers={"X-Request-ID": "abc-123.def_4"})
+    assert echoed.headers["X-Request-ID"] == "abc-123.def_4"
+    minted = api.get("/widgets", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert minted.headers["X-Request-ID"] not in ("", "bad id\twith spaces")
+    assert len(api.get("/widgets").headers["X-Request-ID"]) == 32
+
+
+def test_preflight_from_allowed_origin(api: httpx.Client) -> None:
+    response = api.options(
+        "/widgets",
+        headers={"Origin": "https://app.axly.pro", "Access-Control-Request-Method": "POST"},
+    )
+    assert response.status_code == 204
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.axly.pro"
+    assert set(response.headers["Access-Control-Allow-Methods"].split(", ")) == {
+        "GET",
+        "POST",
+        "OPTIONS",
+    }
+    assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+    assert response.headers["Vary"] == "Origin"
+
+
+def test_preflight_from_disallowed_origin_gets_no_cors_headers(api: httpx.Client) -> None:
+    response = api.options(
+        "/widgets",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert response.status_code == 204
+    assert not any(h.lower().startswith("access-control-") for h in response.headers)
+
+
+def test_actual_request_carries_cors_headers_only_for_allowed_origins(api: httpx.Client) -> None:
+    allowed = api.get("/widgets", headers={"Origin": "http://localhost:19006"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "http://localhost:19006"
+    assert "X-Request-ID" in allowed.headers["Access-Control-Expose-Headers"]
+    denied = api.get("/widgets", headers={"Origin": "http://localhost:1"})
+    assert "Access-Control-Allow-Origin" not in denied.headers
+
+
+def test_wrong_method_on_known_path_is_405(api: httpx.Client) -> None:
+    response = api.patch("/widgets", json={})
+    assert response.status_code == 405
+    assert "POST" in response.headers["Allow"]
+
+
+def test_routes_match_case_insensitively(api: httpx.Client) -> None:
+    assert api.get("/WIDGETS", params={"limit": 2}).status_code == 200

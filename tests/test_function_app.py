@@ -1,0 +1,67 @@
+"""The app indexes as the Azure Python worker does: import function_app, get_functions()."""
+
+import inspect
+import json
+from pathlib import Path
+
+import azure.functions as func
+
+from api.endpoints import ROUTE_PREFIX
+
+# Every route the mobile app and other clients are built against, with its methods.
+EXPECTED_ROUTES = {
+    "health": {"GET"},
+    "openapi.json": {"GET"},
+    "docs": {"GET"},
+}
+
+
+def http_trigger(function: func.Function):
+    (trigger,) = [b for b in function.get_bindings() if b.type == "httpTrigger"]
+    return trigger
+
+
+def test_expected_routes_and_methods(indexed_functions: list[func.Function]) -> None:
+    routes = {}
+    for function in indexed_functions:
+        trigger = http_trigger(function)
+        routes[trigger.route] = {
+            str(m.value if hasattr(m, "value") else m) for m in trigger.methods
+        }
+    for route, methods in EXPECTED_ROUTES.items():
+        assert routes[route] == methods | {"OPTIONS"}, route
+    assert all("OPTIONS" in methods for methods in routes.values())
+
+
+def test_every_function_is_anonymous_with_unique_name_and_explicit_route(
+    indexed_functions: list[func.Function],
+) -> None:
+    names = [f.get_function_name() for f in indexed_functions]
+    assert len(names) == len(set(n.lower() for n in names))
+    for function in indexed_functions:
+        trigger = http_trigger(function)
+        assert trigger.auth_level == func.AuthLevel.ANONYMOUS
+        assert trigger.route and trigger.methods
+        assert not trigger.route.lower().startswith("admin")  # reserved by the host
+
+
+def test_parameters_match_binding_names(indexed_functions: list[func.Function]) -> None:
+    for function in indexed_functions:
+        bindings = {b.name for b in function.get_bindings() if b.name != "$return"}
+        parameters = set(inspect.signature(function.get_user_function()).parameters)
+        assert parameters == bindings, function.get_function_name()
+
+
+def test_function_json_is_serialisable_for_the_host(
+    indexed_functions: list[func.Function],
+) -> None:
+    for function in indexed_functions:
+        document = json.loads(function.get_function_json())
+        assert document["scriptFile"] == "function_app.py"
+
+
+def test_route_prefix_matches_host_json() -> None:
+    host = json.loads(Path("host.json").read_text())
+    assert host["version"] == "2.0"
+    assert host["extensions"]["http"]["routePrefix"] == ROUTE_PREFIX
+    assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
