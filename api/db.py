@@ -124,7 +124,11 @@ def _check_schema() -> SchemaStatus:
     if revision != migrations.SCHEMA_HEAD:
         return SchemaStatus(
             revision=revision,
-            error=f"The database schema is at {revision}, expected {migrations.SCHEMA_HEAD}",
+            error=(
+                f"The database schema is at {revision}, expected {migrations.SCHEMA_HEAD}"
+                if revision
+                else "The database has not been migrated"
+            ),
             checked_at=checked_at,
         )
     return SchemaStatus(revision=revision, checked_at=checked_at, upgraded=upgraded)

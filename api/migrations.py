@@ -46,6 +46,7 @@ def upgrade_to_head(connection: Connection) -> bool:
     revision, and only the first one to hold the lock runs Alembic; the rest wait and find
     the database already at head.
     """
+    connection.rollback()  # wait for the lock holding no other locks (e.g. on alembic_version)
     connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
     connection.commit()
     try:

@@ -11,6 +11,8 @@ import importlib
 import ipaddress
 import logging
 import os
+import signal
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,17 +47,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build(argv: Sequence[str] | None = None, *, module: str = "function_app") -> DevServer:
+def build(argv: Sequence[str] | None = None) -> DevServer:
     """Everything `python -m devhost` does before serving, separate so tests can call it.
 
-    Settings are loaded before `module` is imported because the app reads its configuration
-    from the environment at import time, exactly as under the Functions host.
+    Settings are loaded before function_app is imported because the app reads its
+    configuration from the environment at import time, exactly as under the Functions host.
     """
     args = parse_args(argv)
     load_local_settings()
-    function_app = importlib.import_module(module).app
+    function_app = importlib.import_module("function_app").app
     app = create_app(function_app, route_prefix=read_route_prefix())
     return DevServer(app=app, host=args.host, port=args.port)
+
+
+def prepare_database() -> None:
+    """Use the embedded PostgreSQL unless DB_URI is set, then migrate it as the first request
+    would, so `make dev` reports a broken database at once rather than on first use."""
+    if not os.environ.get("DB_URI"):
+        from devhost.database import embedded_server, ensure_database
+
+        os.environ["DB_URI"] = ensure_database(embedded_server(), "axly")
+        logger.info("Using the embedded PostgreSQL (data in .pgdata/)")
+    from api.db import schema_status
+
+    status = schema_status()
+    if status.ready:
+        logger.info("Database schema at %s", status.revision)
+    else:
+        logger.error("Database not ready: %s (see /api/health)", status.error)
 
 
 def describe(server: DevServer) -> list[str]:
@@ -83,10 +102,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # SIGTERM ends the process through SystemExit, so atexit handlers (which stop the
+    # embedded PostgreSQL) run as they do on Ctrl+C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server = build(argv)
+    prepare_database()
     logger.info("Functions:")
     for line in describe(server):
         logger.info("%s", line)
+    base = f"http://{_display_host(server.host)}:{server.port}/{read_route_prefix()}"
+    logger.info("API docs: %s/docs  ·  health: %s/health", base, base)
     waitress.serve(server.app, host=server.host, port=server.port, threads=8)
 
 

@@ -14,7 +14,6 @@ import inspect
 import json
 import logging
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,9 +33,6 @@ logger = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _PROBLEM_JSON = "application/problem+json"
-# Headers the host computes itself: WSGI servers reject hop-by-hop headers from applications
-# (PEP 3333), and a Content-Length that disagrees with the body would corrupt the connection.
-_HOST_MANAGED_HEADERS = frozenset({"content-length"})
 
 
 @dataclass(frozen=True)
@@ -134,14 +130,14 @@ def _wsgi_to_text(value: str) -> str:
 def _to_http_request(
     environ: WSGIEnvironment, method: str, path: str, route_params: dict[str, str]
 ) -> func.HttpRequest:
-    query = environ.get("QUERY_STRING", "")
+    query = _wsgi_to_text(environ.get("QUERY_STRING", ""))
     url = application_uri(environ).rstrip("/") + quote(path) + (f"?{query}" if query else "")
     return func.HttpRequest(
         method=method,
         url=url,
         headers=_request_headers(environ),
         # Azure keeps the last value of a repeated query parameter.
-        params=dict(parse_qsl(_wsgi_to_text(query), keep_blank_values=True)),
+        params=dict(parse_qsl(query, keep_blank_values=True)),
         route_params=route_params,
         body=_read_body(environ),
     )
@@ -166,13 +162,10 @@ def _read_body(environ: WSGIEnvironment) -> bytes:
     promises `wsgi.input_terminated`; otherwise the read could block, so the body is empty.
     """
     stream = environ["wsgi.input"]
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or "")
-    except ValueError:
-        length = -1
-    if length >= 0:
-        return bytes(stream.read(length))
-    return bytes(stream.read()) if environ.get("wsgi.input_terminated") else b""
+    length = environ.get("CONTENT_LENGTH", "")
+    if length.isascii() and length.isdigit():
+        return stream.read(int(length))
+    return stream.read() if environ.get("wsgi.input_terminated") else b""
 
 
 def _invoke(
@@ -183,7 +176,6 @@ def _invoke(
     The traceback goes to the log only: the app translates its own errors, this is just the
     safety net, and exception text must never reach clients.
     """
-    started = time.perf_counter()
     try:
         result = function.handler(**{function.binding_name: request})
         if inspect.iscoroutine(result):  # the worker runs async functions on an event loop
@@ -193,15 +185,6 @@ def _invoke(
     except Exception:
         logger.exception("Executed '%s' (Failed)", function.name)
         return _problem(environ, HTTPStatus.INTERNAL_SERVER_ERROR)
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    logger.info(
-        "Executed '%s' (%d, %.0f ms) %s %s",
-        function.name,
-        result.status_code,
-        elapsed_ms,
-        request.method,
-        request.url,
-    )
     return result
 
 
@@ -213,7 +196,7 @@ def _problem(
     if detail is not None:
         problem["detail"] = detail
     return func.HttpResponse(
-        json.dumps(problem),
+        json.dumps(problem, separators=(",", ":")),
         status_code=status,
         headers={"X-Request-ID": _request_id(environ)},
         mimetype=_PROBLEM_JSON,
@@ -228,10 +211,12 @@ def _request_id(environ: WSGIEnvironment) -> str:
 
 def _send(response: func.HttpResponse, start_response: StartResponse) -> list[bytes]:
     body = response.get_body() or b""
+    # The host sets these itself: WSGI servers reject hop-by-hop headers from applications
+    # (PEP 3333), and a Content-Length that disagrees with the body would break the connection.
     headers = [
         (name, value)
         for name, value in response.headers.items()
-        if not is_hop_by_hop(name) and name.lower() not in _HOST_MANAGED_HEADERS
+        if not is_hop_by_hop(name) and name.lower() != "content-length"
     ]
     if "content-type" not in response.headers:
         headers.append(("Content-Type", _content_type(response)))

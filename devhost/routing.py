@@ -71,7 +71,7 @@ _CONSTRAINTS: dict[str, Callable[[str], bool]] = {
 
 
 @dataclass(frozen=True)
-class Literal:
+class LiteralSegment:
     """A fixed path segment, stored lower-cased because the host compares ignoring case."""
 
     text: str
@@ -100,7 +100,7 @@ class Parameter:
         return True
 
 
-Segment = Literal | Parameter
+Segment = LiteralSegment | Parameter
 
 
 @dataclass(frozen=True)
@@ -136,14 +136,14 @@ class RouteTemplate:
 
 
 def _precedence_digit(segment: Segment) -> int:
-    if isinstance(segment, Literal):
+    if isinstance(segment, LiteralSegment):
         return 1
     digit = 5 if segment.catch_all else 3
     return digit - 1 if segment.constraints else digit
 
 
 def _segment_matches(segment: Segment, value: str, values: dict[str, str]) -> bool:
-    if isinstance(segment, Literal):
+    if isinstance(segment, LiteralSegment):
         return value.lower() == segment.text
     return segment.bind(value, values)
 
@@ -173,7 +173,7 @@ def _compile_segment(template: str, raw: str) -> Segment:
     if not raw:
         raise RouteTemplateError(f"Route {template!r}: empty path segment")
     if "{" not in raw and "}" not in raw:
-        return Literal(raw.lower())
+        return LiteralSegment(raw.lower())
     if not (raw.startswith("{") and raw.endswith("}")) or raw.count("{") != 1:
         raise RouteTemplateError(
             f"Route {template!r}: segment {raw!r} is not supported by devhost"

@@ -1,0 +1,225 @@
+"""`python -m devhost`: arguments, building the app from a project directory, serving."""
+
+from __future__ import annotations
+
+import logging
+import os
+import runpy
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import httpx
+import pytest
+import waitress
+
+from devhost import __main__ as cli
+from devhost import create_app
+
+FUNCTION_APP = """
+import os
+
+import azure.functions as func
+
+# Read at import time, as real apps read their settings: proves the settings came first.
+FROM_SETTINGS = os.environ.get("DEVHOST_TEST_SETTING", "missing")
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+
+@app.route(route="hello", methods=["GET", "POST"])
+def hello(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(FROM_SETTINGS)
+
+
+@app.route(route="any/{*rest}")
+def anything(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse("any")
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A Functions project directory as the working directory, with function_app.py."""
+    (tmp_path / "function_app.py").write_text(FUNCTION_APP, encoding="utf-8")
+    (tmp_path / "local.settings.json").write_text(
+        '{"Values": {"DEVHOST_TEST_SETTING": "from-local-settings"}}', encoding="utf-8"
+    )
+    (tmp_path / "host.json").write_text(
+        '{"version": "2.0", "extensions": {"http": {"routePrefix": "v1"}}}', encoding="utf-8"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("DEVHOST_TEST_SETTING", raising=False)
+    monkeypatch.delenv("DEVHOST_PORT", raising=False)
+    # Import this directory's function_app, never the repository's; afterwards drop ours
+    # (monkeypatch then puts back the repository's, if it had been imported before).
+    monkeypatch.delitem(sys.modules, "function_app", raising=False)
+    yield tmp_path
+    sys.modules.pop("function_app", None)
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Record waitress.serve calls instead of serving forever (and leave the database to
+    the tests of `prepare_database`)."""
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(cli, "prepare_database", lambda: None)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    monkeypatch.setattr(
+        waitress, "serve", lambda app, **kwargs: calls.append(kwargs | {"app": app})
+    )
+    return calls
+
+
+def test_defaults_are_core_tools_port_on_loopback(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("DEVHOST_PORT", raising=False)
+    args = cli.parse_args([])
+    assert (args.host, args.port) == ("127.0.0.1", 7071)
+
+
+def test_port_comes_from_the_environment_unless_given(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DEVHOST_PORT", "8001")
+    assert cli.parse_args([]).port == 8001
+    assert cli.parse_args(["--port", "8002"]).port == 8002
+
+
+def test_bad_port_is_a_usage_error(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DEVHOST_PORT", "seventy")
+    with pytest.raises(SystemExit):
+        cli.parse_args([])
+
+
+def test_build_loads_settings_before_importing_the_app(project: Path):
+    server = cli.build(["--port", "8123"])
+    assert (server.host, server.port) == ("127.0.0.1", 8123)
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=server.app), base_url="http://testserver"
+    ) as client:
+        response = client.get("/v1/hello")  # routePrefix from host.json
+    assert response.text == "from-local-settings"
+
+
+def test_describe_prints_core_tools_style_lines(project: Path):
+    server = cli.build([])
+    assert cli.describe(server) == [
+        "  hello: [GET,POST] http://localhost:7071/v1/hello",
+        "  anything: http://localhost:7071/v1/any/{*rest}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [
+        ("0.0.0.0", "localhost"),  # noqa: S104 - display only, nothing is bound here
+        ("::", "localhost"),
+        ("::1", "localhost"),
+        ("10.0.0.5", "10.0.0.5"),
+        ("dev.local", "dev.local"),
+    ],
+)
+def test_describe_shows_loopback_and_wildcard_as_localhost(project: Path, host: str, shown: str):
+    server = cli.build(["--host", host, "--port", "9000"])
+    assert cli.describe(server)[0] == f"  hello: [GET,POST] http://{shown}:9000/v1/hello"
+
+
+def test_main_lists_functions_and_serves_with_waitress(
+    project: Path, served: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
+):
+    with caplog.at_level(logging.INFO, logger="devhost"):
+        cli.main(["--port", "7999"])
+    [call] = served
+    assert call["host"] == "127.0.0.1"
+    assert call["port"] == 7999
+    assert call["threads"] == 8
+    assert [function.name for function in call["app"].functions] == ["hello", "anything"]
+    assert "  hello: [GET,POST] http://localhost:7999/v1/hello" in caplog.messages
+
+
+def test_python_dash_m_devhost_runs_main(
+    project: Path, served: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(sys, "argv", ["devhost", "--port", "7072"])
+    monkeypatch.delitem(sys.modules, "devhost.__main__")  # run it afresh, as `-m` would
+    runpy.run_module("devhost", run_name="__main__")
+    assert [call["port"] for call in served] == [7072]
+
+
+@pytest.fixture
+def live_server() -> Iterator[str]:
+    """A real waitress server on a free port in a thread, stopped from its own event loop."""
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="upload/{name}", methods=["POST"])
+    def upload(req: func.HttpRequest) -> func.HttpResponse:
+        response = func.HttpResponse(req.route_params["name"].encode() + b":" + req.get_body())
+        response.headers["Connection"] = "close"  # waitress refuses hop-by-hop headers from apps
+        return response
+
+    server = waitress.create_server(create_app(app), host="127.0.0.1", port=0, threads=2)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    server.trigger.pull_trigger(server.close)
+    thread.join(timeout=5)
+    server.task_dispatcher.shutdown()
+
+
+def test_waitress_serves_chunked_uploads_and_utf8_paths(live_server: str):
+    with httpx.Client(base_url=live_server) as client:
+        response = client.post("/api/upload/J%C3%BCrgen", content=iter([b"part1,", b"part2"]))
+        missing = client.get("/api/nothing")
+    assert response.status_code == 200
+    assert response.content == "Jürgen:part1,part2".encode()
+    assert missing.status_code == 404
+    assert missing.headers["x-request-id"]
+
+
+def test_prepare_database_migrates_the_configured_database(
+    make_database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    from api import migrations
+    from tests.conftest import use_settings
+
+    monkeypatch.setenv("DB_URI", make_database())
+    use_settings()
+    try:
+        with caplog.at_level(logging.INFO, logger="devhost"):
+            cli.prepare_database()
+        assert f"Database schema at {migrations.SCHEMA_HEAD}" in caplog.messages
+    finally:
+        monkeypatch.undo()
+        use_settings()
+
+
+def test_prepare_database_reports_an_unreachable_database(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    from tests.conftest import use_settings
+
+    monkeypatch.setenv("DB_URI", "postgresql://postgres@127.0.0.1:1/nowhere")
+    use_settings()
+    try:
+        cli.prepare_database()
+        assert any("Database not ready" in message for message in caplog.messages)
+    finally:
+        monkeypatch.undo()
+        use_settings()
+
+
+def test_prepare_database_starts_the_embedded_server_without_db_uri(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    from tests.conftest import use_settings
+
+    monkeypatch.delenv("DB_URI", raising=False)
+    try:
+        cli.prepare_database()
+        assert "/axly?" in os.environ["DB_URI"]
+    finally:
+        monkeypatch.undo()
+        use_settings()

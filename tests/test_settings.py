@@ -1,0 +1,45 @@
+"""Settings refuse what would make the API insecure, and parse what operators type."""
+
+import pytest
+from pydantic import ValidationError
+
+from api.settings import DEVELOPMENT_JWT_SECRET, Settings
+
+STRONG_SECRET = "s" * 32
+
+
+def make(**env: str) -> Settings:
+    return Settings(_env_file=None, **{"JWT_SECRET": STRONG_SECRET, **env})
+
+
+@pytest.mark.parametrize("secret", ["tiny-secret", "x" * 31])
+def test_short_jwt_secret_is_refused_without_echoing_it(secret: str) -> None:
+    with pytest.raises(ValidationError, match="at least 32 bytes") as error:
+        make(JWT_SECRET=secret, AXLY_ENV="development")
+    assert secret not in str(error.value)
+
+
+def test_missing_jwt_secret_is_refused() -> None:
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        make(JWT_SECRET="")
+
+
+def test_development_placeholder_is_refused_in_production_only() -> None:
+    with pytest.raises(ValidationError, match="placeholder"):
+        make(JWT_SECRET=DEVELOPMENT_JWT_SECRET, AXLY_ENV="production")
+    assert make(JWT_SECRET=DEVELOPMENT_JWT_SECRET, AXLY_ENV="development").jwt_secret
+
+
+def test_production_is_the_default_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AXLY_ENV")
+    assert make().environment == "production"
+
+
+def test_cors_origins_are_split_and_normalised() -> None:
+    settings = make(CORS_ALLOWED_ORIGINS=" https://app.axly.pro/ ,http://localhost:19006,")
+    assert settings.cors_allowed_origins == ["https://app.axly.pro", "http://localhost:19006"]
+
+
+def test_cors_wildcard_is_refused() -> None:
+    with pytest.raises(ValidationError, match="exact allowlist"):
+        make(CORS_ALLOWED_ORIGINS="*")

@@ -1,0 +1,234 @@
+"""The start-up schema check (api.db.schema_status): it migrates an empty or outdated
+database, refuses to serve when migrations are off, survives a dead database, stays off
+Alembic when nothing is to do, and lets many instances start at once on one database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.pool import NullPool
+
+from api import db, migrations
+from api.errors import ServiceUnavailableError
+from api.settings import get_settings
+from tests.conftest import TEST_JWT_SECRET, use_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# What a fresh API process does on its first request.
+STARTUP_SCRIPT = """
+import json, sys
+from api import db
+status = db.schema_status()
+print(json.dumps({
+    "ready": status.ready,
+    "upgraded": status.upgraded,
+    "revision": status.revision,
+    "error": status.error,
+    "alembic_imported": "alembic" in sys.modules,
+}))
+"""
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Switch the app's settings for this test; the previous ones (and a fresh engine and
+    schema check) are back afterwards."""
+
+    def apply(**env: str) -> None:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        use_settings(**env)
+
+    yield apply
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    db.dispose_engine()
+
+
+def revision_in(uri: str) -> str | None:
+    engine = create_engine(uri, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return migrations.current_revision(conn)
+    finally:
+        engine.dispose()
+
+
+def table_names(uri: str) -> set[str]:
+    engine = create_engine(uri, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def migrate(uri: str, revision: str = "head") -> None:
+    from alembic import command
+
+    engine = create_engine(uri, poolclass=NullPool)
+    with engine.connect() as conn:
+        command.upgrade(migrations.alembic_config(conn), revision)
+        conn.commit()
+    engine.dispose()
+
+
+def process_env(uri: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DB_URI": uri,
+        "JWT_SECRET": TEST_JWT_SECRET,
+        "AXLY_ENV": "test",
+        "DB_MIGRATE_ON_STARTUP": "true",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def start_api_process(uri: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", STARTUP_SCRIPT],
+        cwd=ROOT,
+        env=process_env(uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def report_of(process: subprocess.Popen[str]) -> dict:
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_empty_database_is_migrated_to_head_on_first_check(make_database, settings):
+    uri = make_database()
+    settings(DB_URI=uri)
+
+    status = db.schema_status()
+
+    assert status.ready, status.error
+    assert status.upgraded
+    assert status.revision == migrations.SCHEMA_HEAD
+    assert revision_in(uri) == migrations.SCHEMA_HEAD
+    assert {"users", "vehicles", "conversations", "chat_messages"} <= table_names(uri)
+    assert db.get_bind() is db.get_engine()
+
+
+def test_outdated_database_is_brought_to_head_keeping_its_rows(make_database, settings):
+    uri = make_database()
+    migrate(uri, "03_conv_vehicle_fk")
+    engine = create_engine(uri, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (email, password_hash) VALUES ('old@x.io', 'h')"))
+    settings(DB_URI=uri)
+
+    status = db.schema_status()
+
+    assert status.ready, status.error
+    assert status.upgraded
+    with engine.connect() as conn:
+        emails = conn.execute(text("SELECT email FROM users")).scalars().all()
+    engine.dispose()
+    assert emails == ["old@x.io"]
+
+
+def test_with_migrations_off_an_empty_database_is_left_alone_and_not_served(
+    make_database, settings
+):
+    uri = make_database()
+    settings(DB_URI=uri, DB_MIGRATE_ON_STARTUP="false")
+
+    status = db.schema_status()
+
+    assert not status.ready
+    assert not status.upgraded
+    assert status.error == "The database has not been migrated"
+    assert table_names(uri) == set()
+    with pytest.raises(ServiceUnavailableError) as raised:
+        db.get_bind()
+    assert raised.value.status == 503
+    assert raised.value.code == "database_unavailable"
+    assert "has not been migrated" in raised.value.detail
+
+
+def test_unreachable_database_gives_an_error_status_instead_of_raising(settings):
+    settings(DB_URI="postgresql+psycopg://postgres@127.0.0.1:1/x")
+
+    status = db.schema_status()
+
+    assert not status.ready
+    assert status.error == "The database is unreachable or could not be migrated"
+    with pytest.raises(ServiceUnavailableError, match="unreachable"):
+        db.get_bind()
+
+
+def test_a_database_at_head_is_checked_without_importing_alembic(make_database):
+    uri = make_database()
+    migrate(uri)
+
+    report = report_of(start_api_process(uri))
+
+    assert report["ready"], report["error"]
+    assert not report["upgraded"]
+    assert report["alembic_imported"] is False
+
+
+def _waiting_for_migration_lock(conn) -> int:
+    return conn.execute(
+        text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND objid::bigint = :key"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ),
+        {"key": migrations.MIGRATION_LOCK_KEY},
+    ).scalar_one()
+
+
+@pytest.mark.slow
+def test_instances_starting_together_migrate_once(make_database):
+    """Four API processes start on one empty database. The test holds the migration lock
+    until all four are queued on it, so they really do contend; then exactly one of them
+    migrates and every one of them comes up ready."""
+    uri = make_database()
+    engine = create_engine(uri, poolclass=NullPool)
+    with engine.connect() as lock_holder:
+        lock_holder.execute(
+            text("SELECT pg_advisory_lock(:key)"), {"key": migrations.MIGRATION_LOCK_KEY}
+        )
+        lock_holder.commit()
+        processes = [start_api_process(uri) for _ in range(4)]
+        try:
+            deadline = time.monotonic() + 30
+            while _waiting_for_migration_lock(lock_holder) < 4:
+                lock_holder.commit()
+                exited = [p for p in processes if p.poll() is not None]
+                assert not exited, exited[0].communicate()
+                assert time.monotonic() < deadline, "the processes never queued on the lock"
+                time.sleep(0.02)
+            lock_holder.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": migrations.MIGRATION_LOCK_KEY}
+            )
+            lock_holder.commit()
+            reports = [report_of(p) for p in processes]
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.communicate()
+
+    assert all(r["ready"] for r in reports), reports
+    assert sum(r["upgraded"] for r in reports) == 1, reports
+    with engine.connect() as conn:
+        versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    engine.dispose()
+    assert versions == [migrations.SCHEMA_HEAD]
