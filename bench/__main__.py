@@ -32,13 +32,16 @@ print(json.dumps({"ms": elapsed * 1000, "loaded": [m for m in %r if m in sys.mod
 def cold_start() -> None:
     env = os.environ | {"JWT_SECRET": os.environ.get("JWT_SECRET", "b" * 40)}
     runs = [
-        json.loads(subprocess.check_output([sys.executable, "-c", _COLD_START % (HEAVY_MODULES,)],
-                                           env=env))
+        json.loads(
+            subprocess.check_output([sys.executable, "-c", _COLD_START % (HEAVY_MODULES,)], env=env)
+        )
         for _ in range(COLD_START_RUNS)
     ]
     timings = sorted(run["ms"] for run in runs)
-    print(f"cold start (import + index): median {statistics.median(timings):.0f} ms, "
-          f"min {timings[0]:.0f} ms over {COLD_START_RUNS} runs")
+    print(
+        f"cold start (import + index): median {statistics.median(timings):.0f} ms, "
+        f"min {timings[0]:.0f} ms over {COLD_START_RUNS} runs"
+    )
     print(f"heavy modules loaded at start-up: {runs[0]['loaded'] or 'none'}")
 
 
@@ -63,8 +66,10 @@ def request_latency() -> None:
                 samples.append((time.perf_counter() - started) * 1000)
             samples.sort()
             p95 = samples[int(len(samples) * 0.95)]
-            print(f"GET /api{path}: median {statistics.median(samples):.2f} ms, "
-                  f"p95 {p95:.2f} ms over {REQUESTS_PER_ROUTE} requests")
+            print(
+                f"GET /api{path}: median {statistics.median(samples):.2f} ms, "
+                f"p95 {p95:.2f} ms over {REQUESTS_PER_ROUTE} requests"
+            )
 
 
 if __name__ == "__main__":

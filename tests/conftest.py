@@ -72,6 +72,21 @@ def use_settings(**env: str) -> None:
     db.dispose_engine()
 
 
+@pytest.fixture
+def override_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Switch settings for one test, e.g. `override_settings(DB_URI="...")`; the previous
+    ones (with a fresh engine and schema check) are back afterwards."""
+
+    def apply(**env: str) -> None:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        use_settings()
+
+    yield apply
+    monkeypatch.undo()
+    use_settings()
+
+
 @pytest.fixture(scope="session")
 def database_uri(make_database: Callable[..., str]) -> Iterator[str]:
     """The run's database, migrated to head once through Alembic, as the app does it."""

@@ -12,7 +12,6 @@ from api.endpoints import Reply, Request, Router
 from api.errors import ConflictError
 from api.schemas.common import InputModel, OutputModel, Pagination
 from devhost.host import create_app
-from tests.conftest import use_settings
 
 router = Router("test")
 
@@ -128,19 +127,12 @@ def test_oversize_body_is_413(api: httpx.Client) -> None:
     assert "2048" in body["detail"]
 
 
-def test_global_body_cap_applies_to_every_route(
-    api: httpx.Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_global_body_cap_applies_to_every_route(api: httpx.Client, override_settings) -> None:
     url = "/widgets/3f2504e0-4f89-11d3-9a0c-0305e82c3301"
     padded = {"name": "bolt", "size": 1, "pad": " " * 1500}
     assert api.put(url, json=padded).status_code == 422  # under the default 1 MB cap
-    monkeypatch.setenv("MAX_BODY_BYTES", "1024")
-    use_settings()
-    try:
-        assert_problem(api.put(url, json=padded), 413, "payload_too_large")
-    finally:
-        monkeypatch.undo()
-        use_settings()
+    override_settings(MAX_BODY_BYTES="1024")
+    assert_problem(api.put(url, json=padded), 413, "payload_too_large")
 
 
 def test_validation_errors_name_each_field(api: httpx.Client) -> None:

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from api import db, migrations
 from api.errors import ServiceUnavailableError
-from api.settings import get_settings
-from tests.conftest import TEST_JWT_SECRET, use_settings
+from tests.conftest import TEST_JWT_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,22 +34,6 @@ print(json.dumps({
     "alembic_imported": "alembic" in sys.modules,
 }))
 """
-
-
-@pytest.fixture
-def settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
-    """Switch the app's settings for this test; the previous ones (and a fresh engine and
-    schema check) are back afterwards."""
-
-    def apply(**env: str) -> None:
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        use_settings(**env)
-
-    yield apply
-    monkeypatch.undo()
-    get_settings.cache_clear()
-    db.dispose_engine()
 
 
 def revision_in(uri: str) -> str | None:
@@ -110,9 +92,9 @@ def report_of(process: subprocess.Popen[str]) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_empty_database_is_migrated_to_head_on_first_check(make_database, settings):
+def test_empty_database_is_migrated_to_head_on_first_check(make_database, override_settings):
     uri = make_database()
-    settings(DB_URI=uri)
+    override_settings(DB_URI=uri)
 
     status = db.schema_status()
 
@@ -124,13 +106,13 @@ def test_empty_database_is_migrated_to_head_on_first_check(make_database, settin
     assert db.get_bind() is db.get_engine()
 
 
-def test_outdated_database_is_brought_to_head_keeping_its_rows(make_database, settings):
+def test_outdated_database_is_brought_to_head_keeping_its_rows(make_database, override_settings):
     uri = make_database()
     migrate(uri, "03_conv_vehicle_fk")
     engine = create_engine(uri, poolclass=NullPool)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO users (email, password_hash) VALUES ('old@x.io', 'h')"))
-    settings(DB_URI=uri)
+    override_settings(DB_URI=uri)
 
     status = db.schema_status()
 
@@ -143,10 +125,10 @@ def test_outdated_database_is_brought_to_head_keeping_its_rows(make_database, se
 
 
 def test_with_migrations_off_an_empty_database_is_left_alone_and_not_served(
-    make_database, settings
+    make_database, override_settings
 ):
     uri = make_database()
-    settings(DB_URI=uri, DB_MIGRATE_ON_STARTUP="false")
+    override_settings(DB_URI=uri, DB_MIGRATE_ON_STARTUP="false")
 
     status = db.schema_status()
 
@@ -161,8 +143,8 @@ def test_with_migrations_off_an_empty_database_is_left_alone_and_not_served(
     assert "has not been migrated" in raised.value.detail
 
 
-def test_unreachable_database_gives_an_error_status_instead_of_raising(settings):
-    settings(DB_URI="postgresql+psycopg://postgres@127.0.0.1:1/x")
+def test_unreachable_database_gives_an_error_status_instead_of_raising(override_settings):
+    override_settings(DB_URI="postgresql+psycopg://postgres@127.0.0.1:1/x")
 
     status = db.schema_status()
 

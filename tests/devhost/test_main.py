@@ -180,46 +180,25 @@ def test_waitress_serves_chunked_uploads_and_utf8_paths(live_server: str):
 
 
 def test_prepare_database_migrates_the_configured_database(
-    make_database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    make_database, override_settings, caplog: pytest.LogCaptureFixture
 ):
     from api import migrations
-    from tests.conftest import use_settings
 
-    monkeypatch.setenv("DB_URI", make_database())
-    use_settings()
-    try:
-        with caplog.at_level(logging.INFO, logger="devhost"):
-            cli.prepare_database()
-        assert f"Database schema at {migrations.SCHEMA_HEAD}" in caplog.messages
-    finally:
-        monkeypatch.undo()
-        use_settings()
+    override_settings(DB_URI=make_database())
+    with caplog.at_level(logging.INFO, logger="devhost"):
+        cli.prepare_database()
+    assert f"Database schema at {migrations.SCHEMA_HEAD}" in caplog.messages
 
 
 def test_prepare_database_reports_an_unreachable_database(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    override_settings, caplog: pytest.LogCaptureFixture
 ):
-    from tests.conftest import use_settings
-
-    monkeypatch.setenv("DB_URI", "postgresql://postgres@127.0.0.1:1/nowhere")
-    use_settings()
-    try:
-        cli.prepare_database()
-        assert any("Database not ready" in message for message in caplog.messages)
-    finally:
-        monkeypatch.undo()
-        use_settings()
+    override_settings(DB_URI="postgresql://postgres@127.0.0.1:1/nowhere")
+    cli.prepare_database()
+    assert any("Database not ready" in message for message in caplog.messages)
 
 
-def test_prepare_database_starts_the_embedded_server_without_db_uri(
-    monkeypatch: pytest.MonkeyPatch,
-):
-    from tests.conftest import use_settings
-
-    monkeypatch.delenv("DB_URI", raising=False)
-    try:
-        cli.prepare_database()
-        assert "/axly?" in os.environ["DB_URI"]
-    finally:
-        monkeypatch.undo()
-        use_settings()
+def test_prepare_database_starts_the_embedded_server_without_db_uri(override_settings):
+    override_settings(DB_URI="")
+    cli.prepare_database()
+    assert "/axly?" in os.environ["DB_URI"]

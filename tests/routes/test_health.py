@@ -1,10 +1,8 @@
 """GET /api/health, the OpenAPI document and the docs page."""
 
 import httpx
-import pytest
 
 from api import migrations
-from tests.conftest import use_settings
 
 
 def test_health_ok_when_database_answers_at_head(client: httpx.Client) -> None:
@@ -17,36 +15,23 @@ def test_health_ok_when_database_answers_at_head(client: httpx.Client) -> None:
     assert body["version"]
 
 
-def test_health_503_when_database_unreachable(
-    client: httpx.Client, database_uri: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DB_URI", "postgresql://postgres@127.0.0.1:1/nowhere")
-    use_settings()
-    try:
-        response = client.get("/health")
-        assert response.status_code == 503
-        body = response.json()
-        assert body["status"] == "error"
-        assert body["database"] == "unreachable"
-        assert body["schema"] is None
-        assert "127.0.0.1" not in response.text  # no connection details leak
-    finally:
-        monkeypatch.setenv("DB_URI", database_uri)
-        use_settings()
+def test_health_503_when_database_unreachable(client: httpx.Client, override_settings) -> None:
+    override_settings(DB_URI="postgresql://postgres@127.0.0.1:1/nowhere")
+    response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "error"
+    assert body["database"] == "unreachable"
+    assert body["schema"] is None
+    assert "127.0.0.1" not in response.text  # no connection details leak
 
 
-def test_health_503_when_database_not_configured(
-    client: httpx.Client, database_uri: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DB_URI", "")
-    use_settings()
-    try:
-        body = client.get("/health").json()
-        assert body["database"] == "not_configured"
-        assert "DB_URI" in body["detail"]
-    finally:
-        monkeypatch.setenv("DB_URI", database_uri)
-        use_settings()
+def test_health_503_when_database_not_configured(client: httpx.Client, override_settings) -> None:
+    override_settings(DB_URI="")
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["database"] == "not_configured"
+    assert "DB_URI" in response.json()["detail"]
 
 
 def test_openapi_document_lists_every_operation(client: httpx.Client, indexed_functions) -> None:
