@@ -230,3 +230,17 @@ def test_wrong_method_on_known_path_is_405(api: httpx.Client) -> None:
 
 def test_routes_match_case_insensitively(api: httpx.Client) -> None:
     assert api.get("/WIDGETS", params={"limit": 2}).status_code == 200
+
+
+def test_log_records_carry_the_request_id(
+    api: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    from api.utils.logs import configure_logging
+
+    configure_logging()
+    with caplog.at_level("INFO", logger="api"):
+        response = api.post("/widgets", json={"name": "taken", "size": 1})
+    request_id = response.headers["X-Request-ID"]
+    records = [r for r in caplog.records if r.name == "api.http"]
+    assert records
+    assert all(record.request_id == request_id for record in records)
