@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -21,7 +21,7 @@ from api.schemas.common import Pagination
 from api.schemas.vehicles import ModCreate, VehicleCreate
 from api.settings import get_settings
 
-T = TypeVar("T")
+T = TypeVar("T", Vehicle, VehicleMod)
 
 
 @dataclass(frozen=True)
@@ -33,19 +33,19 @@ class Listing(Generic[T]):
 
 
 def list_vehicles(*, session: Session, user: User, page: Pagination) -> Listing[Vehicle]:
-    return _newest_first(session, select(Vehicle).where(Vehicle.user_id == user.id), page)
+    return _newest_first(session, Vehicle, Vehicle.user_id == user.id, page)
 
 
 def get_vehicle(*, session: Session, user: User, vehicle_id: uuid.UUID) -> Vehicle:
     """The vehicle with its mods (newest first), loaded by one more statement."""
-    return _find_vehicle(session, user, vehicle_id, load_mods=True)
+    query = _owned_vehicle(user, vehicle_id).options(selectinload(Vehicle.mods))
+    return _vehicle_or_404(session, query)
 
 
 def create_vehicle(*, session: Session, user: User, data: VehicleCreate) -> Vehicle:
-    _lock_parent_row(session, select(User).where(User.id == user.id))
+    session.execute(_locked_for_cap_check(select(User.id).where(User.id == user.id)))
     _check_cap(
-        session,
-        select(Vehicle).where(Vehicle.user_id == user.id),
+        _count(session, Vehicle, Vehicle.user_id == user.id),
         limit=get_settings().max_vehicles_per_user,
         message="An account can keep at most {limit} vehicles; delete one to add another",
         code="vehicle_limit_reached",
@@ -60,44 +60,37 @@ def update_vehicle(
     *, session: Session, user: User, vehicle_id: uuid.UUID, changes: dict[str, Any]
 ) -> Vehicle:
     """Apply validated field values (a VehicleUpdate's set fields, or a whole VehicleReplace)."""
-    vehicle = _find_vehicle(session, user, vehicle_id)
+    vehicle = _vehicle_or_404(session, _owned_vehicle(user, vehicle_id))
     _assign(vehicle, changes)
     _flush_checking_vin(session)
     return vehicle
 
 
 def delete_vehicle(*, session: Session, user: User, vehicle_id: uuid.UUID) -> None:
-    """The database deletes its mods and detaches conversations that mention it."""
-    session.delete(_find_vehicle(session, user, vehicle_id))
+    """The database deletes its mods and unlinks the conversations that mention it."""
+    session.delete(_vehicle_or_404(session, _owned_vehicle(user, vehicle_id)))
     session.flush()
 
 
 def list_mods(
     *, session: Session, user: User, vehicle_id: uuid.UUID, page: Pagination
 ) -> Listing[VehicleMod]:
-    vehicle = _find_vehicle(session, user, vehicle_id)
-    return _newest_first(
-        session, select(VehicleMod).where(VehicleMod.vehicle_id == vehicle.id), page
-    )
+    vehicle = _vehicle_or_404(session, _owned_vehicle(user, vehicle_id))
+    return _newest_first(session, VehicleMod, VehicleMod.vehicle_id == vehicle.id, page)
 
 
 def get_mod(
     *, session: Session, user: User, vehicle_id: uuid.UUID, mod_id: uuid.UUID
 ) -> VehicleMod:
-    return _find_mod(session, user, vehicle_id, mod_id)
+    return _mod_or_404(session, user, vehicle_id, mod_id)
 
 
 def create_mod(
     *, session: Session, user: User, vehicle_id: uuid.UUID, data: ModCreate
 ) -> VehicleMod:
-    vehicle = _lock_parent_row(
-        session, select(Vehicle).where(Vehicle.id == vehicle_id, Vehicle.user_id == user.id)
-    )
-    if vehicle is None:
-        raise NotFoundError("No such vehicle")
+    vehicle = _vehicle_or_404(session, _locked_for_cap_check(_owned_vehicle(user, vehicle_id)))
     _check_cap(
-        session,
-        select(VehicleMod).where(VehicleMod.vehicle_id == vehicle.id),
+        _count(session, VehicleMod, VehicleMod.vehicle_id == vehicle.id),
         limit=get_settings().max_mods_per_vehicle,
         message="A vehicle can have at most {limit} mods; delete one to add another",
         code="mod_limit_reached",
@@ -117,30 +110,32 @@ def update_mod(
     changes: dict[str, Any],
 ) -> VehicleMod:
     """Apply validated field values (a ModUpdate's set fields, or a whole ModReplace)."""
-    mod = _find_mod(session, user, vehicle_id, mod_id)
+    mod = _mod_or_404(session, user, vehicle_id, mod_id)
     _assign(mod, changes)
     session.flush()
     return mod
 
 
 def delete_mod(*, session: Session, user: User, vehicle_id: uuid.UUID, mod_id: uuid.UUID) -> None:
-    session.delete(_find_mod(session, user, vehicle_id, mod_id))
+    session.delete(_mod_or_404(session, user, vehicle_id, mod_id))
     session.flush()
 
 
-def _find_vehicle(
-    session: Session, user: User, vehicle_id: uuid.UUID, *, load_mods: bool = False
-) -> Vehicle:
-    query = select(Vehicle).where(Vehicle.id == vehicle_id, Vehicle.user_id == user.id)
-    if load_mods:
-        query = query.options(selectinload(Vehicle.mods))
+def _owned_vehicle(user: User, vehicle_id: uuid.UUID) -> Select[tuple[Vehicle]]:
+    return select(Vehicle).where(Vehicle.id == vehicle_id, Vehicle.user_id == user.id)
+
+
+def _vehicle_or_404(session: Session, query: Select[tuple[Vehicle]]) -> Vehicle:
     vehicle = session.scalar(query)
     if vehicle is None:
         raise NotFoundError("No such vehicle")
     return vehicle
 
 
-def _find_mod(session: Session, user: User, vehicle_id: uuid.UUID, mod_id: uuid.UUID) -> VehicleMod:
+def _mod_or_404(
+    session: Session, user: User, vehicle_id: uuid.UUID, mod_id: uuid.UUID
+) -> VehicleMod:
+    """The mod only if it belongs to that vehicle and the vehicle to the user."""
     mod = session.scalar(
         select(VehicleMod)
         .join(VehicleMod.vehicle)
@@ -155,31 +150,35 @@ def _find_mod(session: Session, user: User, vehicle_id: uuid.UUID, mod_id: uuid.
     return mod
 
 
-def _newest_first(session: Session, query: Select[tuple[T]], page: Pagination) -> Listing[T]:
-    entity = query.column_descriptions[0]["entity"]
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+def _count(session: Session, entity: type[T], where: ColumnElement[bool]) -> int:
+    return session.scalar(select(func.count()).select_from(entity).where(where)) or 0
+
+
+def _newest_first(
+    session: Session, entity: type[T], where: ColumnElement[bool], page: Pagination
+) -> Listing[T]:
     items = session.scalars(
-        query.order_by(entity.created_at.desc(), entity.id.desc())
+        select(entity)
+        .where(where)
+        .order_by(entity.created_at.desc(), entity.id.desc())
         .limit(page.limit)
         .offset(page.offset)
     )
-    return Listing(items=list(items), total=total)
+    return Listing(items=list(items), total=_count(session, entity, where))
 
 
-def _lock_parent_row(session: Session, query: Select[tuple[T]]) -> T | None:
+def _locked_for_cap_check(query: Select) -> Select:
     """Caps are checked by counting and then inserting, so two concurrent requests could both
     count limit - 1 and both insert. Locking the parent row first (the user for vehicles, the
     vehicle for mods) makes such requests take turns: the second waits until the first
     commits, and its count (a new snapshot under READ COMMITTED) then includes the first's
     row. FOR NO KEY UPDATE rather than FOR UPDATE: it conflicts with itself but not with the
-    KEY SHARE lock that inserting a row referencing the parent takes (e.g. a conversation)."""
-    return session.scalar(query.with_for_update(key_share=True))
+    KEY SHARE lock taken by inserting a row that references the parent (a conversation, say),
+    so it blocks nothing else."""
+    return query.with_for_update(key_share=True)
 
 
-def _check_cap(
-    session: Session, owned: Select[tuple[T]], *, limit: int, message: str, code: str
-) -> None:
-    count = session.scalar(select(func.count()).select_from(owned.subquery())) or 0
+def _check_cap(count: int, *, limit: int, message: str, code: str) -> None:
     if count >= limit:
         raise ConflictError(message.format(limit=limit), code=code)
 
@@ -191,14 +190,11 @@ def _assign(row: Vehicle | VehicleMod, changes: dict[str, Any]) -> None:
 
 def _flush_checking_vin(session: Session) -> None:
     """The unique index is what keeps VINs unique (two requests may race); its violation
-    becomes a 409 and the request's transaction is rolled back."""
+    becomes a 409, and the request's transaction is rolled back by the caller."""
     try:
         session.flush()
     except IntegrityError as error:
-        if getattr(error.orig, "diag", None) and error.orig.diag.constraint_name == (
-            VIN_PER_USER_INDEX
-        ):
-            raise ConflictError(
-                "You already have a vehicle with this VIN", code="vin_taken"
-            ) from None
-        raise
+        violated = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+        if violated != VIN_PER_USER_INDEX:
+            raise
+        raise ConflictError("You already have a vehicle with this VIN", code="vin_taken") from None
