@@ -47,7 +47,7 @@ def _blank_is_null(value: str) -> str | None:
     return value or None
 
 
-def latest_model_year() -> int:
+def _latest_model_year() -> int:
     """Next calendar year (UTC): new models go on sale the year before their model year."""
     return datetime.now(UTC).year + 1
 
@@ -56,7 +56,7 @@ def _year(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise PydanticCustomError("year_type", "Send the year as a number or a string, e.g. 2004")
     text = str(value).strip()
-    latest = latest_model_year()
+    latest = _latest_model_year()
     if not _FOUR_DIGITS.fullmatch(text) or not FIRST_CAR_YEAR <= int(text) <= latest:
         raise PydanticCustomError(
             "year_range",
