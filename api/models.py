@@ -41,6 +41,11 @@ def _created_at() -> Mapped[datetime]:
     return mapped_column(server_default=text("now()"), default=utcnow)
 
 
+def _updated_at() -> Mapped[datetime]:
+    """Set by the ORM on every UPDATE it issues (bulk UPDATE statements must set it too)."""
+    return mapped_column(server_default=text("now()"), default=utcnow, onupdate=utcnow)
+
+
 class User(Base):
     __tablename__ = "users"
 
@@ -64,25 +69,44 @@ class EmailVerification(Base):
     created_at: Mapped[datetime] = _created_at()
 
 
+VIN_PER_USER_INDEX = "uq_vehicles_user_vin"
+
+
 class Vehicle(Base):
     __tablename__ = "vehicles"
-    __table_args__ = (Index("ix_vehicle_user", "user_id"),)
+    __table_args__ = (
+        Index("ix_vehicle_user", "user_id"),
+        Index(
+            VIN_PER_USER_INDEX,
+            "user_id",
+            "vin",
+            unique=True,
+            postgresql_where=text("vin IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = _id()
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     make: Mapped[str]
     model: Mapped[str]
-    year: Mapped[str]
+    year: Mapped[str]  # four digits; TEXT since the seed schema
+    submodel: Mapped[str | None]
+    vin: Mapped[str | None]
+    nickname: Mapped[str | None]
     created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
 
     user: Mapped[User | None] = relationship(back_populates="vehicles")
     mods: Mapped[list[VehicleMod]] = relationship(
-        back_populates="vehicle", passive_deletes=True, order_by="VehicleMod.created_at"
+        back_populates="vehicle",
+        passive_deletes=True,
+        order_by="(VehicleMod.created_at.desc(), VehicleMod.id.desc())",
     )
 
 
 class VehicleMod(Base):
     __tablename__ = "vehicle_mods"
+    __table_args__ = (Index("ix_vehicle_mods_vehicle", "vehicle_id"),)
 
     id: Mapped[uuid.UUID] = _id()
     vehicle_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -92,6 +116,7 @@ class VehicleMod(Base):
     description: Mapped[str | None]
     installed_on: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
 
     vehicle: Mapped[Vehicle | None] = relationship(back_populates="mods")
 
@@ -102,7 +127,10 @@ class Conversation(Base):
 
     id: Mapped[uuid.UUID] = _id()
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    vehicle_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("vehicles.id"))
+    # SET NULL: a conversation keeps its history when the vehicle it was about is deleted.
+    vehicle_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("vehicles.id", ondelete="SET NULL", name="fk_conversations_vehicle_id")
+    )
     title: Mapped[str | None]
     created_at: Mapped[datetime] = _created_at()
 

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, alias="MAX_BODY_BYTES", ge=1024)
     app_version: str = Field("0.1.0", alias="APP_VERSION")
 
+    # Garage: caps per account, so one user (or a runaway client) cannot grow without bound.
+    max_vehicles_per_user: int = Field(50, alias="MAX_VEHICLES_PER_USER", ge=1, le=10_000)
+    max_mods_per_vehicle: int = Field(200, alias="MAX_MODS_PER_VEHICLE", ge=1, le=10_000)
+
     @field_validator("cors_allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -13,6 +13,10 @@ EXPECTED_ROUTES = {
     "health": {"GET"},
     "openapi.json": {"GET"},
     "docs": {"GET"},
+    "vehicles": {"GET", "POST"},
+    "vehicles/{vehicle_id}": {"GET", "PATCH", "PUT", "DELETE"},
+    "vehicles/{vehicle_id}/mods": {"GET", "POST"},
+    "vehicles/{vehicle_id}/mods/{mod_id}": {"GET", "PATCH", "PUT", "DELETE"},
 }
 
 
