@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from functools import cache
 from types import SimpleNamespace
 
 import httpx
@@ -123,8 +124,8 @@ def session(connection: Connection) -> Iterator[Session]:
         yield db_session
 
 
-@pytest.fixture(scope="session")
-def indexed_functions() -> list:
+@cache
+def index_function_app() -> list:
     """`function_app.app.get_functions()`, called once per run as the worker does (a second
     call on the same app raises)."""
     from function_app import app
@@ -132,11 +133,22 @@ def indexed_functions() -> list:
     return app.get_functions()
 
 
-@pytest.fixture(scope="session")
-def wsgi_app(indexed_functions: list):
+@cache
+def local_host():
+    """The local Functions host (WSGI) serving the real app, built once per run."""
     from devhost.host import create_app
 
-    return create_app(SimpleNamespace(get_functions=lambda: indexed_functions))
+    return create_app(SimpleNamespace(get_functions=index_function_app))
+
+
+@pytest.fixture(scope="session")
+def indexed_functions() -> list:
+    return index_function_app()
+
+
+@pytest.fixture(scope="session")
+def wsgi_app():
+    return local_host()
 
 
 @pytest.fixture
