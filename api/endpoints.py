@@ -98,7 +98,8 @@ class Operation:
     auth: bool = True
     db: bool = True
     errors: tuple[int, ...] = ()
-    max_body_bytes: int | None = None
+    # A cap above MAX_BODY_BYTES; a callable reads it from settings at request time.
+    max_body_bytes: int | Callable[[], int] | None = None
     content_types: tuple[str, ...] = (JSON,)
     response_mimetype: str = JSON
     description: str | None = None
@@ -266,7 +267,8 @@ def media_type(req: func.HttpRequest) -> str:
 
 def _parse_body(op: Operation, req: func.HttpRequest) -> BaseModel:
     raw = req.get_body() or b""
-    limit = op.max_body_bytes or get_settings().max_body_bytes
+    limit = op.max_body_bytes() if callable(op.max_body_bytes) else op.max_body_bytes
+    limit = limit or get_settings().max_body_bytes
     if len(raw) > limit:
         raise PayloadTooLargeError(f"The request body is larger than {limit} bytes")
     mime = media_type(req)
