@@ -13,6 +13,10 @@ EXPECTED_ROUTES = {
     "health": {"GET"},
     "openapi.json": {"GET"},
     "docs": {"GET"},
+    "diagnose2": {"POST"},
+    "Diagnose": {"GET", "POST"},
+    "conversations": {"GET"},
+    "conversations/{conversation_id}": {"GET", "PATCH", "DELETE"},
 }
 
 
