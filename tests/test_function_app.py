@@ -41,11 +41,12 @@ def test_every_function_is_anonymous_with_unique_name_and_explicit_route(
     indexed_functions: list[func.Function],
 ) -> None:
     names = [f.get_function_name() for f in indexed_functions]
-    assert len(names) == len(set(n.lower() for n in names))
+    assert len(names) == len({n.lower() for n in names})
     for function in indexed_functions:
         trigger = http_trigger(function)
         assert trigger.auth_level == func.AuthLevel.ANONYMOUS
-        assert trigger.route and trigger.methods
+        assert trigger.route
+        assert trigger.methods
         assert not trigger.route.lower().startswith("admin")  # reserved by the host
 
 

@@ -690,3 +690,13 @@ def test_half_configured_azure_is_not_configured(
         response = client.post("/diagnose2", headers=auth_headers(user), json={"q": "hello"})
     assert response.status_code == 503
     assert response.json()["code"] == "ai_not_configured"
+
+
+def test_diagnose_body_cap_comes_from_its_setting(
+    client: httpx.Client, openai: FakeOpenAI, user: User
+) -> None:
+    with openai_settings(DIAGNOSE_MAX_BODY_BYTES="2048"):
+        response = client.post("/diagnose2", headers=auth_headers(user), json={"q": "x" * 3000})
+    assert response.status_code == 413
+    assert "2048" in response.json()["detail"]
+    assert openai.untouched
