@@ -98,7 +98,8 @@ class Operation:
     auth: bool = True
     db: bool = True
     errors: tuple[int, ...] = ()
-    max_body_bytes: int | None = None
+    # A cap above MAX_BODY_BYTES; a callable reads it from settings at request time.
+    max_body_bytes: int | Callable[[], int] | None = None
     content_types: tuple[str, ...] = (JSON,)
     response_mimetype: str = JSON
     description: str | None = None
@@ -210,20 +211,24 @@ def dispatch(req: func.HttpRequest, by_method: dict[str, Operation]) -> func.Htt
 
 
 def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResponse:
-    request = Request(
-        http=req,
-        request_id=request_id,
-        route=_route_values(op, req.route_params),
-        query=_validate(op.query, dict(req.params), "query") if op.query else None,
-        body=_parse_body(op, req) if op.body else None,
-    )
+    """Authenticate first (a caller without a valid token learns nothing about ids or
+    bodies), then validate the route, query and body, then run the handler."""
     token = _bearer_token(req) if op.auth else None  # refused before touching the database
     with _unit_of_work(op) as session:
-        request.session = session
+        user = None
         if token is not None:
             from api.services.auth import authenticate
 
-            request.user = authenticate(session=session, token=token)
+            user = authenticate(session=session, token=token)
+        request = Request(
+            http=req,
+            request_id=request_id,
+            route=_route_values(op, req.route_params),
+            query=_validate(op.query, dict(req.params), "query") if op.query else None,
+            body=_parse_body(op, req) if op.body else None,
+            session=session,
+            user=user,
+        )
         return _serialise(op, op.handler(request))
 
 
@@ -266,7 +271,8 @@ def media_type(req: func.HttpRequest) -> str:
 
 def _parse_body(op: Operation, req: func.HttpRequest) -> BaseModel:
     raw = req.get_body() or b""
-    limit = op.max_body_bytes or get_settings().max_body_bytes
+    limit = op.max_body_bytes() if callable(op.max_body_bytes) else op.max_body_bytes
+    limit = limit or get_settings().max_body_bytes
     if len(raw) > limit:
         raise PayloadTooLargeError(f"The request body is larger than {limit} bytes")
     mime = media_type(req)

@@ -102,3 +102,9 @@ class ServiceUnavailableError(AppError):
 
 class UpstreamTimeoutError(AppError):
     status, title, code = 504, "Gateway Timeout", "upstream_timeout"
+
+
+class LimitReachedError(AppError):
+    """A fixed allowance is used up (waiting will not help, so no Retry-After)."""
+
+    status, title, code = 429, "Too Many Requests", "limit_reached"

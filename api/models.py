@@ -13,6 +13,8 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
+    LargeBinary,
     Text,
     Uuid,
     text,
@@ -133,6 +135,7 @@ class Conversation(Base):
     )
     title: Mapped[str | None]
     created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(server_default=text("now()"), default=utcnow)
 
     messages: Mapped[list[ChatMessage]] = relationship(
         back_populates="conversation",
@@ -157,3 +160,30 @@ class ChatMessage(Base):
     created_at: Mapped[datetime] = _created_at()
 
     conversation: Mapped[Conversation | None] = relationship(back_populates="messages")
+
+
+class ChatAttachment(Base):
+    """An image or recording a user sent, kept out of `chat_messages.content` (which only
+    references it) so history stays small; deleted with its conversation."""
+
+    __tablename__ = "chat_attachments"
+    __table_args__ = (
+        CheckConstraint("kind IN ('image','audio')", name="ck_chat_attachments_kind"),
+        CheckConstraint("size_bytes >= 0", name="ck_chat_attachments_size"),
+        Index("ix_chat_attachments_conversation", "conversation_id"),
+        Index("ix_chat_attachments_message", "message_id"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE", name="fk_chat_attachments_conversation")
+    )
+    message_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("chat_messages.id", ondelete="CASCADE", name="fk_chat_attachments_message")
+    )
+    kind: Mapped[str]
+    mime_type: Mapped[str]
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str]
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created_at()

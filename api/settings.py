@@ -42,6 +42,30 @@ class Settings(BaseSettings):
     max_vehicles_per_user: int = Field(50, alias="MAX_VEHICLES_PER_USER", ge=1, le=10_000)
     max_mods_per_vehicle: int = Field(200, alias="MAX_MODS_PER_VEHICLE", ge=1, le=10_000)
 
+    # --- AI diagnosis (OpenAI, or Azure OpenAI when AZURE_OPENAI_ENDPOINT is set) ---
+    openai_api_key: str = Field("", alias="OPENAI_API_KEY", repr=False)
+    openai_base_url: str = Field("", alias="OPENAI_BASE_URL")
+    openai_model: str = Field("gpt-4o-mini", alias="OPENAI_MODEL", min_length=1)
+    openai_transcribe_model: str = Field(
+        "gpt-4o-mini-transcribe", alias="OPENAI_TRANSCRIBE_MODEL", min_length=1
+    )
+    # An audio-capable chat model for listening to WAV/MP3 recordings; empty = none.
+    openai_audio_model: str = Field("", alias="OPENAI_AUDIO_MODEL")
+    # Azure's front end drops HTTP requests at about 230 s: stay well below it.
+    openai_timeout_s: float = Field(60.0, alias="OPENAI_TIMEOUT_S", gt=0, le=200)
+    openai_max_retries: int = Field(2, alias="OPENAI_MAX_RETRIES", ge=0, le=5)
+    azure_openai_endpoint: str = Field("", alias="AZURE_OPENAI_ENDPOINT")
+    azure_openai_api_key: str = Field("", alias="AZURE_OPENAI_API_KEY", repr=False)
+    azure_openai_deployment: str = Field("", alias="AZURE_OPENAI_DEPLOYMENT")
+    azure_openai_api_version: str = Field("2024-10-21", alias="AZURE_OPENAI_API_VERSION")
+    diagnose_history_turns: int = Field(20, alias="DIAGNOSE_HISTORY_TURNS", ge=0, le=100)
+    diagnoses_per_day: int = Field(50, alias="DIAGNOSES_PER_DAY", ge=1)
+    messages_per_conversation: int = Field(200, alias="MESSAGES_PER_CONVERSATION", ge=2)
+    # Room for 4 images of 8 MB and 25 MB of audio once Base64 has grown them by a third.
+    diagnose_max_body_bytes: int = Field(
+        60_000_000, alias="DIAGNOSE_MAX_BODY_BYTES", ge=1024, le=100_000_000
+    )
+
     @field_validator("cors_allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -157,3 +157,17 @@ def client(wsgi_app, connection: Connection) -> Iterator[httpx.Client]:
     transport = httpx.WSGITransport(app=wsgi_app)
     with httpx.Client(transport=transport, base_url="http://testserver/api") as http_client:
         yield http_client
+
+
+@pytest.fixture
+def openai(httpserver, client: httpx.Client):
+    """The AI provider: a local OpenAI-compatible server the real SDK is pointed at."""
+    from tests.fake_openai import FakeOpenAI, openai_settings
+
+    with openai_settings(
+        OPENAI_API_KEY="sk-test",
+        OPENAI_BASE_URL=httpserver.url_for("/v1"),
+        OPENAI_MAX_RETRIES="0",
+        OPENAI_TIMEOUT_S="5",
+    ):
+        yield FakeOpenAI(httpserver)

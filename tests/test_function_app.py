@@ -17,6 +17,10 @@ EXPECTED_ROUTES = {
     "vehicles/{vehicle_id}": {"GET", "PATCH", "PUT", "DELETE"},
     "vehicles/{vehicle_id}/mods": {"GET", "POST"},
     "vehicles/{vehicle_id}/mods/{mod_id}": {"GET", "PATCH", "PUT", "DELETE"},
+    "diagnose2": {"POST"},
+    "Diagnose": {"GET", "POST"},
+    "conversations": {"GET"},
+    "conversations/{conversation_id}": {"GET", "PATCH", "DELETE"},
 }
 
 

@@ -1,6 +1,7 @@
 """Schemathesis over the whole OpenAPI document, through the local host: every operation,
-valid and invalid inputs, with a token. Zero server errors; every response conforms to the
-documented schema. Routes added later are fuzzed automatically."""
+valid and invalid inputs, with a token and a local stand-in for the AI provider. Zero
+server errors; every response conforms to the documented schema. Routes added later are
+fuzzed automatically."""
 
 from __future__ import annotations
 
@@ -23,6 +24,6 @@ schema.config.generation.update(modes=["positive", "negative"], database="none")
 
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_openapi_document(case, session) -> None:
+def test_api_conforms_to_its_openapi_document(case, session, openai) -> None:
     user = create_user(session)
     case.call_and_validate(headers=auth_headers(user), excluded_checks=EXCLUDED_CHECKS)

@@ -1,5 +1,224 @@
-"""Diagnose routes."""
+"""AI diagnosis (`diagnose2`, legacy `Diagnose`) and the stored conversations.
 
-from api.endpoints import Router
+Functions routes are case-insensitive, so v2 cannot be `diagnose`: the legacy `Diagnose`
+keeps its name for old app builds and v2 is `diagnose2`. Both map their request onto one
+service call (`services.diagnose.diagnose`); only the wire shapes differ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.functions as func
+
+from api.endpoints import JSON, MULTIPART, Reply, Request, Router
+from api.schemas.common import Page
+from api.schemas.diagnose import (
+    ConversationDetail,
+    ConversationQuery,
+    ConversationSummary,
+    ConversationUpdate,
+    DiagnoseRequest,
+    DiagnoseResponse,
+    LegacyDiagnoseBody,
+    LegacyDiagnoseQuery,
+    LegacyDiagnoseResponse,
+)
+from api.services import conversations
+from api.services.diagnose import DiagnoseInput, DiagnoseResult, diagnose
+from api.services.prompt import LegacyMod, LegacyVehicle
+from api.settings import get_settings
+from api.utils.multipart import parse_form
 
 router = Router("diagnose")
+
+DIAGNOSE_ERRORS = (404, 429, 502, 503, 504)
+
+
+def _max_body_bytes() -> int:
+    return get_settings().diagnose_max_body_bytes
+
+
+def _form(req: func.HttpRequest, *, lists: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Form parts → the JSON body's shape: `lists` fields collect repeated parts, other
+    fields keep the last one; empty text fields count as absent."""
+    data: dict[str, Any] = {}
+    for name, value in parse_form(req, max_bytes=_max_body_bytes()):
+        if value == "":
+            continue
+        if name in lists:
+            data.setdefault(name, []).append(value)
+        else:
+            data[name] = value
+    return data
+
+
+def _v2_form(req: func.HttpRequest) -> dict[str, Any]:
+    data = _form(req, lists=("images", "dtc_codes"))
+    if "dtc_codes" in data:  # repeated, or comma-separated in one field
+        data["dtc_codes"] = [
+            code.strip() for value in data["dtc_codes"] for code in str(value).split(",")
+        ]
+    return data
+
+
+def _v2_response(result: DiagnoseResult) -> DiagnoseResponse:
+    return DiagnoseResponse(
+        session_id=result.session_id,
+        message_id=result.message_id,
+        answer=result.answer,
+        diagnosis=result.diagnosis,
+        usage=result.usage,
+    )
+
+
+@router.operation(
+    "POST",
+    "diagnose2",
+    summary="Diagnose a problem from text, photos, a recording and fault codes",
+    description="JSON with Base64 media, or multipart/form-data with the same field names "
+    "and media as file parts. Omit session_id to start a new conversation.",
+    body=DiagnoseRequest,
+    response=DiagnoseResponse,
+    content_types=(JSON, MULTIPART),
+    body_parser=_v2_form,
+    max_body_bytes=_max_body_bytes,
+    errors=DIAGNOSE_ERRORS,
+)
+def diagnose_v2(request: Request) -> DiagnoseResponse:
+    body: DiagnoseRequest = request.body
+    result = diagnose(
+        session=request.db,
+        user=request.current_user,
+        request=DiagnoseInput(
+            text=body.q,
+            session_id=body.session_id,
+            vehicle_id=body.vehicle_id,
+            images=body.images,
+            image=body.image,
+            audio=body.audio,
+            dtc_codes=body.dtc_codes,
+        ),
+    )
+    return _v2_response(result)
+
+
+def _legacy_input(fields: LegacyDiagnoseQuery, **media: Any) -> DiagnoseInput:
+    mods = fields.mods.split(",") if isinstance(fields.mods, str) else fields.mods or []
+    described = any((fields.make, fields.model, fields.year)) or any(m.strip() for m in mods)
+    vehicle = LegacyVehicle(
+        year=fields.year or "",
+        make=fields.make or "",
+        model=fields.model or "",
+        mods=tuple(LegacyMod(name=m.strip()) for m in mods if m.strip()),
+    )
+    return DiagnoseInput(
+        text=fields.q,
+        session_id=fields.session_id,
+        legacy_vehicle=vehicle if described else None,
+        channel="legacy",
+        **media,
+    )
+
+
+def _legacy_response(result: DiagnoseResult) -> LegacyDiagnoseResponse:
+    return LegacyDiagnoseResponse(answer=result.answer, session_id=result.session_id)
+
+
+@router.operation(
+    "GET",
+    "Diagnose",
+    summary="Legacy diagnosis from query parameters (old app builds)",
+    query=LegacyDiagnoseQuery,
+    response=LegacyDiagnoseResponse,
+    errors=DIAGNOSE_ERRORS,
+)
+def diagnose_legacy_get(request: Request) -> LegacyDiagnoseResponse:
+    result = diagnose(
+        session=request.db, user=request.current_user, request=_legacy_input(request.query)
+    )
+    return _legacy_response(result)
+
+
+@router.operation(
+    "POST",
+    "Diagnose",
+    summary="Legacy diagnosis with an optional image and recording (old app builds)",
+    body=LegacyDiagnoseBody,
+    response=LegacyDiagnoseResponse,
+    content_types=(JSON, MULTIPART),
+    body_parser=_form,
+    max_body_bytes=_max_body_bytes,
+    errors=DIAGNOSE_ERRORS,
+)
+def diagnose_legacy_post(request: Request) -> LegacyDiagnoseResponse:
+    body: LegacyDiagnoseBody = request.body
+    result = diagnose(
+        session=request.db,
+        user=request.current_user,
+        request=_legacy_input(body, image=body.image, audio=body.audio),
+    )
+    return _legacy_response(result)
+
+
+@router.operation(
+    "GET",
+    "conversations",
+    summary="Your conversations, most recently active first",
+    query=ConversationQuery,
+    response=Page[ConversationSummary],
+)
+def list_conversations(request: Request) -> conversations.ConversationList:
+    query: ConversationQuery = request.query
+    return conversations.list_conversations(
+        session=request.db,
+        user=request.current_user,
+        limit=query.limit,
+        offset=query.offset,
+        vehicle_id=query.vehicle_id,
+    )
+
+
+@router.operation(
+    "GET",
+    "conversations/{conversation_id}",
+    summary="One conversation with its messages",
+    response=ConversationDetail,
+)
+def get_conversation(request: Request):
+    return conversations.get_conversation(
+        session=request.db,
+        user=request.current_user,
+        conversation_id=request.route["conversation_id"],
+    )
+
+
+@router.operation(
+    "PATCH",
+    "conversations/{conversation_id}",
+    summary="Rename a conversation",
+    body=ConversationUpdate,
+    response=ConversationDetail,
+)
+def rename_conversation(request: Request):
+    return conversations.rename_conversation(
+        session=request.db,
+        user=request.current_user,
+        conversation_id=request.route["conversation_id"],
+        title=request.body.title,
+    )
+
+
+@router.operation(
+    "DELETE",
+    "conversations/{conversation_id}",
+    summary="Delete a conversation with its messages and attachments",
+    status=204,
+)
+def delete_conversation(request: Request) -> Reply:
+    conversations.delete_conversation(
+        session=request.db,
+        user=request.current_user,
+        conversation_id=request.route["conversation_id"],
+    )
+    return Reply(status=204)

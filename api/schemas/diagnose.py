@@ -1,0 +1,176 @@
+"""Diagnose (v2 and legacy) and conversation bodies; `Diagnosis` is also the JSON schema the
+model must answer in (structured output), so it carries no constraints the model's strict
+mode cannot take."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from api.schemas.common import InputModel, OutputModel, Pagination
+from api.utils.media import MediaField
+
+MAX_QUESTION_CHARS = 4000
+DtcCode = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_upper=True, pattern=r"^[PBCUpbcu][0-3][0-9A-Fa-f]{3}$"
+    ),
+]
+
+
+# --- What the model answers (strict structured output) -------------------------------------
+
+
+class _ModelReply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LikelyCause(_ModelReply):
+    cause: str
+    likelihood: Literal["high", "medium", "low"]
+    how_to_check: str
+
+
+class DtcMeaning(_ModelReply):
+    code: str
+    meaning: str
+
+
+class Diagnosis(_ModelReply):
+    summary: str
+    severity: Literal["low", "medium", "high", "critical"]
+    safe_to_drive: Literal["yes", "no", "unknown"]
+    likely_causes: list[LikelyCause]
+    next_steps: list[str]
+    follow_up_questions: list[str]
+    dtc: list[DtcMeaning]
+
+
+# --- v2 -------------------------------------------------------------------------------------
+
+
+class DiagnoseRequest(InputModel):
+    """At least one of q, images, image, audio or dtc_codes."""
+
+    q: str | None = Field(None, max_length=MAX_QUESTION_CHARS, description="The question")
+    vehicle_id: uuid.UUID | None = Field(None, description="One of your vehicles, for context")
+    session_id: uuid.UUID | None = Field(None, description="Conversation to continue")
+    images: list[MediaField] = Field(
+        default_factory=list, description="Up to 4 images: Base64 or data URLs, 8 MB each"
+    )
+    image: MediaField | None = Field(None, description="One image (older clients)")
+    audio: MediaField | None = Field(None, description="A recording: Base64 or data URL, 25 MB")
+    dtc_codes: list[DtcCode] = Field(
+        default_factory=list, max_length=20, description="OBD-II codes, e.g. P0420"
+    )
+
+    @model_validator(mode="after")
+    def _something_to_diagnose(self) -> DiagnoseRequest:
+        if not (_has_text(self.q) or self.images or self.image or self.audio or self.dtc_codes):
+            raise ValueError("send at least one of q, images, image, audio or dtc_codes")
+        return self
+
+
+def _has_text(value: str | None) -> bool:
+    return bool(value and value.strip())
+
+
+class Usage(OutputModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class DiagnoseResponse(OutputModel):
+    session_id: uuid.UUID
+    message_id: uuid.UUID = Field(description="The assistant message")
+    answer: str = Field(description="Markdown for display")
+    diagnosis: Diagnosis
+    usage: Usage
+
+
+# --- legacy `Diagnose` ----------------------------------------------------------------------
+
+
+class LegacyDiagnoseQuery(InputModel):
+    q: str | None = Field(None, max_length=MAX_QUESTION_CHARS)
+    make: str | None = Field(None, max_length=100)
+    model: str | None = Field(None, max_length=100)
+    year: str | None = Field(None, max_length=10)
+    mods: str | None = Field(None, max_length=2000, description="Comma-separated")
+    session_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _something_to_diagnose(self) -> LegacyDiagnoseQuery:
+        if not _has_text(self.q):
+            raise ValueError("send q, the question")
+        return self
+
+
+class LegacyDiagnoseBody(LegacyDiagnoseQuery):
+    mods: str | list[str] | None = Field(None, description="Comma-separated, or a list")
+    image: MediaField | None = None
+    audio: MediaField | None = None
+
+    @model_validator(mode="after")
+    def _something_to_diagnose(self) -> LegacyDiagnoseBody:
+        if not (_has_text(self.q) or self.image or self.audio):
+            raise ValueError("send at least one of q, image or audio")
+        return self
+
+
+class LegacyDiagnoseResponse(OutputModel):
+    answer: str
+    session_id: uuid.UUID
+
+
+# --- conversations --------------------------------------------------------------------------
+
+
+class ConversationQuery(Pagination):
+    vehicle_id: uuid.UUID | None = None
+
+
+class ConversationSummary(OutputModel):
+    id: uuid.UUID
+    title: str | None
+    vehicle_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    last_message_preview: str | None
+
+
+class MessageOut(OutputModel):
+    id: uuid.UUID
+    role: Literal["user", "assistant"]
+    content: dict[str, Any] | None
+    created_at: datetime
+
+
+class ConversationDetail(OutputModel):
+    id: uuid.UUID
+    title: str | None
+    vehicle_id: uuid.UUID | None
+    created_at: datetime
+    messages: list[MessageOut]
+
+
+class ConversationUpdate(InputModel):
+    title: str = Field(min_length=1, max_length=200)
+
+    @field_validator("title")
+    @classmethod
+    def _not_blank(cls, title: str) -> str:
+        if not title.strip():
+            raise ValueError("the title cannot be blank")
+        return title.strip()

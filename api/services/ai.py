@@ -1,0 +1,227 @@
+"""The AI provider behind the official `openai` SDK: OpenAI (or any compatible endpoint via
+OPENAI_BASE_URL), or Azure OpenAI when AZURE_OPENAI_ENDPOINT is set.
+
+Upstream failures become domain errors with no upstream text in them: a timeout is 504;
+rate limiting, 5xx, connection errors and any other refusal are 502 (after the SDK's own
+retries, OPENAI_MAX_RETRIES). A reply that does not fit the diagnosis schema is asked for
+once more, then 502.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import ValidationError
+
+from api.errors import ServiceUnavailableError, UpstreamError, UpstreamTimeoutError
+from api.schemas.diagnose import Diagnosis
+from api.settings import get_settings
+from api.utils.media import Media
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DIAGNOSIS_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "diagnosis", "strict": True, "schema": Diagnosis.model_json_schema()},
+}
+SCHEMA_ATTEMPTS = 2  # the first reply, and one retry when it does not fit the schema
+TITLE_MAX_TOKENS = 20
+INPUT_AUDIO_FORMATS = {"audio/wav": "wav", "audio/mpeg": "mp3"}  # what chat models accept
+SOUND_PROMPT = (
+    "This is a recording from a vehicle. Describe the sounds you hear that matter for "
+    "diagnosing a fault (knocks, squeals, misfires, hisses, rattles; when they occur), "
+    "in at most 5 sentences. Do not diagnose."
+)
+
+
+@dataclass(frozen=True)
+class Provider:
+    """The connection settings; equal settings share one SDK client (and its pool)."""
+
+    api_key: str
+    base_url: str
+    azure_endpoint: str
+    azure_api_version: str
+    timeout_s: float
+    max_retries: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    diagnosis: Diagnosis
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def _provider() -> tuple[Provider, str]:
+    """The configured provider and the chat model (or Azure deployment) name."""
+    settings = get_settings()
+    common = {
+        "timeout_s": settings.openai_timeout_s,
+        "max_retries": settings.openai_max_retries,
+    }
+    if settings.azure_openai_endpoint:
+        if not (settings.azure_openai_api_key and settings.azure_openai_deployment):
+            raise _not_configured()
+        provider = Provider(
+            api_key=settings.azure_openai_api_key,
+            base_url="",
+            azure_endpoint=settings.azure_openai_endpoint,
+            azure_api_version=settings.azure_openai_api_version,
+            **common,
+        )
+        return provider, settings.azure_openai_deployment
+    if not settings.openai_api_key:
+        raise _not_configured()
+    provider = Provider(
+        api_key=settings.openai_api_key,
+        base_url=settings.openai_base_url,
+        azure_endpoint="",
+        azure_api_version="",
+        **common,
+    )
+    return provider, settings.openai_model
+
+
+def _not_configured() -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        "AI diagnosis is not configured on this server", code="ai_not_configured"
+    )
+
+
+def ensure_configured() -> None:
+    """Refuse early (503) so nothing is validated or stored for a request we cannot serve."""
+    _provider()
+
+
+@lru_cache(maxsize=4)
+def _client(provider: Provider) -> OpenAI:
+    import openai
+
+    if provider.azure_endpoint:
+        return openai.AzureOpenAI(
+            azure_endpoint=provider.azure_endpoint,
+            api_key=provider.api_key,
+            api_version=provider.azure_api_version,
+            timeout=provider.timeout_s,
+            max_retries=provider.max_retries,
+        )
+    return openai.OpenAI(
+        api_key=provider.api_key,
+        base_url=provider.base_url or None,
+        timeout=provider.timeout_s,
+        max_retries=provider.max_retries,
+    )
+
+
+@contextmanager
+def _upstream(action: str) -> Iterator[None]:
+    """Translate SDK errors; the upstream's own text is logged, never shown."""
+    import openai
+
+    try:
+        yield
+    except openai.APITimeoutError:
+        log.warning("AI provider timed out (%s)", action)
+        raise UpstreamTimeoutError(
+            f"The AI provider did not answer in time ({action}); please try again"
+        ) from None
+    except openai.RateLimitError:
+        log.warning("AI provider rate limited us (%s)", action)
+        raise UpstreamError(
+            f"The AI provider is busy ({action}); please try again shortly",
+            code="upstream_rate_limited",
+        ) from None
+    except openai.OpenAIError as exc:
+        log.warning("AI provider failed (%s): %s", action, type(exc).__name__)
+        raise UpstreamError(f"The AI provider failed ({action}); please try again") from None
+
+
+def _call(action: str, request: Callable[[OpenAI, str], T]) -> T:
+    provider, model = _provider()
+    with _upstream(action):
+        return request(_client(provider), model)
+
+
+def diagnose(messages: list[dict[str, Any]]) -> Completion:
+    """The structured diagnosis for `messages`; one retry when the reply breaks the schema."""
+    prompt_tokens = completion_tokens = 0
+    for _ in range(SCHEMA_ATTEMPTS):
+        response = _call(
+            "diagnosis",
+            lambda client, model: client.chat.completions.create(
+                model=model, messages=messages, response_format=DIAGNOSIS_FORMAT
+            ),
+        )
+        if response.usage is not None:
+            prompt_tokens += response.usage.prompt_tokens
+            completion_tokens += response.usage.completion_tokens
+        try:
+            diagnosis = Diagnosis.model_validate_json(response.choices[0].message.content or "")
+        except (ValidationError, IndexError):
+            log.warning("AI reply did not match the diagnosis schema")
+            continue
+        return Completion(diagnosis, response.model, prompt_tokens, completion_tokens)
+    raise UpstreamError(
+        "The AI provider's answer was not a valid diagnosis; please try again",
+        code="upstream_invalid_reply",
+    )
+
+
+def transcribe(audio: Media) -> str:
+    model = get_settings().openai_transcribe_model
+    extension = audio.mime_type.split("/")[1].replace("mpeg", "mp3").replace("mp4", "m4a")
+    transcription = _call(
+        "transcription",
+        lambda client, _: client.audio.transcriptions.create(
+            model=model, file=(f"recording.{extension}", audio.data, audio.mime_type)
+        ),
+    )
+    return transcription.text.strip()
+
+
+def analyse_sound(audio: Media) -> str | None:
+    """What an audio-capable chat model hears in a WAV/MP3 recording, when one is set.
+
+    Only OPENAI_AUDIO_MODEL ever receives `input_audio`; other formats are skipped."""
+    model = get_settings().openai_audio_model
+    audio_format = INPUT_AUDIO_FORMATS.get(audio.mime_type)
+    if not model or audio_format is None:
+        return None
+    content = [
+        {"type": "text", "text": SOUND_PROMPT},
+        {"type": "input_audio", "input_audio": {"data": audio.base64, "format": audio_format}},
+    ]
+    response = _call(
+        "sound analysis",
+        lambda client, _: client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": content}]
+        ),
+    )
+    return (response.choices[0].message.content or "").strip() or None
+
+
+def title_for(messages: list[dict[str, Any]]) -> str | None:
+    """A short title from a cheap call; None when the provider cannot make one."""
+    try:
+        response = _call(
+            "title",
+            lambda client, model: client.chat.completions.create(
+                model=model, messages=messages, max_completion_tokens=TITLE_MAX_TOKENS
+            ),
+        )
+    except (UpstreamError, UpstreamTimeoutError):
+        return None
+    title = (response.choices[0].message.content or "").strip().strip("\"'").strip()
+    return title[:200] or None

@@ -1,0 +1,126 @@
+"""Stored diagnosis conversations, always scoped to their owner: another user's conversation
+is answered exactly like one that does not exist."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from api.errors import NotFoundError
+from api.models import ChatMessage, Conversation, User, utcnow
+
+PREVIEW_CHARS = 120
+
+
+@dataclass(frozen=True)
+class ConversationListItem:
+    id: uuid.UUID
+    title: str | None
+    vehicle_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    last_message_preview: str | None
+
+
+@dataclass(frozen=True)
+class ConversationList:
+    items: list[ConversationListItem]
+    total: int
+
+
+def owned_conversation(*, session: Session, user: User, conversation_id: uuid.UUID) -> Conversation:
+    conversation = session.scalar(
+        select(Conversation).where(
+            Conversation.id == conversation_id, Conversation.user_id == user.id
+        )
+    )
+    if conversation is None:
+        raise NotFoundError("No such conversation")
+    return conversation
+
+
+def message_preview(content: dict[str, Any] | None) -> str | None:
+    """A line of text for lists: the diagnosis summary, the question, or legacy text."""
+    content = content or {}
+    diagnosis = content.get("diagnosis")
+    candidates = [
+        diagnosis.get("summary") if isinstance(diagnosis, dict) else None,
+        content.get("text"),
+        content.get("answer"),
+        content.get("content"),
+    ]
+    text = next((c for c in candidates if isinstance(c, str) and c.strip()), None)
+    if text is None:
+        return None
+    text = " ".join(text.split())
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+def list_conversations(
+    *, session: Session, user: User, limit: int, offset: int, vehicle_id: uuid.UUID | None
+) -> ConversationList:
+    """The user's conversations, most recently active first."""
+    owned = [Conversation.user_id == user.id]
+    if vehicle_id is not None:
+        owned.append(Conversation.vehicle_id == vehicle_id)
+    last_content = (
+        select(ChatMessage.content)
+        .where(ChatMessage.conversation_id == Conversation.id)
+        .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(Conversation, last_content)
+        .where(*owned)
+        .order_by(Conversation.updated_at.desc(), Conversation.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    total = session.scalar(select(func.count()).select_from(Conversation).where(*owned)) or 0
+    items = [
+        ConversationListItem(
+            id=conversation.id,
+            title=conversation.title,
+            vehicle_id=conversation.vehicle_id,
+            created_at=conversation.created_at,
+            updated_at=conversation.updated_at,
+            last_message_preview=message_preview(content),
+        )
+        for conversation, content in rows
+    ]
+    return ConversationList(items=items, total=total)
+
+
+def get_conversation(*, session: Session, user: User, conversation_id: uuid.UUID) -> Conversation:
+    """The conversation with its messages in order."""
+    conversation = session.scalar(
+        select(Conversation)
+        .where(Conversation.id == conversation_id, Conversation.user_id == user.id)
+        .options(selectinload(Conversation.messages))
+    )
+    if conversation is None:
+        raise NotFoundError("No such conversation")
+    return conversation
+
+
+def rename_conversation(
+    *, session: Session, user: User, conversation_id: uuid.UUID, title: str
+) -> Conversation:
+    conversation = get_conversation(session=session, user=user, conversation_id=conversation_id)
+    conversation.title = title
+    conversation.updated_at = utcnow()
+    session.flush()
+    return conversation
+
+
+def delete_conversation(*, session: Session, user: User, conversation_id: uuid.UUID) -> None:
+    """Delete it with its messages and attachments (the database cascades)."""
+    conversation = owned_conversation(session=session, user=user, conversation_id=conversation_id)
+    session.delete(conversation)
+    session.flush()

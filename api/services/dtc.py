@@ -1,0 +1,101 @@
+"""OBD-II diagnostic trouble codes (DTCs): what a code means, for the model to reason with.
+
+Two sources, behind `explain(code)`:
+1. The code's structure per SAE J2012, decoded here for any well-formed code: the system
+   (1st character), who defines it (generic vs manufacturer-specific, 2nd character) and,
+   for P0/P1 codes, the subsystem the 3rd character names.
+2. The description from the generic P and U code table shipped with python-OBD (`obd`),
+   loaded on first use. python-OBD is GPL-2.0-only: it stays a separately installed
+   package that we import; its table is never copied into this repository.
+Codes the table lacks (every B and C code, manufacturer-specific codes) get the structure
+only — never an invented meaning.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from typing import Literal
+
+CODE = re.compile(r"\b[PBCU][0-3][0-9A-F]{3}\b", re.IGNORECASE)
+
+SYSTEMS = {"P": "powertrain", "B": "body", "C": "chassis", "U": "network communication"}
+
+# J2012 third character of P0/P1 codes. Later P ranges (P2, P3) group differently.
+P_SUBSYSTEMS = {
+    "0": "fuel and air metering and auxiliary emission controls",
+    "1": "fuel and air metering",
+    "2": "fuel and air metering (injector circuit)",
+    "3": "ignition system or misfire",
+    "4": "auxiliary emission controls",
+    "5": "vehicle speed control and idle control system",
+    "6": "computer and output circuits",
+    "7": "transmission",
+    "8": "transmission",
+    "9": "transmission",
+    "A": "hybrid propulsion",
+    "B": "hybrid propulsion",
+    "C": "hybrid propulsion",
+}
+
+Definer = Literal["generic", "manufacturer-specific", "reserved"]
+
+
+@dataclass(frozen=True)
+class DtcInfo:
+    code: str
+    system: str
+    defined_by: Definer
+    subsystem: str | None
+    description: str | None  # None: not in the generic table; never guessed
+
+    def for_prompt(self) -> str:
+        structure = f"{self.system}, {self.defined_by}"
+        if self.subsystem:
+            structure += f", subsystem: {self.subsystem}"
+        meaning = self.description or "no standard description (meaning not known to us)"
+        return f"{self.code}: {meaning} [{structure}]"
+
+
+def defined_by(code: str) -> Definer:
+    """Generic (ISO/SAE) or manufacturer-controlled, per J2012's ranges."""
+    system, digit = code[0], code[1]
+    if system == "P":
+        if digit == "1" or (digit == "3" and code[2] in "0123"):  # P1xxx, P3000-P33FF
+            return "manufacturer-specific"
+        return "generic"
+    if digit == "0":
+        return "generic"
+    if digit == "3":
+        return "reserved"
+    return "manufacturer-specific"  # B1/B2, C1/C2, U1/U2
+
+
+@cache
+def _generic_descriptions() -> dict[str, str]:
+    from obd.codes import DTC  # GPL-2.0-only, imported (never copied); slow to import
+
+    return DTC
+
+
+def explain(code: str) -> DtcInfo:
+    """What a well-formed code means (raises ValueError for anything else)."""
+    code = code.strip().upper()
+    if not CODE.fullmatch(code):
+        raise ValueError(f"{code!r} is not an OBD-II trouble code")
+    subsystem = P_SUBSYSTEMS.get(code[2]) if code[:2] in ("P0", "P1") else None
+    return DtcInfo(
+        code=code,
+        system=SYSTEMS[code[0]],
+        defined_by=defined_by(code),
+        subsystem=subsystem,
+        description=_generic_descriptions().get(code),
+    )
+
+
+def find_codes(texts: Iterable[str | None]) -> list[str]:
+    """Every trouble code in the texts, upper-cased, first occurrence first, no repeats."""
+    found = (match.upper() for text in texts if text for match in CODE.findall(text))
+    return list(dict.fromkeys(found))

@@ -1,0 +1,140 @@
+"""A local OpenAI-compatible server (pytest-httpserver) for the real `openai` SDK to talk to.
+
+Diagnosis calls (those asking for the `diagnosis` JSON schema) are answered from a queue of
+scripted replies (a valid diagnosis when the queue is empty); title calls get `title`;
+transcriptions get `transcript`. Every request is kept as it arrives (before any scripted
+delay), to assert what crossed the wire.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from tests.conftest import use_settings
+
+DIAGNOSIS = {
+    "summary": "The catalytic converter is likely failing.",
+    "severity": "medium",
+    "safe_to_drive": "yes",
+    "likely_causes": [
+        {
+            "cause": "Worn catalytic converter",
+            "likelihood": "high",
+            "how_to_check": "Compare upstream and downstream O2 sensor readings",
+        }
+    ],
+    "next_steps": ["Check for exhaust leaks"],
+    "follow_up_questions": ["Is the check-engine light flashing?"],
+    "dtc": [{"code": "P0420", "meaning": "Catalyst efficiency below threshold"}],
+}
+
+
+def completion(content: str, *, model: str = "gpt-4o-mini-2024-07-18") -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {"prompt_tokens": 321, "completion_tokens": 54, "total_tokens": 375},
+    }
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, content_type="application/json")
+
+
+def error_response(status: int) -> Response:
+    return json_response(
+        {"error": {"message": f"upstream secret detail {status}", "type": "server_error"}},
+        status,
+    )
+
+
+@dataclass(frozen=True)
+class Transcription:
+    form: dict[str, str]
+    filename: str | None
+    mimetype: str
+    data: bytes
+
+
+@dataclass
+class FakeOpenAI:
+    server: HTTPServer
+    replies: list[Any] = field(default_factory=list)  # dict | Response | float (sleep s)
+    title: str | Response = "Catalyst warning on the motorway"
+    transcript: str = "It rattles when I accelerate past 3000 rpm, code P0301 came up."
+    sound: str = "A metallic rattle rising with engine speed."
+    chat_bodies: list[dict[str, Any]] = field(default_factory=list)
+    transcriptions: list[Transcription] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.server.expect_request("/v1/chat/completions", method="POST").respond_with_handler(
+            self.chat
+        )
+        self.server.expect_request("/v1/audio/transcriptions", method="POST").respond_with_handler(
+            self._transcribe
+        )
+
+    def _transcribe(self, request: Request) -> Response:
+        upload = request.files["file"]
+        self.transcriptions.append(
+            Transcription(dict(request.form), upload.filename, upload.mimetype, upload.read())
+        )
+        return json_response({"text": self.transcript})
+
+    def chat(self, request: Request) -> Response:
+        body = request.get_json()
+        self.chat_bodies.append(body)
+        if "response_format" not in body:
+            if body["model"] != "gpt-4o-mini":
+                return json_response(completion(self.sound, model=body["model"]))
+            if isinstance(self.title, Response):
+                return self.title
+            return json_response(completion(self.title))
+        reply = self.replies.pop(0) if self.replies else DIAGNOSIS
+        if isinstance(reply, float):
+            time.sleep(reply)
+            reply = DIAGNOSIS
+        if isinstance(reply, Response):
+            return reply
+        content = reply if isinstance(reply, str) else json.dumps(reply)
+        return json_response(completion(content))
+
+    @property
+    def diagnosis_bodies(self) -> list[dict[str, Any]]:
+        return [body for body in self.chat_bodies if "response_format" in body]
+
+    @property
+    def untouched(self) -> bool:
+        return not (self.chat_bodies or self.transcriptions)
+
+
+@contextmanager
+def openai_settings(**env: str) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        use_settings()
+        try:
+            yield
+        finally:
+            patch.undo()
+            use_settings()

@@ -1,0 +1,65 @@
+"""Attachments are typed by their bytes, decoded strictly and held to their limits."""
+
+import base64
+
+import pytest
+
+from api.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+from api.utils.media import MAX_IMAGE_BYTES, load_images, load_media
+
+SAMPLES = {
+    "image": [
+        (b"\xff\xd8\xff\xdb" + bytes(20), "image/jpeg"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(20), "image/png"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 " + bytes(20), "image/webp"),
+        (b"GIF89a" + bytes(20), "image/gif"),
+    ],
+    "audio": [
+        (b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(20), "audio/wav"),
+        (b"ID3\x04\x00" + bytes(20), "audio/mpeg"),
+        (b"\xff\xfb\x90\x64" + bytes(20), "audio/mpeg"),  # an MPEG-1 layer III frame
+        (b"\x00\x00\x00\x20ftypM4A " + bytes(20), "audio/mp4"),
+        (b"OggS\x00\x02" + bytes(20), "audio/ogg"),
+        (b"\x1a\x45\xdf\xa3\x9f" + bytes(20), "audio/webm"),
+        (b"fLaC\x00\x00\x00\x22" + bytes(20), "audio/flac"),
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "mime"),
+    [(kind, data, mime) for kind, samples in SAMPLES.items() for data, mime in samples],
+)
+def test_type_comes_from_magic_bytes(kind, data: bytes, mime: str) -> None:
+    encoded = base64.b64encode(data).decode()
+    as_data_url = f"data:application/octet-stream;base64,{encoded[:8]}\n {encoded[8:]}"
+    for value in (data, encoded, as_data_url):
+        media = load_media(value, kind=kind, field="f")
+        assert (media.mime_type, media.data) == (mime, data)
+
+
+def test_an_image_is_not_audio_and_noise_is_neither() -> None:
+    png = SAMPLES["image"][1][0]
+    with pytest.raises(UnsupportedMediaTypeError, match="audio is not a supported audio"):
+        load_media(png, kind="audio", field="audio")
+    with pytest.raises(UnsupportedMediaTypeError):
+        load_media(b"\xff\xf9" + bytes(20), kind="audio", field="audio")  # layer bits "00"
+
+
+def test_base64_is_strict() -> None:
+    with pytest.raises(BadRequestError, match=r"images\[2\] is not valid Base64"):
+        load_media("iVBORw0K?Gg==", kind="image", field="images[2]")
+
+
+def test_size_is_checked_before_decoding_and_after() -> None:
+    with pytest.raises(PayloadTooLargeError, match="8 MB"):
+        load_media("A" * (MAX_IMAGE_BYTES // 3 * 4 + 8), kind="image", field="image")
+    with pytest.raises(PayloadTooLargeError):
+        load_media(b"\x89PNG\r\n\x1a\n" + bytes(MAX_IMAGE_BYTES), kind="image", field="image")
+
+
+def test_images_and_the_single_image_share_one_limit() -> None:
+    png = SAMPLES["image"][1][0]
+    assert [m.mime_type for m in load_images([png] * 3, png)] == ["image/png"] * 4
+    with pytest.raises(PayloadTooLargeError, match="at most 4 images"):
+        load_images([png] * 4, png)
