@@ -13,6 +13,15 @@ EXPECTED_ROUTES = {
     "health": {"GET"},
     "openapi.json": {"GET"},
     "docs": {"GET"},
+    "request_pin": {"POST"},
+    "confirm_signup": {"POST"},
+    "login": {"POST"},
+    "auth/refresh": {"POST"},
+    "logout": {"POST"},
+    "request_password_reset_pin": {"POST"},
+    "confirm_password_reset": {"POST"},
+    "change_password": {"POST"},
+    "me": {"GET", "DELETE"},
 }
 
 
