@@ -7,7 +7,14 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
 
 from api.schemas.common import InputModel, OutputModel
 from api.utils.hashing import is_common_password
@@ -94,7 +101,7 @@ class LogoutRequest(InputModel):
 
     # Absent, never null: `str` with a None default keeps null out of the schema.
     refresh_token: JsonWebToken = Field(None, description="End this token's session")  # type: ignore[assignment]
-    all: bool = Field(False, description="End every session, access tokens included")
+    all: StrictBool = Field(False, description="End every session, access tokens included")
 
     @model_validator(mode="after")
     def _something_to_end(self) -> LogoutRequest:
