@@ -45,7 +45,7 @@ class Outbox:
 
 
 def pin_in(text: str) -> str:
-    match = re.search(r"(?m)^(\d{6})$", text)
+    match = re.search(r"(?m)^(\d{6})\r?$", text)  # SMTP bodies end lines with CRLF
     assert match, f"no PIN in: {text!r}"
     return match.group(1)
 
