@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, create_engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import migrations
-from api.errors import ServiceUnavailableError
+from api.errors import AppError, ServiceUnavailableError
 from api.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -154,11 +154,18 @@ def get_bind() -> Engine | Connection:
 
 @contextmanager
 def session_scope() -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any exception."""
+    """One unit of work: commit on success, roll back on any exception (except a domain
+    error that asks to keep what was written: see `AppError.keep_changes`)."""
     session = SessionFactory(bind=get_bind())
     try:
         yield session
         session.commit()
+    except AppError as error:
+        if error.keep_changes:
+            session.commit()
+        else:
+            session.rollback()
+        raise
     except BaseException:
         session.rollback()
         raise

@@ -17,7 +17,12 @@ class FieldError:
 
 
 class AppError(Exception):
-    """Base of every error a client may see. `detail` is shown to the client verbatim."""
+    """Base of every error a client may see. `detail` is shown to the client verbatim.
+
+    `keep_changes=True` marks a failure that is itself worth recording: the request's unit
+    of work commits what the service wrote before raising (a wrong PIN counts an attempt,
+    a failed login counts towards the throttle) instead of rolling it back.
+    """
 
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal Server Error"
@@ -30,12 +35,14 @@ class AppError(Exception):
         code: str | None = None,
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
+        keep_changes: bool = False,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.code = code or type(self).code
         self.headers = headers or {}
         self.extra = extra or {}
+        self.keep_changes = keep_changes
 
 
 class BadRequestError(AppError):
@@ -48,6 +55,10 @@ class AuthenticationError(AppError):
     def __init__(self, detail: str = "Missing or invalid access token", **kwargs: Any) -> None:
         kwargs.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="axly"'})
         super().__init__(detail, **kwargs)
+
+
+class ForbiddenError(AppError):
+    status, title, code = 403, "Forbidden", "forbidden"
 
 
 class NotFoundError(AppError):

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     Text,
+    UniqueConstraint,
     Uuid,
     text,
 )
@@ -55,6 +56,9 @@ class User(Base):
     email: Mapped[str] = mapped_column(unique=True)
     password_hash: Mapped[str]
     created_at: Mapped[datetime] = _created_at()
+    # Every token carries the version it was issued under; bumping it (password change or
+    # reset, logout everywhere) makes all older tokens fail.
+    token_version: Mapped[int] = mapped_column(server_default=text("0"), default=0)
 
     vehicles: Mapped[list[Vehicle]] = relationship(
         back_populates="user", passive_deletes=True, order_by="Vehicle.created_at.desc()"
@@ -62,12 +66,62 @@ class User(Base):
 
 
 class EmailVerification(Base):
+    """One e-mailed PIN. The seed's `pin` column holds the PIN's keyed HMAC, never the PIN
+    (see api/services/pins.py); rows also serve as the record that throttles sending."""
+
     __tablename__ = "email_verification"
+    __table_args__ = (
+        CheckConstraint(
+            "purpose IN ('signup','password_reset')", name="email_verification_purpose_check"
+        ),
+        CheckConstraint("pin ~ '^[0-9a-f]{64}$'", name="email_verification_pin_is_hmac"),
+        Index("ix_email_verification_email_purpose", "email", "purpose", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = _id()
     email: Mapped[str]
-    pin: Mapped[str]
+    pin_hmac: Mapped[str] = mapped_column("pin")
     expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = _created_at()
+    purpose: Mapped[str]
+    attempts: Mapped[int] = mapped_column(server_default=text("0"), default=0)
+    # Set when the PIN is used, replaced by a newer one, or dead after too many wrong tries.
+    consumed_at: Mapped[datetime | None]
+
+
+class RefreshToken(Base):
+    """A refresh token, stored only as its SHA-256. Rotation links each token to its
+    successor within one family (one login); reuse of a rotated token revokes the family."""
+
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (
+        Index("ix_refresh_tokens_user", "user_id"),
+        Index("ix_refresh_tokens_family", "family_id"),
+        UniqueConstraint("token_hash", name="uq_refresh_tokens_token_hash"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE", name="fk_refresh_tokens_user")
+    )
+    family_id: Mapped[uuid.UUID]
+    token_hash: Mapped[str]
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = _created_at()
+    revoked_at: Mapped[datetime | None]
+    replaced_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("refresh_tokens.id", ondelete="SET NULL", name="fk_refresh_tokens_replaced_by")
+    )
+
+
+class LoginFailure(Base):
+    """A failed password check for an e-mail (known or not, so throttling reveals nothing)."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_email_created", "email", "created_at"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    email: Mapped[str]
     created_at: Mapped[datetime] = _created_at()
 
 

@@ -26,6 +26,7 @@ STATUS_TEXT = {
     204: "No Content",
     400: "Malformed request",
     401: "Missing or invalid access token",
+    403: "Forbidden",
     404: "Not found",
     409: "Conflict",
     413: "Body too large",

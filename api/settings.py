@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(5, alias="DB_POOL_SIZE", ge=1, le=50)
     db_migrate_on_startup: bool = Field(True, alias="DB_MIGRATE_ON_STARTUP")
 
-    jwt_secret: str = Field("", alias="JWT_SECRET")
+    jwt_secret: str = Field("", alias="JWT_SECRET", repr=False)
     jwt_issuer: str = Field("https://api.axly.pro", alias="JWT_ISSUER")
     jwt_audience: str = Field("axly-app", alias="JWT_AUDIENCE")
     access_token_minutes: int = Field(30, alias="ACCESS_TOKEN_MINUTES", ge=1, le=24 * 60)
@@ -65,6 +65,22 @@ class Settings(BaseSettings):
     diagnose_max_body_bytes: int = Field(
         60_000_000, alias="DIAGNOSE_MAX_BODY_BYTES", ge=1024, le=100_000_000
     )
+
+    # --- Accounts: PINs, password hashing, e-mail delivery ---------------------------------
+    # ASVS 5.0 allows an e-mailed code to live at most 10 minutes.
+    pin_exp_minutes: int = Field(10, alias="PIN_EXP_MINUTES", ge=1, le=10)
+    # bcrypt work factor: each +1 doubles the cost; below 10 is too cheap to resist cracking.
+    bcrypt_rounds: int = Field(12, alias="BCRYPT_ROUNDS", ge=10, le=16)
+    product_name: str = Field("Axly", alias="PRODUCT_NAME", min_length=1, max_length=60)
+    email_from: str = Field("no-reply@axly.pro", alias="EMAIL_FROM", min_length=3)
+    # The first configured backend wins: SendGrid, then SMTP, else the console (development).
+    sendgrid_key: str = Field("", alias="SENDGRID_KEY", repr=False)
+    sendgrid_api_host: str = Field("https://api.sendgrid.com", alias="SENDGRID_API_HOST")
+    smtp_host: str = Field("", alias="SMTP_HOST")
+    smtp_port: int = Field(587, alias="SMTP_PORT", ge=1, le=65535)
+    smtp_username: str = Field("", alias="SMTP_USERNAME")
+    smtp_password: str = Field("", alias="SMTP_PASSWORD", repr=False)
+    smtp_starttls: bool = Field(True, alias="SMTP_STARTTLS")
 
     @field_validator("cors_allowed_origins", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ os.environ.update(
         "AXLY_ENV": "test",
         "JWT_SECRET": TEST_JWT_SECRET,
         "CORS_ALLOWED_ORIGINS": "https://app.axly.pro,http://localhost:19006",
+        "BCRYPT_ROUNDS": "10",  # the lowest cost the settings allow: keeps the suite fast
     }
 )
 

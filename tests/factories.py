@@ -8,12 +8,15 @@ from sqlalchemy.orm import Session
 
 from api.models import User
 from api.services.auth import issue_access_token
+from api.utils.hashing import hash_password
 
 
-def create_user(session: Session, *, email: str | None = None) -> User:
-    """A user that can call the API with `auth_headers(user)` (no usable password)."""
+def create_user(session: Session, *, email: str | None = None, password: str | None = None) -> User:
+    """A user that can call the API with `auth_headers(user)`; it can log in only when
+    given a `password`."""
     user = User(
-        email=email or f"user-{uuid.uuid4().hex[:10]}@example.com", password_hash="!unusable"
+        email=email or f"user-{uuid.uuid4().hex[:10]}@example.com",
+        password_hash=hash_password(password) if password else "!unusable",
     )
     session.add(user)
     session.flush()
@@ -21,4 +24,5 @@ def create_user(session: Session, *, email: str | None = None) -> User:
 
 
 def auth_headers(user: User) -> dict[str, str]:
+    """A Bearer header with a fresh access token for `user` (at its current token version)."""
     return {"Authorization": f"Bearer {issue_access_token(user)}"}

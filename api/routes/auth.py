@@ -1,5 +1,175 @@
-"""Auth routes."""
+"""Accounts: sign-up by e-mailed PIN, login, tokens, password reset and change, deletion."""
 
-from api.endpoints import Router
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from api.endpoints import Reply, Request, Router
+from api.schemas.auth import (
+    AccountDeletion,
+    LoginRequest,
+    LogoutRequest,
+    Message,
+    PasswordChange,
+    PasswordResetConfirmation,
+    PinRequest,
+    RefreshRequest,
+    SignupConfirmation,
+    TokenBundle,
+    UserPublic,
+)
+from api.services import auth
+
+if TYPE_CHECKING:
+    from api.models import User
 
 router = Router("auth")
+
+# One body whatever the e-mail, so the answer never tells whether an account exists.
+PIN_SENT = "Check your e-mail: we have sent you a PIN or what to do next."
+RESET_PIN_SENT = "Check your e-mail: we have sent you a PIN to reset your password."
+
+
+@router.operation(
+    "POST",
+    "request_pin",
+    summary="E-mail a sign-up PIN",
+    description="Answers the same for new and registered e-mails; a registered one gets a "
+    "'you already have an account' e-mail instead of a PIN.",
+    body=PinRequest,
+    response=Message,
+    status=202,
+    auth=False,
+    errors=(429, 503),
+)
+def request_pin(request: Request) -> Reply:
+    auth.request_signup_pin(session=request.db, email=request.body.email)
+    return Reply(Message(message=PIN_SENT), status=202)
+
+
+@router.operation(
+    "POST",
+    "confirm_signup",
+    summary="Create the account with the e-mailed PIN",
+    body=SignupConfirmation,
+    response=TokenBundle,
+    status=201,
+    auth=False,
+    errors=(403, 409),
+)
+def confirm_signup(request: Request) -> Reply:
+    body = request.body
+    bundle = auth.confirm_signup(
+        session=request.db, email=body.email, password=body.password, pin=body.pin
+    )
+    return Reply(bundle, status=201)
+
+
+@router.operation(
+    "POST",
+    "login",
+    summary="Log in with e-mail and password",
+    body=LoginRequest,
+    response=TokenBundle,
+    auth=False,
+    errors=(401, 429),
+)
+def login(request: Request) -> auth.IssuedTokens:
+    return auth.login(session=request.db, email=request.body.email, password=request.body.password)
+
+
+@router.operation(
+    "POST",
+    "auth/refresh",
+    summary="Swap a refresh token for new tokens (the old one stops working)",
+    body=RefreshRequest,
+    response=TokenBundle,
+    auth=False,
+    errors=(401,),
+)
+def refresh(request: Request) -> auth.IssuedTokens:
+    return auth.refresh_session(session=request.db, refresh_token=request.body.refresh_token)
+
+
+@router.operation(
+    "POST",
+    "logout",
+    summary="End this session (its refresh token) or every session (all: true)",
+    body=LogoutRequest,
+    status=204,
+)
+def logout(request: Request) -> None:
+    auth.logout(
+        session=request.db,
+        user=request.current_user,
+        refresh_token=request.body.refresh_token,
+        everywhere=request.body.all,
+    )
+
+
+@router.operation(
+    "POST",
+    "request_password_reset_pin",
+    summary="E-mail a password reset PIN",
+    description="Answers the same whether or not an account uses the e-mail.",
+    body=PinRequest,
+    response=Message,
+    status=202,
+    auth=False,
+    errors=(429, 503),
+)
+def request_password_reset_pin(request: Request) -> Reply:
+    auth.request_password_reset_pin(session=request.db, email=request.body.email)
+    return Reply(Message(message=RESET_PIN_SENT), status=202)
+
+
+@router.operation(
+    "POST",
+    "confirm_password_reset",
+    summary="Set a new password with the e-mailed PIN; every older token stops working",
+    body=PasswordResetConfirmation,
+    response=TokenBundle,
+    auth=False,
+    errors=(403,),
+)
+def confirm_password_reset(request: Request) -> auth.IssuedTokens:
+    body = request.body
+    return auth.confirm_password_reset(
+        session=request.db, email=body.email, pin=body.pin, new_password=body.new_password
+    )
+
+
+@router.operation(
+    "POST",
+    "change_password",
+    summary="Change the password; every other session ends",
+    body=PasswordChange,
+    response=TokenBundle,
+    errors=(403, 429),
+)
+def change_password(request: Request) -> auth.IssuedTokens:
+    return auth.change_password(
+        session=request.db,
+        user=request.current_user,
+        current_password=request.body.current_password,
+        new_password=request.body.new_password,
+    )
+
+
+@router.operation("GET", "me", summary="The logged-in account", response=UserPublic)
+def me(request: Request) -> User:
+    return request.current_user
+
+
+@router.operation(
+    "DELETE",
+    "me",
+    summary="Delete the account and everything it owns",
+    body=AccountDeletion,
+    status=204,
+    errors=(403, 429),
+)
+def delete_me(request: Request) -> None:
+    auth.delete_account(
+        session=request.db, user=request.current_user, password=request.body.password
+    )

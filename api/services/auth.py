@@ -1,20 +1,49 @@
-"""Accounts and sessions."""
+"""Accounts and sessions: sign-up by e-mailed PIN, login with throttling, access tokens,
+rotating refresh tokens, password reset and change, logout and account deletion.
+
+A session is a family of refresh tokens started by one login; each refresh rotates the
+token. Access tokens are stateless but carry the user's token version, which password
+changes, resets and "logout everywhere" bump, ending every older token at once.
+"""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from api.errors import AuthenticationError
-from api.models import User
-from api.services.tokens import decode_token, encode_token
+from api.errors import AuthenticationError, ConflictError, ForbiddenError, RateLimitedError
+from api.models import LoginFailure, RefreshToken, User, utcnow
+from api.services import email as mail
+from api.services import pins
+from api.services.tokens import decode_token, encode_token, token_digest
 from api.settings import get_settings
+from api.utils import hashing
+
+LOGIN_FAILURE_LIMIT = 10
+LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
+BAD_CREDENTIALS = "Wrong e-mail or password"
+SESSION_ENDED = "This session has ended; log in again"
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: User
+    token_type: str = "bearer"  # noqa: S105 - the OAuth 2 token type, not a secret
+
+
+# --- tokens --------------------------------------------------------------------------------
 
 
 def issue_access_token(user: User) -> str:
     lifetime = timedelta(minutes=get_settings().access_token_minutes)
-    token, _ = encode_token(user.id, "access", lifetime)
+    token, _ = encode_token(user.id, "access", lifetime, version=user.token_version)
     return token
 
 
@@ -24,4 +53,231 @@ def authenticate(*, session: Session, token: str) -> User:
     user = session.get(User, claims["sub"])
     if user is None:
         raise AuthenticationError("The account no longer exists", code="invalid_token")
+    if claims["ver"] != user.token_version:
+        raise AuthenticationError(SESSION_ENDED, code="session_ended")
     return user
+
+
+def _start_session(
+    session: Session, user: User, family_id: uuid.UUID | None = None
+) -> tuple[IssuedTokens, RefreshToken]:
+    """Issue an access token and a new refresh token (in `family_id`, else a new family)."""
+    settings = get_settings()
+    now = utcnow()
+    session.execute(
+        delete(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.expires_at < now)
+    )
+    token_id = uuid.uuid4()
+    refresh_token, expires_at = encode_token(
+        user.id,
+        "refresh",
+        timedelta(days=settings.refresh_token_days),
+        version=user.token_version,
+        jti=str(token_id),
+    )
+    stored = RefreshToken(
+        id=token_id,
+        user_id=user.id,
+        family_id=family_id or uuid.uuid4(),
+        token_hash=token_digest(refresh_token),
+        expires_at=expires_at,
+        created_at=now,
+    )
+    session.add(stored)
+    session.flush()
+    bundle = IssuedTokens(
+        access_token=issue_access_token(user),
+        refresh_token=refresh_token,
+        expires_in=settings.access_token_minutes * 60,
+        user=user,
+    )
+    return bundle, stored
+
+
+def _end_every_session(session: Session, user: User) -> None:
+    user.token_version += 1
+    _revoke(session, RefreshToken.user_id == user.id)
+
+
+def _revoke(session: Session, which) -> None:
+    session.execute(
+        update(RefreshToken)
+        .where(which, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+def refresh_session(*, session: Session, refresh_token: str) -> IssuedTokens:
+    """Rotate a refresh token. Presenting one that was already rotated means it was copied:
+    the whole family is revoked, for the thief and the victim alike."""
+    claims = decode_token(refresh_token, "refresh")
+    stored = session.scalars(
+        select(RefreshToken)
+        .where(RefreshToken.token_hash == token_digest(refresh_token))
+        .with_for_update()
+    ).first()
+    if stored is None or stored.user_id != claims["sub"]:
+        raise AuthenticationError(SESSION_ENDED, code="session_ended")
+    if stored.revoked_at is not None:
+        if stored.replaced_by_id is not None:
+            _revoke(session, RefreshToken.family_id == stored.family_id)
+            raise AuthenticationError(
+                "This refresh token was already used; every session it started has been "
+                "ended. Log in again",
+                code="refresh_token_reused",
+                keep_changes=True,
+            )
+        raise AuthenticationError(SESSION_ENDED, code="session_ended")
+    user = session.get(User, stored.user_id)
+    if user is None or claims["ver"] != user.token_version:
+        raise AuthenticationError(SESSION_ENDED, code="session_ended")
+    bundle, successor = _start_session(session, user, family_id=stored.family_id)
+    stored.revoked_at = utcnow()
+    stored.replaced_by_id = successor.id
+    return bundle
+
+
+def logout(*, session: Session, user: User, refresh_token: str | None, everywhere: bool) -> None:
+    """End the session `refresh_token` belongs to (if it is this user's), or all of them.
+    Logging out twice is not an error."""
+    if everywhere:
+        _end_every_session(session, user)
+        return
+    if refresh_token is None:
+        return
+    family = select(RefreshToken.family_id).where(
+        RefreshToken.token_hash == token_digest(refresh_token), RefreshToken.user_id == user.id
+    )
+    _revoke(session, RefreshToken.family_id.in_(family.scalar_subquery()))
+
+
+# --- passwords and throttling ----------------------------------------------------------------
+
+
+def _check_password(session: Session, *, email: str, password: str, user: User | None) -> bool:
+    """Verify a password under the per-e-mail failure throttle; failures are recorded. The
+    throttle applies to unknown e-mails too, so a 429 says nothing about an account."""
+    now = utcnow()
+    pins.lock_for(session, "login", email)
+    recent = session.scalars(
+        select(LoginFailure.created_at)
+        .where(LoginFailure.email == email, LoginFailure.created_at > now - LOGIN_FAILURE_WINDOW)
+        .order_by(LoginFailure.created_at.desc())
+        .limit(LOGIN_FAILURE_LIMIT)
+    ).all()
+    if len(recent) >= LOGIN_FAILURE_LIMIT:
+        raise _too_many_failures(recent[-1] + LOGIN_FAILURE_WINDOW - now)
+    if hashing.verify_password(password, user.password_hash if user else None):
+        session.execute(delete(LoginFailure).where(LoginFailure.email == email))
+        if hashing.needs_rehash(user.password_hash):
+            user.password_hash = hashing.hash_password(password)
+        return True
+    session.execute(
+        delete(LoginFailure).where(
+            LoginFailure.email == email, LoginFailure.created_at <= now - LOGIN_FAILURE_WINDOW
+        )
+    )
+    session.add(LoginFailure(email=email, created_at=now))
+    session.flush()
+    return False
+
+
+def _too_many_failures(wait: timedelta) -> RateLimitedError:
+    seconds = max(1, int(-(-wait.total_seconds() // 1)))
+    return RateLimitedError(
+        f"Too many wrong passwords for this account; try again in {-(-seconds // 60)} minutes",
+        retry_after_s=seconds,
+        code="too_many_login_failures",
+    )
+
+
+def _user_by_email(session: Session, email: str) -> User | None:
+    return session.scalars(select(User).where(User.email == email)).first()
+
+
+def login(*, session: Session, email: str, password: str) -> IssuedTokens:
+    user = _user_by_email(session, email)
+    if not _check_password(session, email=email, password=password, user=user):
+        raise AuthenticationError(BAD_CREDENTIALS, code="invalid_credentials", keep_changes=True)
+    assert user is not None
+    bundle, _ = _start_session(session, user)
+    return bundle
+
+
+def _require_password(session: Session, user: User, password: str) -> None:
+    """For changes an access token alone must not allow (a stolen phone, a leaked token)."""
+    if not _check_password(session, email=user.email, password=password, user=user):
+        raise ForbiddenError(
+            "The current password is wrong", code="wrong_password", keep_changes=True
+        )
+
+
+# --- sign-up, reset, change, deletion ------------------------------------------------------
+
+
+def request_signup_pin(*, session: Session, email: str) -> None:
+    """E-mail a sign-up PIN, or a "you already have an account" note. Both store a PIN row,
+    so throttling, timing and the response are the same whether or not the account exists
+    (the note's PIN is never sent, so it can never be used)."""
+    pin = pins.issue_pin(session=session, email=email, purpose="signup")
+    if _user_by_email(session, email) is None:
+        mail.send_email(mail.signup_pin_email(email, pin))
+    else:
+        mail.send_email(mail.existing_account_email(email))
+
+
+def confirm_signup(*, session: Session, email: str, password: str, pin: str) -> IssuedTokens:
+    pins.consume_pin(session=session, email=email, purpose="signup", pin=pin)
+    if _user_by_email(session, email) is not None:
+        raise ConflictError("An account with this e-mail already exists; log in instead")
+    user = User(email=email, password_hash=hashing.hash_password(password), token_version=0)
+    session.add(user)
+    session.flush()
+    bundle, _ = _start_session(session, user)
+    return bundle
+
+
+def request_password_reset_pin(*, session: Session, email: str) -> None:
+    """E-mail a reset PIN, or a "no account uses this address" note; as for sign-up, the
+    response and throttling do not depend on whether the account exists."""
+    pin = pins.issue_pin(session=session, email=email, purpose="password_reset")
+    if _user_by_email(session, email) is None:
+        mail.send_email(mail.no_account_email(email))
+    else:
+        mail.send_email(mail.password_reset_pin_email(email, pin))
+
+
+def confirm_password_reset(
+    *, session: Session, email: str, pin: str, new_password: str
+) -> IssuedTokens:
+    pins.consume_pin(session=session, email=email, purpose="password_reset", pin=pin)
+    user = _user_by_email(session, email)
+    if user is None:  # deleted since the PIN was sent
+        raise pins.invalid_pin_error()
+    return _replace_password(session, user, new_password)
+
+
+def change_password(
+    *, session: Session, user: User, current_password: str, new_password: str
+) -> IssuedTokens:
+    _require_password(session, user, current_password)
+    return _replace_password(session, user, new_password)
+
+
+def _replace_password(session: Session, user: User, new_password: str) -> IssuedTokens:
+    user.password_hash = hashing.hash_password(new_password)
+    _end_every_session(session, user)
+    session.execute(delete(LoginFailure).where(LoginFailure.email == user.email))
+    bundle, _ = _start_session(session, user)
+    return bundle
+
+
+def delete_account(*, session: Session, user: User, password: str) -> None:
+    """Delete the account and everything it owns: the database cascades from users to
+    vehicles (and their mods), conversations (and their messages) and refresh tokens;
+    rows keyed by the e-mail address go explicitly."""
+    _require_password(session, user, password)
+    pins.discard_pins(session=session, email=user.email)
+    session.execute(delete(LoginFailure).where(LoginFailure.email == user.email))
+    session.execute(delete(User).where(User.id == user.id))
+    session.expunge(user)

@@ -1,7 +1,9 @@
-"""JSON Web Tokens: HS256 only, with issuer, audience and token type checked on every use."""
+"""JSON Web Tokens: HS256 only, with issuer, audience, token type and the user's token
+version checked on every use."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -16,9 +18,10 @@ TokenType = Literal["access", "refresh"]
 
 
 def encode_token(
-    subject: uuid.UUID, typ: TokenType, lifetime: timedelta, **claims: Any
+    subject: uuid.UUID, typ: TokenType, lifetime: timedelta, *, version: int, **claims: Any
 ) -> tuple[str, datetime]:
-    """Sign a token for `subject`; returns it with its expiry time."""
+    """Sign a token for `subject` issued under the user's token `version`; returns it with
+    its expiry time."""
     settings = get_settings()
     issued_at = datetime.now(UTC)
     expires_at = issued_at + lifetime
@@ -29,6 +32,7 @@ def encode_token(
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
         "typ": typ,
+        "ver": version,
         **claims,
     }
     return jwt.encode(payload, settings.jwt_secret, algorithm=ALGORITHMS[0]), expires_at
@@ -44,7 +48,7 @@ def decode_token(token: str, typ: TokenType) -> dict[str, Any]:
             algorithms=ALGORITHMS,
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
-            options={"require": ["sub", "iat", "exp", "iss", "aud", "typ"]},
+            options={"require": ["sub", "iat", "exp", "iss", "aud", "typ", "ver"]},
         )
     except jwt.ExpiredSignatureError:
         raise AuthenticationError("The token has expired", code="token_expired") from None
@@ -56,4 +60,12 @@ def decode_token(token: str, typ: TokenType) -> dict[str, Any]:
         claims["sub"] = uuid.UUID(claims["sub"])
     except (ValueError, TypeError, AttributeError):
         raise AuthenticationError("The token is invalid", code="invalid_token") from None
+    if type(claims["ver"]) is not int:
+        raise AuthenticationError("The token is invalid", code="invalid_token")
     return claims
+
+
+def token_digest(token: str) -> str:
+    """What we store of a refresh token: its SHA-256 (the token is 256+ bits of signed,
+    unguessable text, so a fast hash is enough and lookups stay indexable)."""
+    return hashlib.sha256(token.encode()).hexdigest()

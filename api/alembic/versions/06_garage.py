@@ -10,7 +10,7 @@ conversations that outlive the vehicle they were about.
   a conversation mentions failed) becomes `fk_conversations_vehicle_id`, ON DELETE SET NULL.
 
 Revision ID: 06_garage
-Revises: 04_chat_messages
+Revises: 05_accounts
 Create Date: 2026-11-27
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "06_garage"
-down_revision: str | None = "04_chat_messages"
+down_revision: str | None = "05_accounts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

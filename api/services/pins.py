@@ -1,0 +1,156 @@
+"""E-mailed PINs: issued from a CSPRNG, stored as a keyed HMAC, bound to an e-mail and a
+purpose, single use, at most MAX_WRONG_TRIES wrong tries, and throttled per e-mail+purpose.
+
+Why an HMAC rather than a salted slow hash: a 6-digit PIN has only a million values, so any
+unkeyed hash, however slow, falls to brute force once the table leaks. The HMAC's key is
+derived from JWT_SECRET, which never sits in the database, so a leaked table reveals
+nothing, and checking a PIN stays cheap. The e-mail and purpose are part of the MAC, so a
+PIN is worthless for another address or purpose even before the row lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.orm import Session
+
+from api.errors import ForbiddenError, RateLimitedError
+from api.models import EmailVerification, utcnow
+from api.settings import get_settings
+
+Purpose = Literal["signup", "password_reset"]
+
+PIN_DIGITS = 6
+MAX_WRONG_TRIES = 5
+SEND_INTERVAL = timedelta(seconds=60)
+SEND_WINDOW = timedelta(hours=1)
+SENDS_PER_WINDOW = 5
+
+INVALID_PIN = "That PIN is wrong, expired or already used; check it or request a new one"
+DEAD_PIN = "Too many wrong tries: this PIN no longer works; request a new one"
+
+
+def _pin_key() -> bytes:
+    secret = get_settings().jwt_secret.encode()
+    return hmac.new(secret, b"axly email pin v1", hashlib.sha256).digest()
+
+
+def pin_hmac(pin: str, *, email: str, purpose: Purpose) -> str:
+    message = f"{purpose}\n{email}\n{pin}".encode()
+    return hmac.new(_pin_key(), message, hashlib.sha256).hexdigest()
+
+
+def lock_for(session: Session, *keys: str) -> None:
+    """Serialise concurrent requests for the same keys until the transaction ends, so
+    counters and throttles cannot be raced past."""
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": "\n".join(keys)}
+    )
+
+
+def issue_pin(*, session: Session, email: str, purpose: Purpose) -> str:
+    """Store a new PIN for `email` + `purpose` (replacing any earlier one) and return it in
+    plain text for the e-mail; 429 when one was sent too recently or too often."""
+    now = utcnow()
+    lock_for(session, "pin", purpose, email)
+    _check_send_rate(session, email=email, purpose=purpose, now=now)
+    mine = (EmailVerification.email == email) & (EmailVerification.purpose == purpose)
+    session.execute(
+        delete(EmailVerification).where(mine, EmailVerification.created_at <= now - SEND_WINDOW)
+    )
+    session.execute(
+        update(EmailVerification)
+        .where(mine, EmailVerification.consumed_at.is_(None))
+        .values(consumed_at=now)
+    )
+    pin = f"{secrets.randbelow(10**PIN_DIGITS):0{PIN_DIGITS}d}"
+    session.add(
+        EmailVerification(
+            email=email,
+            purpose=purpose,
+            pin_hmac=pin_hmac(pin, email=email, purpose=purpose),
+            expires_at=now + timedelta(minutes=get_settings().pin_exp_minutes),
+            created_at=now,
+        )
+    )
+    session.flush()
+    return pin
+
+
+def _check_send_rate(session: Session, *, email: str, purpose: Purpose, now: datetime) -> None:
+    oldest, newest, count = session.execute(
+        select(
+            func.min(EmailVerification.created_at),
+            func.max(EmailVerification.created_at),
+            func.count(),
+        ).where(
+            EmailVerification.email == email,
+            EmailVerification.purpose == purpose,
+            EmailVerification.created_at > now - SEND_WINDOW,
+        )
+    ).one()
+    if count >= SENDS_PER_WINDOW:
+        wait = oldest + SEND_WINDOW - now
+        raise RateLimitedError(
+            f"At most {SENDS_PER_WINDOW} PINs an hour are sent to one address; "
+            f"try again in {_minutes(wait)} minutes",
+            retry_after_s=_seconds(wait),
+        )
+    if newest is not None and now - newest < SEND_INTERVAL:
+        wait = newest + SEND_INTERVAL - now
+        raise RateLimitedError(
+            f"A PIN was sent moments ago; wait {_seconds(wait)} seconds before asking again",
+            retry_after_s=_seconds(wait),
+        )
+
+
+def consume_pin(*, session: Session, email: str, purpose: Purpose, pin: str) -> None:
+    """Use up the current PIN for `email` + `purpose`, or fail with 403. A wrong PIN counts
+    a try (kept even though the request fails); the MAX_WRONG_TRIES-th kills the PIN."""
+    now = utcnow()
+    current = session.scalars(
+        select(EmailVerification)
+        .where(
+            EmailVerification.email == email,
+            EmailVerification.purpose == purpose,
+            EmailVerification.consumed_at.is_(None),
+            EmailVerification.expires_at > now,
+        )
+        .order_by(EmailVerification.created_at.desc())
+        .limit(1)
+        .with_for_update()
+    ).first()
+    if current is None:
+        raise invalid_pin_error()
+    expected = pin_hmac(pin, email=email, purpose=purpose)
+    if not hmac.compare_digest(current.pin_hmac, expected):
+        current.attempts += 1
+        dead = current.attempts >= MAX_WRONG_TRIES
+        if dead:
+            current.consumed_at = now
+        raise ForbiddenError(
+            DEAD_PIN if dead else INVALID_PIN, code="invalid_pin", keep_changes=True
+        )
+    current.consumed_at = now
+
+
+def invalid_pin_error() -> ForbiddenError:
+    # 403 as Supabase Auth answers a wrong or expired one-time code.
+    return ForbiddenError(INVALID_PIN, code="invalid_pin")
+
+
+def discard_pins(*, session: Session, email: str) -> None:
+    session.execute(delete(EmailVerification).where(EmailVerification.email == email))
+
+
+def _seconds(wait: timedelta) -> int:
+    return max(1, int(-(-wait.total_seconds() // 1)))
+
+
+def _minutes(wait: timedelta) -> int:
+    return max(1, -(-_seconds(wait) // 60))

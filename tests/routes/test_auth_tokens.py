@@ -1,0 +1,227 @@
+"""Token attacks and refresh-token rotation: every forged, stale or misused token is a 401
+with `WWW-Authenticate: Bearer`, and a replayed refresh token ends its whole family."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import jwt
+import pytest
+import time_machine
+from sqlalchemy.orm import Session
+
+from api.settings import get_settings
+from tests.accounts import PASSWORD, Outbox, bearer, new_email, sign_up
+from tests.factories import auth_headers, create_user
+
+
+@pytest.fixture
+def outbox(caplog: pytest.LogCaptureFixture) -> Outbox:
+    return Outbox(caplog)
+
+
+def assert_rejected(client: httpx.Client, token: str) -> dict:
+    response = client.get("/me", headers=bearer(token))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    return response.json()
+
+
+def claims_for(user_id: str, **overrides) -> dict:
+    settings = get_settings()
+    now = datetime.now(UTC)
+    return {
+        "sub": user_id,
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "typ": "access",
+        "ver": 0,
+        **overrides,
+    }
+
+
+def forge(claims: dict, secret: str | None = None) -> str:
+    return jwt.encode(claims, secret or get_settings().jwt_secret, algorithm="HS256")
+
+
+def b64(part: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(part, default=str).encode()).rstrip(b"=").decode()
+
+
+def test_a_well_formed_token_is_accepted(client: httpx.Client, session: Session) -> None:
+    """The control for the attacks below: the same claims, correctly signed, work."""
+    user = create_user(session)
+    assert client.get("/me", headers=bearer(forge(claims_for(str(user.id))))).status_code == 200
+
+
+def test_alg_none_is_refused(client: httpx.Client, session: Session) -> None:
+    user = create_user(session)
+    claims = claims_for(str(user.id))
+    claims = {
+        **claims,
+        "iat": int(claims["iat"].timestamp()),
+        "exp": int(claims["exp"].timestamp()),
+    }
+    unsigned = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}."
+    assert_rejected(client, unsigned)
+
+
+def test_wrong_secret_is_refused(client: httpx.Client, session: Session) -> None:
+    user = create_user(session)
+    assert_rejected(client, forge(claims_for(str(user.id)), secret="another-secret-" + "x" * 32))
+
+
+def test_tampered_payload_is_refused(client: httpx.Client, session: Session) -> None:
+    user, other = create_user(session), create_user(session)
+    header, _, signature = forge(claims_for(str(user.id))).split(".")
+    forged_claims = claims_for(str(other.id))
+    forged_claims = {
+        **forged_claims,
+        "iat": int(forged_claims["iat"].timestamp()),
+        "exp": int(forged_claims["exp"].timestamp()),
+    }
+    assert_rejected(client, f"{header}.{b64(forged_claims)}.{signature}")
+
+
+def test_expired_token_is_refused(client: httpx.Client, session: Session) -> None:
+    user = create_user(session)
+    with time_machine.travel(datetime(2030, 1, 1, tzinfo=UTC), tick=False) as traveller:
+        headers = auth_headers(user)
+        assert client.get("/me", headers=headers).status_code == 200
+        traveller.shift(timedelta(minutes=30, seconds=1))
+        body = assert_rejected(client, headers["Authorization"].split()[1])
+    assert body["code"] == "token_expired"
+
+
+@pytest.mark.parametrize(
+    "override",
+    [{"aud": "someone-else"}, {"iss": "https://evil.example"}, {"typ": "refresh"}, {"ver": "0"}],
+)
+def test_wrong_audience_issuer_type_or_version_is_refused(
+    client: httpx.Client, session: Session, override: dict
+) -> None:
+    user = create_user(session)
+    assert_rejected(client, forge(claims_for(str(user.id), **override)))
+
+
+@pytest.mark.parametrize("missing", ["sub", "exp", "aud", "typ", "ver"])
+def test_missing_claims_are_refused(client: httpx.Client, session: Session, missing: str) -> None:
+    user = create_user(session)
+    claims = claims_for(str(user.id))
+    del claims[missing]
+    assert_rejected(client, forge(claims))
+
+
+@pytest.mark.parametrize("header", ["", "Bearer", "Bearer ", "Basic abc", "Bearer not.a.jwt"])
+def test_missing_or_malformed_authorization_is_refused(client: httpx.Client, header: str) -> None:
+    response = client.get("/me", headers={"Authorization": header} if header else {})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_refresh_token_cannot_be_used_as_access_token(client: httpx.Client, outbox: Outbox) -> None:
+    bundle = sign_up(client, outbox)
+    assert_rejected(client, bundle["refresh_token"])
+    # ... nor the other way round.
+    response = client.post("/auth/refresh", json={"refresh_token": bundle["access_token"]})
+    assert response.status_code == 401
+
+
+def test_tokens_die_after_password_change(client: httpx.Client, outbox: Outbox) -> None:
+    bundle = sign_up(client, outbox)
+    client.post(
+        "/change_password",
+        json={"current_password": PASSWORD, "new_password": "Fresh new passphrase 9"},
+        headers=bearer(bundle["access_token"]),
+    )
+    body = assert_rejected(client, bundle["access_token"])
+    assert body["code"] == "session_ended"
+
+
+def test_tokens_die_after_password_reset(client: httpx.Client, outbox: Outbox) -> None:
+    email = new_email()
+    bundle = sign_up(client, outbox, email)
+    client.post("/request_password_reset_pin", json={"email": email})
+    reset = client.post(
+        "/confirm_password_reset",
+        json={"email": email, "pin": outbox.pin_for(email), "new_password": "Fresh one 123"},
+    )
+    assert reset.status_code == 200
+    assert_rejected(client, bundle["access_token"])
+
+
+def test_logout_all_ends_every_session(client: httpx.Client, outbox: Outbox) -> None:
+    email = new_email()
+    phone = sign_up(client, outbox, email)
+    tablet = client.post("/login", json={"email": email, "password": PASSWORD}).json()
+    response = client.post("/logout", json={"all": True}, headers=bearer(phone["access_token"]))
+    assert response.status_code == 204
+    for bundle in (phone, tablet):
+        assert_rejected(client, bundle["access_token"])
+        refresh = client.post("/auth/refresh", json={"refresh_token": bundle["refresh_token"]})
+        assert refresh.status_code == 401
+    # Logging in again starts afresh.
+    again = client.post("/login", json={"email": email, "password": PASSWORD}).json()
+    assert client.get("/me", headers=bearer(again["access_token"])).status_code == 200
+
+
+def test_logout_of_one_session_leaves_the_others(client: httpx.Client, outbox: Outbox) -> None:
+    email = new_email()
+    phone = sign_up(client, outbox, email)
+    tablet = client.post("/login", json={"email": email, "password": PASSWORD}).json()
+    client.post(
+        "/logout",
+        json={"refresh_token": phone["refresh_token"]},
+        headers=bearer(phone["access_token"]),
+    )
+    gone = client.post("/auth/refresh", json={"refresh_token": phone["refresh_token"]})
+    assert gone.status_code == 401
+    kept = client.post("/auth/refresh", json={"refresh_token": tablet["refresh_token"]})
+    assert kept.status_code == 200
+
+
+def test_tokens_die_with_the_account(client: httpx.Client, outbox: Outbox) -> None:
+    bundle = sign_up(client, outbox)
+    deleted = client.request(
+        "DELETE", "/me", json={"password": PASSWORD}, headers=bearer(bundle["access_token"])
+    )
+    assert deleted.status_code == 204
+    assert_rejected(client, bundle["access_token"])
+    refresh = client.post("/auth/refresh", json={"refresh_token": bundle["refresh_token"]})
+    assert refresh.status_code == 401
+
+
+def test_refresh_rotates_and_a_replayed_token_revokes_the_family(
+    client: httpx.Client, outbox: Outbox
+) -> None:
+    email = new_email()
+    first = sign_up(client, outbox, email)
+    other_device = client.post("/login", json={"email": email, "password": PASSWORD}).json()
+
+    second = client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]}).json()
+    third = client.post("/auth/refresh", json={"refresh_token": second["refresh_token"]}).json()
+    assert len({first["refresh_token"], second["refresh_token"], third["refresh_token"]}) == 3
+
+    # A thief replays the first token: refused, and every token of that login dies ...
+    replay = client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert replay.status_code == 401
+    assert replay.json()["code"] == "refresh_token_reused"
+    after = client.post("/auth/refresh", json={"refresh_token": third["refresh_token"]})
+    assert after.status_code == 401
+    # ... but the user's other login goes on.
+    other = client.post("/auth/refresh", json={"refresh_token": other_device["refresh_token"]})
+    assert other.status_code == 200
+
+
+def test_expired_refresh_token_is_refused(client: httpx.Client, outbox: Outbox) -> None:
+    with time_machine.travel(datetime(2030, 1, 1, tzinfo=UTC), tick=False) as traveller:
+        bundle = sign_up(client, outbox)
+        traveller.shift(timedelta(days=30, seconds=1))
+        response = client.post("/auth/refresh", json={"refresh_token": bundle["refresh_token"]})
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_expired"

@@ -1,0 +1,145 @@
+"""E-mail delivery with the real clients against local stand-ins: the official SendGrid
+client against pytest-httpserver, smtplib against an aiosmtpd server. A failed send is a
+503 and leaves no usable PIN."""
+
+from __future__ import annotations
+
+import email
+import json
+import socket
+from collections.abc import Callable, Iterator
+from email.message import Message
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from pytest_httpserver import HTTPServer
+
+from api.services import email as mail
+from tests.accounts import PASSWORD, new_email, pin_in
+
+SENDGRID_KEY = "SG.test-key-not-real"
+
+
+@pytest.fixture
+def sendgrid(httpserver: HTTPServer, override_settings: Callable[..., None]) -> HTTPServer:
+    override_settings(
+        SENDGRID_KEY=SENDGRID_KEY,
+        SENDGRID_API_HOST=httpserver.url_for("").rstrip("/"),
+        EMAIL_FROM="hello@axly.pro",
+        PRODUCT_NAME="Axly Garage",
+    )
+    return httpserver
+
+
+def test_sendgrid_gets_the_pin_email(client: httpx.Client, sendgrid: HTTPServer) -> None:
+    sendgrid.expect_oneshot_request("/v3/mail/send", method="POST").respond_with_data(
+        "", status=202
+    )
+    address = new_email()
+    assert client.post("/request_pin", json={"email": address}).status_code == 202
+
+    ((request, _),) = sendgrid.log
+    assert request.headers["Authorization"] == f"Bearer {SENDGRID_KEY}"
+    assert request.headers["Content-Type"] == "application/json"
+    posted = json.loads(request.get_data())
+    text, html = posted["content"][0]["value"], posted["content"][1]["value"]
+    pin = pin_in(text)
+    assert f">{pin}</p>" in html
+    expected = mail.signup_pin_email(address, pin)
+    assert posted == {
+        "from": {"email": "hello@axly.pro", "name": "Axly Garage"},
+        "subject": "Axly Garage: your sign-up code",
+        "personalizations": [{"to": [{"email": address}]}],
+        "content": [
+            {"type": "text/plain", "value": expected.text},
+            {"type": "text/html", "value": expected.html},
+        ],
+    }
+    # The PIN that crossed the wire is the one that works.
+    confirm = client.post(
+        "/confirm_signup", json={"email": address, "password": PASSWORD, "pin": pin}
+    )
+    assert confirm.status_code == 201
+
+
+def test_failed_sendgrid_send_is_503_and_leaves_no_usable_pin(
+    client: httpx.Client, sendgrid: HTTPServer
+) -> None:
+    sendgrid.expect_oneshot_request("/v3/mail/send", method="POST").respond_with_json(
+        {"errors": [{"message": "internal error"}]}, status=500
+    )
+    address = new_email()
+    response = client.post("/request_pin", json={"email": address})
+    assert response.status_code == 503
+    assert response.json()["detail"] == "could not send e-mail, try again"
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+    ((request, _),) = sendgrid.log
+    pin = pin_in(json.loads(request.get_data())["content"][0]["value"])
+    confirm = client.post(
+        "/confirm_signup", json={"email": address, "password": PASSWORD, "pin": pin}
+    )
+    assert confirm.status_code == 403
+    # Nothing counted towards the resend throttle either: the user can simply try again.
+    sendgrid.expect_oneshot_request("/v3/mail/send", method="POST").respond_with_data(
+        "", status=202
+    )
+    assert client.post("/request_pin", json={"email": address}).status_code == 202
+
+
+def test_unreachable_sendgrid_is_503(client: httpx.Client, override_settings) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    override_settings(SENDGRID_KEY=SENDGRID_KEY, SENDGRID_API_HOST=f"http://127.0.0.1:{port}")
+    response = client.post("/request_password_reset_pin", json={"email": new_email()})
+    assert response.status_code == 503
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], Message]] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd calls it by name
+        parsed = email.message_from_bytes(envelope.content)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_inbox(override_settings: Callable[..., None]) -> Iterator[Inbox]:
+    inbox = Inbox()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    override_settings(SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_STARTTLS="false")
+    yield inbox
+    controller.stop()
+
+
+def test_smtp_backend_delivers_text_and_html(client: httpx.Client, smtp_inbox: Inbox) -> None:
+    address = new_email()
+    assert client.post("/request_pin", json={"email": address}).status_code == 202
+    ((mail_from, recipients, message),) = smtp_inbox.messages
+    assert mail_from == "no-reply@axly.pro"
+    assert recipients == [address]
+    assert message["Subject"] == "Axly: your sign-up code"
+    assert message["From"] == "Axly <no-reply@axly.pro>"
+    plain, html = (part.get_payload(decode=True).decode() for part in message.get_payload())
+    pin = pin_in(plain)
+    assert f">{pin}</p>" in html
+    confirm = client.post(
+        "/confirm_signup", json={"email": address, "password": PASSWORD, "pin": pin}
+    )
+    assert confirm.status_code == 201
+
+
+def test_console_backend_is_refused_in_production(
+    client: httpx.Client, override_settings: Callable[..., None]
+) -> None:
+    override_settings(AXLY_ENV="production")
+    response = client.post("/request_pin", json={"email": new_email()})
+    assert response.status_code == 503

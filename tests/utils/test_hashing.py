@@ -1,0 +1,59 @@
+"""Password hashing: the cost comes from settings (never below 10), every byte of a long
+password counts, and the common-password list is the shipped file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from pydantic import ValidationError
+
+from api.settings import Settings
+from api.utils.hashing import hash_password, is_common_password, needs_rehash, verify_password
+
+
+def test_hash_uses_the_configured_cost(override_settings: Callable[..., None]) -> None:
+    assert hash_password("a fine password").startswith("$2b$10$")
+    override_settings(BCRYPT_ROUNDS="11")
+    hashed = hash_password("a fine password")
+    assert hashed.startswith("$2b$11$")
+    assert verify_password("a fine password", hashed)
+    assert not needs_rehash(hashed)
+
+
+def test_a_cost_below_ten_is_refused() -> None:
+    with pytest.raises(ValidationError, match="BCRYPT_ROUNDS"):
+        Settings(BCRYPT_ROUNDS=9)
+
+
+def test_bytes_past_bcrypts_72_all_count() -> None:
+    base = "p" * 100
+    hashed = hash_password(base + "A")
+    assert verify_password(base + "A", hashed)
+    assert not verify_password(base + "B", hashed)
+    assert not verify_password(base, hashed)
+
+
+def test_nul_bytes_do_not_truncate_the_password() -> None:
+    hashed = hash_password("abc\x00defghij")
+    assert not verify_password("abc\x00zzzzzzz", hashed)
+
+
+def test_unusable_or_missing_hashes_never_verify() -> None:
+    assert not verify_password("anything", None)
+    assert not verify_password("anything", "!unusable")
+
+
+def test_rehash_is_due_when_the_cost_changes(override_settings: Callable[..., None]) -> None:
+    hashed = hash_password("a fine password")
+    override_settings(BCRYPT_ROUNDS="11")
+    assert needs_rehash(hashed)
+
+
+@pytest.mark.parametrize("password", ["password", "PASSWORD1", "qwertyuiop", "iloveyou"])
+def test_common_passwords_are_recognised(password: str) -> None:
+    assert is_common_password(password)
+
+
+def test_an_uncommon_password_is_not_flagged() -> None:
+    assert not is_common_password("Lorry gearbox 1987 whistles")
