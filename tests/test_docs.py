@@ -1,0 +1,30 @@
+"""README.md stays true: every setting and every route is documented, and every setting
+has a development value in local.settings.example.json."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from api.settings import Settings
+
+README = Path("README.md").read_text(encoding="utf-8")
+SETTINGS = [field.alias for field in Settings.model_fields.values()]
+
+
+@pytest.mark.parametrize("name", SETTINGS)
+def test_every_setting_is_documented_and_in_the_example(name: str) -> None:
+    assert f"`{name}`" in README
+    assert name in json.loads(Path("local.settings.example.json").read_text())["Values"]
+
+
+def test_every_route_is_documented(indexed_functions) -> None:
+    for function in indexed_functions:
+        trigger = next(b for b in function.get_bindings() if b.type == "httpTrigger")
+        assert f"| `{trigger.route}" in README, trigger.route
+
+
+def test_quick_start_is_the_two_make_commands() -> None:
+    quick_start = README.split("## Quick start")[1].split("##")[0]
+    assert "make dev" in quick_start
+    assert "make test" in quick_start
