@@ -2,8 +2,9 @@
 
 Cold start: a fresh interpreter importing function_app and indexing it, as the Azure
 worker does, and which heavy modules that pulled in. Requests: median and p95 latency of
-a few routes served in-process by the local host against a real PostgreSQL (DB_URI, else
-the embedded server), with the database already at head.
+routes served in-process by the local host against a real PostgreSQL (the server of
+DB_URI, else the embedded one) in a database of the benchmark's own, `axly_bench`, and
+the SQL statements a garage listing takes for 1 and for 50 vehicles with mods.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 HEAVY_MODULES = ("alembic", "openai", "sendgrid", "obd")
 COLD_START_RUNS = 5
 REQUESTS_PER_ROUTE = 200
+MODS_PER_VEHICLE = 5
 
 _COLD_START = """
 import json, sys, time
@@ -30,11 +33,8 @@ print(json.dumps({"ms": elapsed * 1000, "loaded": [m for m in %r if m in sys.mod
 
 
 def cold_start() -> None:
-    env = os.environ | {"JWT_SECRET": os.environ.get("JWT_SECRET", "b" * 40)}
     runs = [
-        json.loads(
-            subprocess.check_output([sys.executable, "-c", _COLD_START % (HEAVY_MODULES,)], env=env)
-        )
+        json.loads(subprocess.check_output([sys.executable, "-c", _COLD_START % (HEAVY_MODULES,)]))
         for _ in range(COLD_START_RUNS)
     ]
     timings = sorted(run["ms"] for run in runs)
@@ -45,33 +45,85 @@ def cold_start() -> None:
     print(f"heavy modules loaded at start-up: {runs[0]['loaded'] or 'none'}")
 
 
+def use_bench_database() -> None:
+    """Point DB_URI at `axly_bench` on the configured server (or the embedded one)."""
+    from devhost.database import Server, embedded_server, ensure_database
+
+    uri = os.environ.get("DB_URI")
+    server = Server.from_uri(uri) if uri else embedded_server()
+    os.environ["DB_URI"] = ensure_database(server, "axly_bench")
+
+
+def timed(label: str, call: Callable[[], object], runs: int = REQUESTS_PER_ROUTE) -> None:
+    call()  # warm up
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    p95 = samples[int(len(samples) * 0.95)]
+    print(
+        f"{label}: median {statistics.median(samples):.2f} ms, p95 {p95:.2f} ms "
+        f"over {runs} requests"
+    )
+
+
+def garage_owner(session, vehicles: int):
+    """A new user with `vehicles` vehicles of MODS_PER_VEHICLE mods each."""
+    import uuid
+
+    from api.models import User, Vehicle, VehicleMod
+
+    user = User(email=f"bench-{uuid.uuid4().hex[:8]}@example.com", password_hash="!")
+    session.add(user)
+    session.flush()
+    for n in range(vehicles):
+        vehicle = Vehicle(user_id=user.id, make="Mazda", model="3", year=str(2000 + n % 25))
+        session.add(vehicle)
+        session.flush()
+        session.add_all(
+            VehicleMod(vehicle_id=vehicle.id, name=f"Mod {m}") for m in range(MODS_PER_VEHICLE)
+        )
+    session.commit()
+    return user
+
+
 def request_latency() -> None:
     import httpx
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
 
-    from devhost.__main__ import prepare_database
+    from api import db
+    from api.services.auth import issue_access_token
     from devhost.host import create_app
-
-    os.environ.setdefault("JWT_SECRET", "b" * 40)
-    prepare_database()
     from function_app import app
+
+    use_bench_database()
+    db.schema_status()
+    engine = db.get_engine()
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
 
     transport = httpx.WSGITransport(app=create_app(app))
     with httpx.Client(transport=transport, base_url="http://bench/api") as client:
         for path in ("/health", "/openapi.json"):
-            client.get(path)  # warm up
-            samples = []
-            for _ in range(REQUESTS_PER_ROUTE):
-                started = time.perf_counter()
-                client.get(path).raise_for_status()
-                samples.append((time.perf_counter() - started) * 1000)
-            samples.sort()
-            p95 = samples[int(len(samples) * 0.95)]
-            print(
-                f"GET /api{path}: median {statistics.median(samples):.2f} ms, "
-                f"p95 {p95:.2f} ms over {REQUESTS_PER_ROUTE} requests"
+            timed(f"GET /api{path}", lambda path=path: client.get(path).raise_for_status())
+        with Session(engine, expire_on_commit=False) as session:
+            owners = {count: garage_owner(session, count) for count in (1, 50)}
+        for count, owner in owners.items():
+            headers = {"Authorization": f"Bearer {issue_access_token(owner)}"}
+            statements.clear()
+            client.get("/vehicles", headers=headers).raise_for_status()
+            print(f"GET /api/vehicles with {count} vehicles: {len(statements)} SQL statements")
+            timed(
+                f"GET /api/vehicles with {count} vehicles",
+                lambda headers=headers: client.get("/vehicles", headers=headers).raise_for_status(),
             )
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("JWT_SECRET", "bench-only-secret-" + "x" * 32)
+    os.environ.setdefault("AXLY_ENV", "development")
     cold_start()
     request_latency()
