@@ -31,6 +31,7 @@ from api.errors import (
     MethodNotAllowedError,
     NotFoundError,
     PayloadTooLargeError,
+    ServiceUnavailableError,
     UnsupportedMediaTypeError,
     ValidationFailedError,
 )
@@ -237,10 +238,20 @@ def _unit_of_work(op: Operation) -> Iterator[Session | None]:
     if not (op.db or op.auth):
         yield None
         return
+    from sqlalchemy.exc import OperationalError, TimeoutError
+
     from api.db import session_scope
 
-    with session_scope() as session:
-        yield session
+    try:
+        with session_scope() as session:
+            yield session
+    except (TimeoutError, OperationalError):
+        # No pooled connection free in time, the database went away mid-request, or a
+        # deadlock: the client can retry, so this is a 503, not a bug's 500.
+        log.warning("Database unavailable during a request", exc_info=True)
+        raise ServiceUnavailableError(
+            "The database is busy or unreachable; try again shortly", code="database_unavailable"
+        ) from None
 
 
 def _route_values(op: Operation, raw: dict[str, str]) -> dict[str, Any]:

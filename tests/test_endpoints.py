@@ -244,3 +244,20 @@ def test_log_records_carry_the_request_id(
     records = [r for r in caplog.records if r.name == "api.http"]
     assert records
     assert all(record.request_id == request_id for record in records)
+
+
+def test_database_lost_mid_request_is_503_not_500(
+    client: httpx.Client, session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import create_engine
+
+    from api import db
+    from tests.factories import auth_headers, create_user
+
+    headers = auth_headers(create_user(session))
+    gone = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/gone")
+    monkeypatch.setattr(db, "get_bind", lambda: gone)
+    response = client.get("/me", headers=headers)
+    body = assert_problem(response, 503, "database_unavailable")
+    assert "try again" in body["detail"]
+    assert "127.0.0.1" not in response.text
