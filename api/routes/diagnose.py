@@ -41,10 +41,11 @@ def _max_body_bytes() -> int:
 
 def _form(req: func.HttpRequest, *, lists: tuple[str, ...] = ()) -> dict[str, Any]:
     """Form parts → the JSON body's shape: `lists` fields collect repeated parts, other
-    fields keep the last one; empty text fields count as absent."""
+    fields keep the last one; empty parts count as absent (a form's file input with no file
+    chosen still sends an empty part)."""
     data: dict[str, Any] = {}
     for name, value in parse_form(req, max_bytes=_max_body_bytes()):
-        if value == "":
+        if not value:
             continue
         if name in lists:
             data.setdefault(name, []).append(value)
@@ -55,9 +56,12 @@ def _form(req: func.HttpRequest, *, lists: tuple[str, ...] = ()) -> dict[str, An
 
 def _v2_form(req: func.HttpRequest) -> dict[str, Any]:
     data = _form(req, lists=("images", "dtc_codes"))
-    if "dtc_codes" in data:  # repeated, or comma-separated in one field
+    if "dtc_codes" in data:  # repeated, or comma-separated in one field ("P0420, P0301,")
         data["dtc_codes"] = [
-            code.strip() for value in data["dtc_codes"] for code in str(value).split(",")
+            code.strip()
+            for value in data["dtc_codes"]
+            for code in str(value).split(",")
+            if code.strip()
         ]
     return data
 

@@ -21,11 +21,16 @@ from api.schemas.common import InputModel, OutputModel, Pagination
 from api.utils.media import MediaField
 
 MAX_QUESTION_CHARS = 4000
+MAX_TITLE_CHARS = 200
 DtcCode = Annotated[
     str,
     StringConstraints(
         strip_whitespace=True, to_upper=True, pattern=r"^[PBCUpbcu][0-3][0-9A-Fa-f]{3}$"
     ),
+]
+LegacyModsText = Annotated[str, StringConstraints(max_length=2000)]
+LegacyModList = Annotated[
+    list[Annotated[str, StringConstraints(max_length=100)]], Field(max_length=30)
 ]
 
 
@@ -107,7 +112,7 @@ class LegacyDiagnoseQuery(InputModel):
     make: str | None = Field(None, max_length=100)
     model: str | None = Field(None, max_length=100)
     year: str | None = Field(None, max_length=10)
-    mods: str | None = Field(None, max_length=2000, description="Comma-separated")
+    mods: LegacyModsText | None = Field(None, description="Comma-separated")
     session_id: uuid.UUID | None = None
 
     @model_validator(mode="after")
@@ -118,7 +123,9 @@ class LegacyDiagnoseQuery(InputModel):
 
 
 class LegacyDiagnoseBody(LegacyDiagnoseQuery):
-    mods: str | list[str] | None = Field(None, description="Comma-separated, or a list")
+    mods: LegacyModsText | LegacyModList | None = Field(
+        None, description="Comma-separated, or a list (up to 30, 100 characters each)"
+    )
     image: MediaField | None = None
     audio: MediaField | None = None
 
@@ -166,7 +173,7 @@ class ConversationDetail(OutputModel):
 
 
 class ConversationUpdate(InputModel):
-    title: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS)
 
     @field_validator("title")
     @classmethod

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ValidationError
 
 from api.errors import ServiceUnavailableError, UpstreamError, UpstreamTimeoutError
-from api.schemas.diagnose import Diagnosis
+from api.schemas.diagnose import MAX_TITLE_CHARS, Diagnosis
 from api.settings import get_settings
 from api.utils.media import Media
 
@@ -209,19 +209,28 @@ def analyse_sound(audio: Media) -> str | None:
             model=model, messages=[{"role": "user", "content": content}]
         ),
     )
-    return (response.choices[0].message.content or "").strip() or None
+    return _reply_text(response) or None
 
 
 def title_for(messages: list[dict[str, Any]]) -> str | None:
-    """A short title from a cheap call; None when the provider cannot make one."""
+    """A short title from a cheap call; None when the provider cannot make one. No retries:
+    the diagnosis is already paid for and a fallback title exists, so the turn should not
+    wait on a struggling provider for a nicety."""
     try:
         response = _call(
             "title",
-            lambda client, model: client.chat.completions.create(
+            lambda client, model: client.with_options(max_retries=0).chat.completions.create(
                 model=model, messages=messages, max_completion_tokens=TITLE_MAX_TOKENS
             ),
         )
     except (UpstreamError, UpstreamTimeoutError):
         return None
-    title = (response.choices[0].message.content or "").strip().strip("\"'").strip()
-    return title[:200] or None
+    title = _reply_text(response).strip("\"'").strip()
+    return title[:MAX_TITLE_CHARS] or None
+
+
+def _reply_text(response: Any) -> str:
+    """The first choice's text; "" when there is none (a filtered or empty reply)."""
+    if not response.choices:
+        return ""
+    return (response.choices[0].message.content or "").strip()

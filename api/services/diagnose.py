@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import LimitReachedError, NotFoundError, RateLimitedError
 from api.models import ChatAttachment, ChatMessage, Conversation, User, Vehicle, utcnow
-from api.schemas.diagnose import Diagnosis
+from api.schemas.diagnose import MAX_TITLE_CHARS, Diagnosis
 from api.services import ai, dtc, prompt
 from api.services.conversations import owned_conversation
 from api.settings import get_settings
@@ -31,6 +31,7 @@ from api.utils import metrics
 from api.utils.media import Media, MediaField, load_images, load_media
 
 TITLE_FALLBACK_WORDS = 8
+MAX_EXPLAINED_CODES = 30  # dtc_codes holds up to 20; the text and transcript may add a few
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,7 @@ def diagnose(*, session: Session, user: User, request: DiagnoseInput) -> Diagnos
     turn = prompt.NewTurn(
         text=request.text,
         images=images,
-        dtc=[
-            dtc.explain(code)
-            for code in dtc.find_codes([*request.dtc_codes, request.text, transcript])
-        ],
+        dtc=_explained_codes(request, transcript),
         transcript=transcript,
         sound_analysis=ai.analyse_sound(audio) if audio else None,
     )
@@ -115,6 +113,13 @@ def diagnose(*, session: Session, user: User, request: DiagnoseInput) -> Diagnos
         diagnosis=completion.diagnosis,
         usage=_usage(completion),
     )
+
+
+def _explained_codes(request: DiagnoseInput, transcript: str | None) -> list[dtc.DtcInfo]:
+    """The codes sent, then those named in the text or recording, up to MAX_EXPLAINED_CODES
+    (a question full of codes must not blow up the prompt)."""
+    codes = dtc.find_codes([*request.dtc_codes, request.text, transcript])
+    return [dtc.explain(code) for code in codes[:MAX_EXPLAINED_CODES]]
 
 
 def _conversation(
@@ -247,8 +252,10 @@ def _title(question: str | None, diagnosis: Diagnosis) -> str:
     if title:
         return title
     words = opening.split()
-    ellipsis = "…" if len(words) > TITLE_FALLBACK_WORDS else ""
-    return " ".join(words[:TITLE_FALLBACK_WORDS]) + ellipsis
+    title = " ".join(words[:TITLE_FALLBACK_WORDS])
+    if len(words) > TITLE_FALLBACK_WORDS or len(title) > MAX_TITLE_CHARS:
+        title = title[: MAX_TITLE_CHARS - 1] + "…"
+    return title
 
 
 def _usage(completion: ai.Completion) -> dict[str, int]:

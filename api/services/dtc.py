@@ -2,8 +2,9 @@
 
 Two sources, behind `explain(code)`:
 1. The code's structure per SAE J2012, decoded here for any well-formed code: the system
-   (1st character), who defines it (generic vs manufacturer-specific, 2nd character) and,
-   for P0/P1 codes, the subsystem the 3rd character names.
+   (1st character), who defines it (generic vs manufacturer-specific, 2nd character) and
+   the subsystem the 3rd character names where J2012 assigns one (P0/P1, P2, P34, U0; B
+   and C codes, and the manufacturer ranges P30-P33, U1/U2, have no standard grouping).
 2. The description from the generic P and U code table shipped with python-OBD (`obd`),
    loaded on first use. python-OBD is GPL-2.0-only: it stays a separately installed
    package that we import; its table is never copied into this repository.
@@ -23,8 +24,8 @@ CODE = re.compile(r"\b[PBCU][0-3][0-9A-F]{3}\b", re.IGNORECASE)
 
 SYSTEMS = {"P": "powertrain", "B": "body", "C": "chassis", "U": "network communication"}
 
-# J2012 third character of P0/P1 codes. Later P ranges (P2, P3) group differently.
-P_SUBSYSTEMS = {
+# J2012 third character of P0 codes; manufacturers follow the same grouping for P1.
+P0_SUBSYSTEMS = {
     "0": "fuel and air metering and auxiliary emission controls",
     "1": "fuel and air metering",
     "2": "fuel and air metering (injector circuit)",
@@ -38,6 +39,27 @@ P_SUBSYSTEMS = {
     "A": "hybrid propulsion",
     "B": "hybrid propulsion",
     "C": "hybrid propulsion",
+}
+P2_SUBSYSTEMS = {
+    **dict.fromkeys("012A", "fuel and air metering and auxiliary emission controls"),
+    "3": "ignition system or misfire",
+    "4": "auxiliary emission controls",
+    "5": "auxiliary inputs",
+    "6": "computer and auxiliary outputs",
+    **dict.fromkeys("789", "transmission"),
+}
+U0_SUBSYSTEMS = {
+    "0": "network electrical",
+    **dict.fromkeys("12", "network communication"),
+    "3": "network software",
+    "4": "network data",
+}
+SUBSYSTEMS = {
+    "P0": P0_SUBSYSTEMS,
+    "P1": P0_SUBSYSTEMS,
+    "P2": P2_SUBSYSTEMS,
+    "P3": {"4": "cylinder deactivation"},  # P3400-P34FF; P30-P33 are manufacturers'
+    "U0": U0_SUBSYSTEMS,
 }
 
 Definer = Literal["generic", "manufacturer-specific", "reserved"]
@@ -85,12 +107,11 @@ def explain(code: str) -> DtcInfo:
     code = code.strip().upper()
     if not CODE.fullmatch(code):
         raise ValueError(f"{code!r} is not an OBD-II trouble code")
-    subsystem = P_SUBSYSTEMS.get(code[2]) if code[:2] in ("P0", "P1") else None
     return DtcInfo(
         code=code,
         system=SYSTEMS[code[0]],
         defined_by=defined_by(code),
-        subsystem=subsystem,
+        subsystem=SUBSYSTEMS.get(code[:2], {}).get(code[2]),
         description=_generic_descriptions().get(code),
     )
 

@@ -70,18 +70,33 @@ def _image_type(head: bytes) -> str | None:
 def _is_mp3(head: bytes) -> bool:
     if head.startswith(b"ID3"):
         return True
-    # An MPEG audio frame header: 11 sync bits, then a layer that is not "reserved" (00).
-    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06 != 0
+    # An MPEG audio frame header: 11 sync bits; no reserved version (01) or layer (00) (which
+    # also keeps out AAC/ADTS, FF F1); a bitrate index that is not "bad" (1111) and a sample
+    # rate index that is not reserved (11). Two bytes of sync alone match too much noise.
+    if len(head) < 3 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (head[1] >> 3) & 0b11, (head[1] >> 1) & 0b11
+    bitrate, sample_rate = head[2] >> 4, (head[2] >> 2) & 0b11
+    return version != 0b01 and layer != 0b00 and bitrate != 0b1111 and sample_rate != 0b11
+
+
+# ISO base media brands of audio files (Apple M4A/M4B, generic MP4 from phone recorders,
+# 3GPP); image (HEIC, AVIF) and QuickTime brands share the `ftyp` box and are refused.
+MP4_AUDIO_BRANDS = {
+    b"M4A ", b"M4B ", b"mp41", b"mp42", b"isom", b"iso2", b"iso4", b"iso5", b"iso6",
+    b"dash", b"3gp4", b"3gp5", b"3gp6", b"3g2a",
+}  # fmt: skip
 
 
 def _audio_type(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return "audio/wav"
-    if head[4:8] == b"ftyp":
+    if head[4:8] == b"ftyp" and head[8:12] in MP4_AUDIO_BRANDS:
         return "audio/mp4"
     if head.startswith(b"OggS"):
         return "audio/ogg"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
+    # EBML is also Matroska (.mkv/.mka); the header's DocType, in its first bytes, says webm.
+    if head.startswith(b"\x1a\x45\xdf\xa3") and b"webm" in head:
         return "audio/webm"
     if head.startswith(b"fLaC"):
         return "audio/flac"
@@ -91,6 +106,7 @@ def _audio_type(head: bytes) -> str | None:
 
 
 SNIFFERS = {"image": _image_type, "audio": _audio_type}
+SNIFF_BYTES = 64  # enough for every signature above, WebM's DocType included
 ACCEPTED = {
     "image": "JPEG, PNG, WEBP or GIF",
     "audio": "WAV, MP3, M4A/MP4, OGG, WEBM or FLAC",
@@ -122,7 +138,7 @@ def load_media(value: MediaField, *, kind: MediaKind, field: str) -> Media:
         data = value
     if len(data) > max_bytes:
         raise _too_large(field, max_bytes)
-    mime_type = SNIFFERS[kind](data[:16])
+    mime_type = SNIFFERS[kind](data[:SNIFF_BYTES])
     if mime_type is None:
         raise UnsupportedMediaTypeError(
             f"{field} is not a supported {kind}: send {ACCEPTED[kind]}",

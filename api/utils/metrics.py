@@ -11,11 +11,11 @@ log = logging.getLogger("api.metrics")
 
 def record(name: str, value: float, **dimensions: str | int | None) -> None:
     """Record one measurement, e.g. `record("openai_tokens", 812, kind="prompt")`."""
-    dims = {key: value for key, value in dimensions.items() if value is not None}
+    dims = {key: dim for key, dim in dimensions.items() if dim is not None}
     log.info(
         "metric %s=%s %s",
         name,
         value,
-        " ".join(f"{key}={value}" for key, value in sorted(dims.items())),
+        " ".join(f"{key}={dim}" for key, dim in sorted(dims.items())),
         extra={"metric": name, "metric_value": value, "metric_dimensions": dims},
     )

@@ -258,10 +258,16 @@ def test_title_falls_back_to_the_opening_words_when_the_title_call_fails(
 ) -> None:
     openai.title = error_response(500)
     question = "My engine makes a ticking noise after it warms up on long drives"
-    response = client.post("/diagnose2", headers=auth_headers(user), json={"q": question})
-    assert response.status_code == 200
+    with openai_settings(OPENAI_MAX_RETRIES="2"):
+        response = client.post("/diagnose2", headers=auth_headers(user), json={"q": question})
+        one_long_word = client.post("/diagnose2", headers=auth_headers(user), json={"q": "a" * 900})
+    assert response.status_code == one_long_word.status_code == 200
     conversation = session.get(Conversation, uuid.UUID(response.json()["session_id"]))
     assert conversation.title == "My engine makes a ticking noise after it…"
+    title_calls = [b for b in openai.chat_bodies if "response_format" not in b]
+    assert len(title_calls) == 2  # a nicety: never retried, the turn does not wait on it
+    long_one = session.get(Conversation, uuid.UUID(one_long_word.json()["session_id"]))
+    assert long_one.title == "a" * 199 + "…"  # fits what PATCH accepts (200 characters)
 
 
 def test_multipart_with_image_and_audio_files_is_transcribed_and_stored(
@@ -363,6 +369,53 @@ def test_bad_media_is_refused_naming_the_field_and_nothing_is_stored(
     assert (problem["code"], problem["field"]) == (code, field)
     assert field in problem["detail"]
     assert count(session, Conversation, Conversation.user_id == user.id) == 0
+    assert openai.untouched
+
+
+def test_multipart_empty_parts_count_as_absent(
+    client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
+) -> None:
+    # A form's file input with no file chosen still sends an empty part.
+    response = client.post(
+        "/diagnose2",
+        headers=auth_headers(user),
+        data={"q": "Knocking", "dtc_codes": "P0420, ,P0301,"},
+        files=[("images", ("", b"")), ("images", ("a.png", PNG)), ("audio", ("", b""))],
+    )
+    assert response.status_code == 200, response.text
+    (question, _) = stored_turns(session, uuid.UUID(response.json()["session_id"]))
+    assert question.content["dtc_codes"] == ["P0420", "P0301"]
+    assert [a["mime_type"] for a in question.content["attachments"]] == ["image/png"]
+    legacy = client.post(
+        "/Diagnose",
+        headers=auth_headers(user),
+        data={"q": "Knocking", "make": ""},
+        files={"image": ("", b"")},
+    )
+    assert legacy.status_code == 200, legacy.text
+
+
+def test_codes_explained_per_turn_are_capped(
+    client: httpx.Client, openai: FakeOpenAI, user: User
+) -> None:
+    question = " ".join(f"P0{number:03d}" for number in range(100, 700))
+    response = client.post(
+        "/diagnose2", headers=auth_headers(user), json={"q": question, "dtc_codes": ["U0100"]}
+    )
+    assert response.status_code == 200, response.text
+    text = openai.diagnosis_bodies[0]["messages"][-1]["content"]
+    explained = [line for line in text.split("\n") if line.startswith("- ")]
+    assert len(explained) == 30
+    assert explained[0].startswith("- U0100: Lost Communication With ECM/PCM A")
+
+
+def test_legacy_mods_are_bounded(client: httpx.Client, openai: FakeOpenAI, user: User) -> None:
+    for mods in (["Turbo"] * 31, ["x" * 101], "y" * 2001):
+        response = client.post(
+            "/Diagnose", headers=auth_headers(user), json={"q": "Rough idle", "mods": mods}
+        )
+        assert response.status_code == 422, mods
+        assert response.json()["errors"][0]["field"].startswith("body.mods")
     assert openai.untouched
 
 

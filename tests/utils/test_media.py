@@ -20,7 +20,8 @@ SAMPLES = {
         (b"\xff\xfb\x90\x64" + bytes(20), "audio/mpeg"),  # an MPEG-1 layer III frame
         (b"\x00\x00\x00\x20ftypM4A " + bytes(20), "audio/mp4"),
         (b"OggS\x00\x02" + bytes(20), "audio/ogg"),
-        (b"\x1a\x45\xdf\xa3\x9f" + bytes(20), "audio/webm"),
+        # An EBML header as browsers' MediaRecorder writes it, DocType "webm".
+        (bytes.fromhex("1a45dfa39f4286810142f7810142f2810442f381084282847765626d"), "audio/webm"),
         (b"fLaC\x00\x00\x00\x22" + bytes(20), "audio/flac"),
     ],
 }
@@ -44,6 +45,22 @@ def test_an_image_is_not_audio_and_noise_is_neither() -> None:
         load_media(png, kind="audio", field="audio")
     with pytest.raises(UnsupportedMediaTypeError):
         load_media(b"\xff\xf9" + bytes(20), kind="audio", field="audio")  # layer bits "00"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xfb\xf0\x00" + bytes(20),  # frame sync, but bitrate index 1111 ("bad")
+        b"\xff\xfb\x9c\x00" + bytes(20),  # frame sync, but sample rate index 11 (reserved)
+        b"\xff\xeb\x90\x00" + bytes(20),  # frame sync, but version bits 01 (reserved)
+        b"\x00\x00\x00\x18ftypheic" + bytes(20),  # an iPhone photo (HEIC), not M4A
+        b"\x00\x00\x00\x1cftypavif" + bytes(20),  # an AVIF image
+        bytes.fromhex("1a45dfa3a34286810142f7810142f2810442f381084282886d6174726f736b61"),  # MKV
+    ],
+)
+def test_look_alikes_are_not_audio(data: bytes) -> None:
+    with pytest.raises(UnsupportedMediaTypeError):
+        load_media(data, kind="audio", field="audio")
 
 
 def test_base64_is_strict() -> None:
