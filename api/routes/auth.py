@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from api.endpoints import Reply, Request, Router
+from api.endpoints import Request, Router
 from api.schemas.auth import (
     AccountDeletion,
     LoginRequest,
@@ -42,9 +42,9 @@ RESET_PIN_SENT = "Check your e-mail: we have sent you a PIN to reset your passwo
     auth=False,
     errors=(429, 503),
 )
-def request_pin(request: Request) -> Reply:
+def request_pin(request: Request) -> Message:
     auth.request_signup_pin(session=request.db, email=request.body.email)
-    return Reply(Message(message=PIN_SENT), status=202)
+    return Message(message=PIN_SENT)
 
 
 @router.operation(
@@ -57,12 +57,11 @@ def request_pin(request: Request) -> Reply:
     auth=False,
     errors=(403, 409),
 )
-def confirm_signup(request: Request) -> Reply:
+def confirm_signup(request: Request) -> auth.IssuedTokens:
     body = request.body
-    bundle = auth.confirm_signup(
+    return auth.confirm_signup(
         session=request.db, email=body.email, password=body.password, pin=body.pin
     )
-    return Reply(bundle, status=201)
 
 
 @router.operation(
@@ -118,9 +117,9 @@ def logout(request: Request) -> None:
     auth=False,
     errors=(429, 503),
 )
-def request_password_reset_pin(request: Request) -> Reply:
+def request_password_reset_pin(request: Request) -> Message:
     auth.request_password_reset_pin(session=request.db, email=request.body.email)
-    return Reply(Message(message=RESET_PIN_SENT), status=202)
+    return Message(message=RESET_PIN_SENT)
 
 
 @router.operation(

@@ -183,10 +183,10 @@ def _check_password(session: Session, *, email: str, password: str, user: User |
 
 
 def _too_many_failures(wait: timedelta) -> RateLimitedError:
-    seconds = max(1, int(-(-wait.total_seconds() // 1)))
     return RateLimitedError(
-        f"Too many wrong passwords for this account; try again in {-(-seconds // 60)} minutes",
-        retry_after_s=seconds,
+        "Too many wrong passwords for this account; "
+        f"try again in {pins.whole_minutes(wait)} minutes",
+        retry_after_s=pins.whole_seconds(wait),
         code="too_many_login_failures",
     )
 
@@ -218,7 +218,7 @@ def _require_password(session: Session, user: User, password: str) -> None:
 def request_signup_pin(*, session: Session, email: str) -> None:
     """E-mail a sign-up PIN, or a "you already have an account" note. Both store a PIN row,
     so throttling, timing and the response are the same whether or not the account exists
-    (the note's PIN is never sent, so it can never be used)."""
+    (the note's PIN is never sent, and confirm_signup refuses a registered e-mail anyway)."""
     pin = pins.issue_pin(session=session, email=email, purpose="signup")
     if _user_by_email(session, email) is None:
         mail.send_email(mail.signup_pin_email(email, pin))

@@ -47,6 +47,8 @@ def _send_to_console(message: Email, settings: Settings) -> None:
 
 
 def _send_with_sendgrid(message: Email, settings: Settings) -> None:
+    import http.client
+
     from python_http_client.exceptions import HTTPError
     from sendgrid import SendGridAPIClient
     from sendgrid.helpers.mail import From, Mail
@@ -65,8 +67,8 @@ def _send_with_sendgrid(message: Email, settings: Settings) -> None:
     except HTTPError as exc:
         log.error("SendGrid refused the e-mail: HTTP %s %s", exc.status_code, exc.body)
         raise ServiceUnavailableError(SEND_FAILED, code="email_unavailable") from None
-    except OSError as exc:  # connection refused, DNS, TLS, timeout
-        log.error("SendGrid could not be reached: %s", exc)
+    except (OSError, http.client.HTTPException) as exc:  # unreachable, timeout, garbled reply
+        log.error("SendGrid could not be reached: %r", exc)
         raise ServiceUnavailableError(SEND_FAILED, code="email_unavailable") from None
 
 

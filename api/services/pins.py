@@ -98,14 +98,14 @@ def _check_send_rate(session: Session, *, email: str, purpose: Purpose, now: dat
         wait = oldest + SEND_WINDOW - now
         raise RateLimitedError(
             f"At most {SENDS_PER_WINDOW} PINs an hour are sent to one address; "
-            f"try again in {_minutes(wait)} minutes",
-            retry_after_s=_seconds(wait),
+            f"try again in {whole_minutes(wait)} minutes",
+            retry_after_s=whole_seconds(wait),
         )
     if newest is not None and now - newest < SEND_INTERVAL:
         wait = newest + SEND_INTERVAL - now
         raise RateLimitedError(
-            f"A PIN was sent moments ago; wait {_seconds(wait)} seconds before asking again",
-            retry_after_s=_seconds(wait),
+            f"A PIN was sent moments ago; wait {whole_seconds(wait)} seconds before asking again",
+            retry_after_s=whole_seconds(wait),
         )
 
 
@@ -148,9 +148,11 @@ def discard_pins(*, session: Session, email: str) -> None:
     session.execute(delete(EmailVerification).where(EmailVerification.email == email))
 
 
-def _seconds(wait: timedelta) -> int:
+def whole_seconds(wait: timedelta) -> int:
+    """A wait rounded up to whole seconds (at least 1), as Retry-After gives it."""
     return max(1, int(-(-wait.total_seconds() // 1)))
 
 
-def _minutes(wait: timedelta) -> int:
-    return max(1, -(-_seconds(wait) // 60))
+def whole_minutes(wait: timedelta) -> int:
+    """A wait rounded up to whole minutes (at least 1), for messages."""
+    return max(1, -(-whole_seconds(wait) // 60))

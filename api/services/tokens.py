@@ -55,7 +55,7 @@ def decode_token(token: str, typ: TokenType) -> dict[str, Any]:
     except jwt.PyJWTError:
         raise AuthenticationError("The token is invalid", code="invalid_token") from None
     if claims.get("typ") != typ:
-        raise AuthenticationError(f"This is not an {typ} token", code="invalid_token")
+        raise AuthenticationError(f"Wrong token type: send the {typ} token", code="invalid_token")
     try:
         claims["sub"] = uuid.UUID(claims["sub"])
     except (ValueError, TypeError, AttributeError):

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.models import (
+    ChatAttachment,
     ChatMessage,
     Conversation,
     EmailVerification,
@@ -21,6 +22,7 @@ from api.models import (
     Vehicle,
     VehicleMod,
 )
+from api.services.pins import pin_hmac
 from tests.accounts import PASSWORD, Outbox, bearer, new_email, sign_up
 from tests.factories import auth_headers, create_user
 
@@ -180,7 +182,20 @@ def test_delete_me_removes_every_row_the_user_owned(
     conversation = Conversation(user_id=user_id, vehicle_id=vehicle.id, title="Rough idle")
     session.add(conversation)
     session.flush()
-    session.add(ChatMessage(conversation_id=conversation.id, role="user", content={"t": "hi"}))
+    message = ChatMessage(conversation_id=conversation.id, role="user", content={"t": "hi"})
+    session.add(message)
+    session.flush()
+    session.add(
+        ChatAttachment(
+            conversation_id=conversation.id,
+            message_id=message.id,
+            kind="image",
+            mime_type="image/png",
+            size_bytes=3,
+            sha256="0" * 64,
+            data=b"png",
+        )
+    )
     bystander = create_user(session)
     session.add(Vehicle(user_id=bystander.id, make="Fiat", model="Panda", year="2010"))
     session.flush()
@@ -197,7 +212,7 @@ def test_delete_me_removes_every_row_the_user_owned(
     session.expire_all()
     counts = {
         model.__name__: session.scalar(select(func.count()).select_from(model))
-        for model in (VehicleMod, ChatMessage, Conversation, RefreshToken)
+        for model in (VehicleMod, ChatAttachment, ChatMessage, Conversation, RefreshToken)
     }
     assert counts == dict.fromkeys(counts, 0)
     assert session.get(User, user_id) is None
@@ -372,8 +387,14 @@ def test_signup_pin_for_a_registered_email_cannot_create_a_second_account(
     email = create_user(session, password=PASSWORD).email
     client.post("/request_pin", json={"email": email})
     assert all(not any(ch.isdigit() for ch in m.text) for m in outbox.messages if m.to == email)
+    # Even a correctly guessed PIN (planted here, as the PIN is never sent) creates nothing.
+    (stored,) = session.scalars(select(EmailVerification).where(EmailVerification.email == email))
+    stored.pin_hmac = pin_hmac("123456", email=email, purpose="signup")
+    session.flush()
     response = confirm(client, email, "123456")
-    assert response.status_code == 403
+    assert response.status_code == 409
+    assert session.scalar(select(func.count()).where(User.email == email)) == 1
+    assert login(client, email).status_code == 200
 
 
 # --- login throttling -------------------------------------------------------------------

@@ -126,10 +126,11 @@ def test_missing_or_malformed_authorization_is_refused(client: httpx.Client, hea
 
 def test_refresh_token_cannot_be_used_as_access_token(client: httpx.Client, outbox: Outbox) -> None:
     bundle = sign_up(client, outbox)
-    assert_rejected(client, bundle["refresh_token"])
+    assert "send the access token" in assert_rejected(client, bundle["refresh_token"])["detail"]
     # ... nor the other way round.
     response = client.post("/auth/refresh", json={"refresh_token": bundle["access_token"]})
     assert response.status_code == 401
+    assert "send the refresh token" in response.json()["detail"]
 
 
 def test_tokens_die_after_password_change(client: httpx.Client, outbox: Outbox) -> None:

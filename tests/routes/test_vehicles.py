@@ -3,9 +3,8 @@ vehicle that conversations mention."""
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -14,7 +13,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.models import ChatMessage, Conversation, Vehicle, VehicleMod
-from tests.conftest import use_settings
 from tests.factories import auth_headers, create_user
 
 MX5 = {"make": "Mazda", "model": "MX-5", "year": 1990}
@@ -193,11 +191,11 @@ def test_deleting_a_vehicle_keeps_conversations_about_it(
 def test_list_is_newest_first_and_paginated(
     client: httpx.Client, session: Session, time_machine
 ) -> None:
-    time_machine.move_to(START, tick=False)
+    time_machine.move_to(START, tick=False)  # before the token is issued
     headers = auth_headers(create_user(session))
     ids = []
-    for minute, model in enumerate(("NA", "NB", "NC")):
-        time_machine.move_to(START + timedelta(seconds=minute), tick=False)
+    for second, model in enumerate(("NA", "NB", "NC")):
+        time_machine.move_to(START + timedelta(seconds=second), tick=False)
         body = MX5 | {"model": model}
         ids.append(client.post("/vehicles", json=body, headers=headers).json()["id"])
     newest_first = ids[::-1]
@@ -237,14 +235,11 @@ def test_vin_is_unique_per_user(client: httpx.Client, session: Session) -> None:
 
 
 @pytest.fixture
-def garage_caps() -> Iterator[Callable[..., None]]:
+def garage_caps(override_settings: Callable[..., None]) -> Callable[..., None]:
     def set_caps(*, vehicles: int = 50, mods: int = 200) -> None:
-        use_settings(MAX_VEHICLES_PER_USER=str(vehicles), MAX_MODS_PER_VEHICLE=str(mods))
+        override_settings(MAX_VEHICLES_PER_USER=str(vehicles), MAX_MODS_PER_VEHICLE=str(mods))
 
-    yield set_caps
-    for name in ("MAX_VEHICLES_PER_USER", "MAX_MODS_PER_VEHICLE"):
-        os.environ.pop(name, None)
-    use_settings()
+    return set_caps
 
 
 def test_vehicle_cap(client: httpx.Client, session: Session, garage_caps) -> None:

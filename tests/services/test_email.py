@@ -4,9 +4,11 @@ client against pytest-httpserver, smtplib against an aiosmtpd server. A failed s
 
 from __future__ import annotations
 
+import contextlib
 import email
 import json
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from email.message import Message
 
@@ -88,13 +90,46 @@ def test_failed_sendgrid_send_is_503_and_leaves_no_usable_pin(
     assert client.post("/request_pin", json={"email": address}).status_code == 202
 
 
-def test_unreachable_sendgrid_is_503(client: httpx.Client, override_settings) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
+def free_port() -> int:
+    """A local port nothing listens on (until someone binds it)."""
+    with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    override_settings(SENDGRID_KEY=SENDGRID_KEY, SENDGRID_API_HOST=f"http://127.0.0.1:{port}")
+        return probe.getsockname()[1]
+
+
+def test_unreachable_sendgrid_is_503(client: httpx.Client, override_settings) -> None:
+    override_settings(
+        SENDGRID_KEY=SENDGRID_KEY, SENDGRID_API_HOST=f"http://127.0.0.1:{free_port()}"
+    )
     response = client.post("/request_password_reset_pin", json={"email": new_email()})
     assert response.status_code == 503
+
+
+@pytest.fixture
+def garbling_server() -> Iterator[str]:
+    """A server that answers every connection with bytes that are not HTTP."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                connection, _ = listener.accept()
+                with connection:
+                    connection.recv(65536)
+                    connection.sendall(b"this is not HTTP\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+def test_garbled_sendgrid_answer_is_503(
+    client: httpx.Client, override_settings: Callable[..., None], garbling_server: str
+) -> None:
+    override_settings(SENDGRID_KEY=SENDGRID_KEY, SENDGRID_API_HOST=garbling_server)
+    response = client.post("/request_pin", json={"email": new_email()})
+    assert response.status_code == 503
+    assert response.json()["detail"] == "could not send e-mail, try again"
 
 
 class Inbox:
@@ -110,9 +145,7 @@ class Inbox:
 @pytest.fixture
 def smtp_inbox(override_settings: Callable[..., None]) -> Iterator[Inbox]:
     inbox = Inbox()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     override_settings(SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_STARTTLS="false")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import bcrypt
 import pytest
 from pydantic import ValidationError
 
@@ -42,6 +43,24 @@ def test_nul_bytes_do_not_truncate_the_password() -> None:
 def test_unusable_or_missing_hashes_never_verify() -> None:
     assert not verify_password("anything", None)
     assert not verify_password("anything", "!unusable")
+
+
+@pytest.mark.parametrize("password_hash", [None, "!unusable"])
+def test_no_usable_hash_still_costs_one_bcrypt_check_at_the_configured_cost(
+    monkeypatch: pytest.MonkeyPatch, password_hash: str | None
+) -> None:
+    """So an unknown e-mail takes as long as a wrong password (no timing oracle)."""
+    checked: list[bytes] = []
+    real_checkpw = bcrypt.checkpw
+
+    def recording_checkpw(password: bytes, hashed: bytes) -> bool:
+        checked.append(hashed)
+        return real_checkpw(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", recording_checkpw)
+    assert not verify_password("anything", password_hash)
+    bcrypt_hashes = [hashed[:7] for hashed in checked if hashed.startswith(b"$2")]
+    assert bcrypt_hashes == [b"$2b$10$"]
 
 
 def test_rehash_is_due_when_the_cost_changes(override_settings: Callable[..., None]) -> None:
