@@ -23,6 +23,9 @@ import bcrypt
 from api.settings import get_settings
 
 PREHASH_KEY = b"axly-password-prehash-v1"
+# Migration 05 marks the seed system's hashes (bcrypt of the raw password) with this prefix:
+# they still verify, once, as they were made, and are replaced at that login.
+LEGACY_PREFIX = "legacy-bcrypt:"
 COMMON_PASSWORDS_FILE = Path(__file__).parent.parent / "data" / "common-passwords.txt"
 
 
@@ -42,21 +45,36 @@ def _dummy_hash(rounds: int) -> bytes:
 
 
 def verify_password(password: str, password_hash: str | None) -> bool:
-    """Does `password` match? With no hash (unknown e-mail) a dummy hash of the same cost
-    is checked anyway, so an unknown e-mail takes as long as a wrong password."""
+    """Does `password` match? Every path costs one bcrypt check at the configured cost: with
+    no usable hash (unknown e-mail) a dummy hash is checked anyway, so an unknown e-mail
+    takes as long as a wrong password."""
+    if password_hash is not None and password_hash.startswith(LEGACY_PREFIX):
+        return _verify_legacy(password, password_hash.removeprefix(LEGACY_PREFIX))
     candidate = _prehash(password)
-    if password_hash is None:
-        bcrypt.checkpw(candidate, _dummy_hash(get_settings().bcrypt_rounds))
-        return False
     try:
-        return bcrypt.checkpw(candidate, password_hash.encode())
+        if password_hash is not None:
+            return bcrypt.checkpw(candidate, password_hash.encode())
     except ValueError:  # not a bcrypt hash: an account without a usable password
-        bcrypt.checkpw(candidate, _dummy_hash(get_settings().bcrypt_rounds))
+        pass
+    bcrypt.checkpw(candidate, _dummy_hash(get_settings().bcrypt_rounds))
+    return False
+
+
+def _verify_legacy(password: str, legacy_hash: str) -> bool:
+    """The seed system's scheme: bcrypt of the raw password, which bcrypt reads only up to
+    72 bytes (so a longer password never matched there either)."""
+    raw = password.encode()
+    try:
+        return len(raw) <= 72 and bcrypt.checkpw(raw, legacy_hash.encode())
+    except ValueError:  # a malformed legacy hash: no usable password
+        bcrypt.checkpw(_prehash(password), _dummy_hash(get_settings().bcrypt_rounds))
         return False
 
 
 def needs_rehash(password_hash: str) -> bool:
-    """True when the hash was made with another cost than BCRYPT_ROUNDS now asks for."""
+    """True for a legacy hash, or one made with another cost than BCRYPT_ROUNDS asks for."""
+    if password_hash.startswith(LEGACY_PREFIX):
+        return True
     parts = password_hash.split("$")  # "", "2b", "12", salt+hash
     return len(parts) != 4 or parts[2] != f"{get_settings().bcrypt_rounds:02d}"
 

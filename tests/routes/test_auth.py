@@ -85,6 +85,26 @@ def test_login_with_email_and_password(client: httpx.Client, outbox: Outbox) -> 
     assert client.get("/me", headers=bearer(response.json()["access_token"])).status_code == 200
 
 
+def test_seed_system_user_logs_in_once_with_old_hash_then_with_ours(
+    client: httpx.Client, session: Session
+) -> None:
+    import bcrypt
+
+    from api.utils.hashing import LEGACY_PREFIX
+
+    email = new_email()
+    legacy = LEGACY_PREFIX + bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()
+    user = create_user(session, email=email)
+    user.password_hash = legacy
+    session.flush()
+
+    assert login(client, email, "not the password at all").status_code == 401
+    assert login(client, email).status_code == 200
+    session.refresh(user)
+    assert not user.password_hash.startswith(LEGACY_PREFIX)  # replaced by our scheme
+    assert login(client, email).status_code == 200
+
+
 def test_login_gives_one_message_for_unknown_email_and_wrong_password(
     client: httpx.Client, outbox: Outbox
 ) -> None:

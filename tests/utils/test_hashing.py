@@ -76,3 +76,14 @@ def test_common_passwords_are_recognised(password: str) -> None:
 
 def test_an_uncommon_password_is_not_flagged() -> None:
     assert not is_common_password("Lorry gearbox 1987 whistles")
+
+
+def test_legacy_hashes_verify_as_made_and_are_due_for_rehash() -> None:
+    from api.utils.hashing import LEGACY_PREFIX
+
+    legacy = LEGACY_PREFIX + bcrypt.hashpw(b"Old-Passw0rd!", bcrypt.gensalt(rounds=10)).decode()
+    assert verify_password("Old-Passw0rd!", legacy)
+    assert not verify_password("old-passw0rd!", legacy)
+    assert not verify_password("x" * 100, legacy)  # over 72 bytes never matched there either
+    assert not verify_password("Old-Passw0rd!", LEGACY_PREFIX + "garbage")
+    assert needs_rehash(legacy)

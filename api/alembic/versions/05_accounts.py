@@ -7,6 +7,10 @@ else, so a plain PIN cannot be stored by mistake. Rows written by the old system
 PINs, so they are deleted (a PIN lived 15 minutes at most; users just ask for a new one).
 The downgrade deletes the rows again, since the old code cannot read HMACs either.
 
+Existing users keep working: their e-mails are normalised as the API now compares them
+(trimmed, lower-case), and their bcrypt hashes of the raw password are marked
+`legacy-bcrypt:`, verified once as they were made and replaced at that login.
+
 Revision ID: 05_accounts
 Revises: 04_chat_messages
 Create Date: 2025-08-01
@@ -33,7 +37,32 @@ def _created_at() -> sa.Column:
     )
 
 
+# The seed system stored bcrypt hashes of the raw password; ours are bcrypt over a pre-hash
+# (api/utils/hashing.py). Marked, the old ones still verify once and are then replaced.
+LEGACY_PREFIX = "legacy-bcrypt:"
+
+
 def upgrade() -> None:
+    # E-mails are now compared normalised (trimmed, lower-case). Stored ones are brought in
+    # line unless that would merge two accounts; such pairs keep their spelling until an
+    # operator resolves them (SELECT lower(btrim(email)) FROM users GROUP BY 1
+    # HAVING count(*) > 1 lists them).
+    op.execute(
+        """
+        UPDATE users AS u SET email = lower(btrim(u.email))
+        WHERE u.email <> lower(btrim(u.email))
+          AND NOT EXISTS (
+              SELECT 1 FROM users AS other
+              WHERE other.id <> u.id AND lower(btrim(other.email)) = lower(btrim(u.email))
+          )
+        """
+    )
+    op.execute(
+        sa.text(
+            "UPDATE users SET password_hash = :prefix || password_hash "
+            "WHERE password_hash LIKE '$2_$%'"
+        ).bindparams(prefix=LEGACY_PREFIX)
+    )
     op.add_column(
         "users",
         sa.Column("token_version", sa.Integer(), nullable=False, server_default=sa.text("0")),
@@ -106,3 +135,10 @@ def downgrade() -> None:
     op.drop_column("email_verification", "attempts")
     op.drop_column("email_verification", "purpose")
     op.drop_column("users", "token_version")
+    # Hashes made since the upgrade cannot be read by the old code; its own ones can again.
+    op.execute(
+        sa.text(
+            "UPDATE users SET password_hash = substr(password_hash, :start) "
+            "WHERE password_hash LIKE :pattern"
+        ).bindparams(start=len(LEGACY_PREFIX) + 1, pattern=LEGACY_PREFIX + "%")
+    )

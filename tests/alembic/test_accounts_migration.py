@@ -1,0 +1,50 @@
+"""05_accounts keeps the seed system's users able to log in: e-mails normalised as the API
+now compares them, bcrypt hashes of raw passwords marked as legacy (and restored by the
+downgrade)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import bcrypt
+from sqlalchemy import create_engine, text
+
+from api import migrations
+from api.utils.hashing import LEGACY_PREFIX, verify_password
+
+SEED_HASH = bcrypt.hashpw(b"Old-Passw0rd!", bcrypt.gensalt(rounds=4)).decode()
+
+
+def migrate(connection, command_name: str, revision: str) -> None:
+    from alembic import command
+
+    getattr(command, command_name)(migrations.alembic_config(connection), revision)
+    connection.commit()
+
+
+def test_seed_users_are_normalised_and_marked_legacy(make_database: Callable[..., str]) -> None:
+    engine = create_engine(make_database())
+    with engine.connect() as conn:
+        migrate(conn, "upgrade", "04_chat_messages")
+        conn.execute(
+            text("INSERT INTO users (email, password_hash) VALUES (:e, :h)"),
+            [
+                {"e": " John.Doe@Example.COM ", "h": SEED_HASH},
+                {"e": "Twin@example.com", "h": SEED_HASH},
+                {"e": "twin@example.com", "h": "not-bcrypt"},
+            ],
+        )
+        conn.commit()
+
+        migrate(conn, "upgrade", "05_accounts")
+        rows = dict(conn.execute(text("SELECT email, password_hash FROM users")).all())
+        assert set(rows) == {"john.doe@example.com", "Twin@example.com", "twin@example.com"}
+        assert rows["john.doe@example.com"] == LEGACY_PREFIX + SEED_HASH
+        assert rows["twin@example.com"] == "not-bcrypt"  # not bcrypt: left unusable
+        assert verify_password("Old-Passw0rd!", rows["john.doe@example.com"])
+        assert not verify_password("wrong-password", rows["john.doe@example.com"])
+
+        migrate(conn, "downgrade", "04_chat_messages")
+        hashes = conn.execute(text("SELECT password_hash FROM users")).scalars().all()
+        assert sorted(hashes) == sorted([SEED_HASH, SEED_HASH, "not-bcrypt"])
+    engine.dispose()
