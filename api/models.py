@@ -241,3 +241,18 @@ class ChatAttachment(Base):
     sha256: Mapped[str]
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = _created_at()
+
+
+class DiagnosisUsage(Base):
+    """One diagnosis a user was charged for: the DIAGNOSES_PER_DAY ledger. Kept apart from
+    the messages so deleting a conversation does not give the quota back; rows older than
+    the 24-hour window are pruned as new ones are written."""
+
+    __tablename__ = "diagnosis_usage"
+    __table_args__ = (Index("ix_diagnosis_usage_user_created", "user_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE", name="fk_diagnosis_usage_user")
+    )
+    created_at: Mapped[datetime] = _created_at()

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # Azure's front end drops HTTP requests at about 230 s: stay well below it.
     openai_timeout_s: float = Field(60.0, alias="OPENAI_TIMEOUT_S", gt=0, le=200)
     openai_max_retries: int = Field(2, alias="OPENAI_MAX_RETRIES", ge=0, le=5)
+    # The whole turn (every provider call and retry) must end before Azure's ~230 s.
+    diagnose_deadline_s: float = Field(180.0, alias="DIAGNOSE_DEADLINE_S", ge=10, le=220)
     azure_openai_endpoint: str = Field("", alias="AZURE_OPENAI_ENDPOINT")
     azure_openai_api_key: str = Field("", alias="AZURE_OPENAI_API_KEY", repr=False)
     azure_openai_deployment: str = Field("", alias="AZURE_OPENAI_DEPLOYMENT")

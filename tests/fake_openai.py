@@ -3,7 +3,8 @@
 Diagnosis calls (those asking for the `diagnosis` JSON schema) are answered from a queue of
 scripted replies (a valid diagnosis when the queue is empty); title calls get `title`;
 transcriptions get `transcript`. Every request is kept as it arrives (before any scripted
-delay), to assert what crossed the wire.
+delay), to assert what crossed the wire, with the timeout the SDK gave it (the SDK sends it
+in a header).
 """
 
 from __future__ import annotations
@@ -68,6 +69,15 @@ def error_response(status: int) -> Response:
 
 
 @dataclass(frozen=True)
+class Slow:
+    """A scripted diagnosis reply sent only after `seconds` (a timeout, if the client gives
+    up first)."""
+
+    seconds: float
+    reply: Any = field(default_factory=lambda: DIAGNOSIS)
+
+
+@dataclass(frozen=True)
 class Transcription:
     form: dict[str, str]
     filename: str | None
@@ -78,11 +88,12 @@ class Transcription:
 @dataclass
 class FakeOpenAI:
     server: HTTPServer
-    replies: list[Any] = field(default_factory=list)  # dict | Response | float (sleep s)
+    replies: list[Any] = field(default_factory=list)  # dict | str | Response | Slow
     title: str | Response = "Catalyst warning on the motorway"
     transcript: str = "It rattles when I accelerate past 3000 rpm, code P0301 came up."
     sound: str = "A metallic rattle rising with engine speed."
     chat_bodies: list[dict[str, Any]] = field(default_factory=list)
+    chat_timeouts: list[float] = field(default_factory=list)
     transcriptions: list[Transcription] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -103,6 +114,7 @@ class FakeOpenAI:
     def chat(self, request: Request) -> Response:
         body = request.get_json()
         self.chat_bodies.append(body)
+        self.chat_timeouts.append(float(request.headers["x-stainless-read-timeout"]))
         if "response_format" not in body:
             if body["model"] != "gpt-4o-mini":
                 return json_response(completion(self.sound, model=body["model"]))
@@ -110,9 +122,9 @@ class FakeOpenAI:
                 return self.title
             return json_response(completion(self.title))
         reply = self.replies.pop(0) if self.replies else DIAGNOSIS
-        if isinstance(reply, float):
-            time.sleep(reply)
-            reply = DIAGNOSIS
+        if isinstance(reply, Slow):
+            time.sleep(reply.seconds)
+            reply = reply.reply
         if isinstance(reply, Response):
             return reply
         content = reply if isinstance(reply, str) else json.dumps(reply)

@@ -2,14 +2,17 @@
 OPENAI_BASE_URL), or Azure OpenAI when AZURE_OPENAI_ENDPOINT is set.
 
 Upstream failures become domain errors with no upstream text in them: a timeout is 504;
-rate limiting, 5xx, connection errors and any other refusal are 502 (after the SDK's own
-retries, OPENAI_MAX_RETRIES). A reply that does not fit the diagnosis schema is asked for
+rate limiting, 5xx, connection errors and any other refusal are 502 (after
+OPENAI_MAX_RETRIES retries). A reply that does not fit the diagnosis schema is asked for
 once more, then 502.
+
+Every call spends the turn's `Deadline` (DIAGNOSE_DEADLINE_S): see `_call`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from pydantic import ValidationError
 from api.errors import ServiceUnavailableError, UpstreamError, UpstreamTimeoutError
 from api.schemas.diagnose import MAX_TITLE_CHARS, Diagnosis
 from api.settings import get_settings
+from api.utils.deadline import Deadline
 from api.utils.media import Media
 
 if TYPE_CHECKING:
@@ -36,6 +40,9 @@ DIAGNOSIS_FORMAT = {
 }
 SCHEMA_ATTEMPTS = 2  # the first reply, and one retry when it does not fit the schema
 TITLE_MAX_TOKENS = 20
+MIN_CALL_S = 1.0  # no provider call can answer in less: fail now rather than start one
+TITLE_MIN_S = 5.0  # the title is a nicety: with less left, the fallback title is used
+RETRY_BACKOFF_S = 0.5  # the pause before the first retry, doubled for each further one
 INPUT_AUDIO_FORMATS = {"audio/wav": "wav", "audio/mpeg": "mp3"}  # what chat models accept
 SOUND_PROMPT = (
     "This is a recording from a vehicle. Describe the sounds you hear that matter for "
@@ -148,18 +155,67 @@ def _upstream(action: str) -> Iterator[None]:
         raise UpstreamError(f"The AI provider failed ({action}); please try again") from None
 
 
-def _call(action: str, request: Callable[[OpenAI, str], T]) -> T:
+def _call(
+    action: str,
+    deadline: Deadline,
+    request: Callable[[OpenAI, str], T],
+    *,
+    max_retries: int | None = None,
+) -> T:
+    """One provider request within the turn's deadline. Each attempt may take
+    OPENAI_TIMEOUT_S or the time left, whichever is less, and none starts with less than
+    MIN_CALL_S left (504). Retries (OPENAI_MAX_RETRIES, of 429 / 5xx / connection errors /
+    timeouts) are made here, not by the SDK, which would sleep as long as a provider's
+    Retry-After asks (up to two minutes) past any budget: ours wait what the provider asks
+    (at least a short, doubling backoff), and only when that wait and another attempt still
+    fit; otherwise the failure is reported at once."""
+    import openai
+
     provider, model = _provider()
+    retries = provider.max_retries if max_retries is None else max_retries
+    retryable = (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
+    attempt = 0
     with _upstream(action):
-        return request(_client(provider), model)
+        while True:
+            timeout = min(provider.timeout_s, _time_left(deadline, action))
+            client = _client(provider).with_options(timeout=timeout, max_retries=0)
+            try:
+                return request(client, model)
+            except retryable as error:
+                pause = max(RETRY_BACKOFF_S * 2**attempt, _retry_after_s(error))
+                if attempt >= retries or deadline.remaining() < pause + MIN_CALL_S:
+                    raise
+            time.sleep(pause)
+            attempt += 1
 
 
-def diagnose(messages: list[dict[str, Any]]) -> Completion:
+def _retry_after_s(error: Exception) -> float:
+    """How long the provider asked us to wait (`retry-after-ms`, else `retry-after` in
+    seconds); 0 when it did not say."""
+    headers = getattr(getattr(error, "response", None), "headers", None) or {}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return float(headers[name]) * scale
+        except (KeyError, ValueError):
+            continue
+    return 0.0
+
+
+def _time_left(deadline: Deadline, action: str) -> float:
+    left = deadline.remaining()
+    if left < MIN_CALL_S:
+        log.warning("Diagnosis out of time before the %s call", action)
+        raise UpstreamTimeoutError(f"The diagnosis ran out of time ({action}); please try again")
+    return left
+
+
+def diagnose(messages: list[dict[str, Any]], deadline: Deadline) -> Completion:
     """The structured diagnosis for `messages`; one retry when the reply breaks the schema."""
     prompt_tokens = completion_tokens = 0
     for _ in range(SCHEMA_ATTEMPTS):
         response = _call(
             "diagnosis",
+            deadline,
             lambda client, model: client.chat.completions.create(
                 model=model, messages=messages, response_format=DIAGNOSIS_FORMAT
             ),
@@ -179,11 +235,12 @@ def diagnose(messages: list[dict[str, Any]]) -> Completion:
     )
 
 
-def transcribe(audio: Media) -> str:
+def transcribe(audio: Media, deadline: Deadline) -> str:
     model = get_settings().openai_transcribe_model
     extension = audio.mime_type.split("/")[1].replace("mpeg", "mp3").replace("mp4", "m4a")
     transcription = _call(
         "transcription",
+        deadline,
         lambda client, _: client.audio.transcriptions.create(
             model=model, file=(f"recording.{extension}", audio.data, audio.mime_type)
         ),
@@ -191,7 +248,7 @@ def transcribe(audio: Media) -> str:
     return transcription.text.strip()
 
 
-def analyse_sound(audio: Media) -> str | None:
+def analyse_sound(audio: Media, deadline: Deadline) -> str | None:
     """What an audio-capable chat model hears in a WAV/MP3 recording, when one is set.
 
     Only OPENAI_AUDIO_MODEL ever receives `input_audio`; other formats are skipped."""
@@ -205,6 +262,7 @@ def analyse_sound(audio: Media) -> str | None:
     ]
     response = _call(
         "sound analysis",
+        deadline,
         lambda client, _: client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": content}]
         ),
@@ -212,16 +270,20 @@ def analyse_sound(audio: Media) -> str | None:
     return _reply_text(response) or None
 
 
-def title_for(messages: list[dict[str, Any]]) -> str | None:
-    """A short title from a cheap call; None when the provider cannot make one. No retries:
-    the diagnosis is already paid for and a fallback title exists, so the turn should not
-    wait on a struggling provider for a nicety."""
+def title_for(messages: list[dict[str, Any]], deadline: Deadline) -> str | None:
+    """A short title from a cheap call; None when the provider cannot make one, or when less
+    than TITLE_MIN_S is left. No retries: the diagnosis is already paid for and a fallback
+    title exists, so the turn should not wait on a struggling provider for a nicety."""
+    if deadline.remaining() < TITLE_MIN_S:
+        return None
     try:
         response = _call(
             "title",
-            lambda client, model: client.with_options(max_retries=0).chat.completions.create(
+            deadline,
+            lambda client, model: client.chat.completions.create(
                 model=model, messages=messages, max_completion_tokens=TITLE_MAX_TOKENS
             ),
+            max_retries=0,
         )
     except (UpstreamError, UpstreamTimeoutError):
         return None

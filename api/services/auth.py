@@ -22,6 +22,7 @@ from api.services import pins
 from api.services.tokens import decode_token, encode_token, token_digest
 from api.settings import get_settings
 from api.utils import hashing
+from api.utils.locks import lock_for
 
 LOGIN_FAILURE_LIMIT = 10
 LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
@@ -158,7 +159,7 @@ def _check_password(session: Session, *, email: str, password: str, user: User |
     """Verify a password under the per-e-mail failure throttle; failures are recorded. The
     throttle applies to unknown e-mails too, so a 429 says nothing about an account."""
     now = utcnow()
-    pins.lock_for(session, "login", email)
+    lock_for(session, "login", email)
     recent = session.scalars(
         select(LoginFailure.created_at)
         .where(LoginFailure.email == email, LoginFailure.created_at > now - LOGIN_FAILURE_WINDOW)
@@ -274,8 +275,8 @@ def _replace_password(session: Session, user: User, new_password: str) -> Issued
 
 def delete_account(*, session: Session, user: User, password: str) -> None:
     """Delete the account and everything it owns: the database cascades from users to
-    vehicles (and their mods), conversations (and their messages) and refresh tokens;
-    rows keyed by the e-mail address go explicitly."""
+    vehicles (and their mods), conversations (and their messages), the diagnosis usage
+    ledger and refresh tokens; rows keyed by the e-mail address go explicitly."""
     _require_password(session, user, password)
     pins.discard_pins(session=session, email=user.email)
     session.execute(delete(LoginFailure).where(LoginFailure.email == user.email))

@@ -8,6 +8,12 @@ Failed turns are rolled back, not kept: when the provider fails (429/5xx → 502
 rolled back, so the conversation is exactly as it was — no half turn, no user message
 without an answer, no count against the caps. Nothing is silently lost: the client gets the
 error and still holds what it sent, and can send it again.
+
+The daily cap counts `diagnosis_usage`, a ledger written with each successful turn, so
+deleting conversations does not give diagnoses back. The user's turns are serialised by an
+advisory lock taken before counting and held to the end of the transaction, so parallel
+requests cannot all pass the check. The whole turn runs against one `Deadline`
+(DIAGNOSE_DEADLINE_S), started first so that waiting for that lock spends it too.
 """
 
 from __future__ import annotations
@@ -18,20 +24,31 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from api.errors import LimitReachedError, NotFoundError, RateLimitedError
-from api.models import ChatAttachment, ChatMessage, Conversation, User, Vehicle, utcnow
+from api.models import (
+    ChatAttachment,
+    ChatMessage,
+    Conversation,
+    DiagnosisUsage,
+    User,
+    Vehicle,
+    utcnow,
+)
 from api.schemas.diagnose import MAX_TITLE_CHARS, Diagnosis
 from api.services import ai, dtc, prompt
 from api.services.conversations import owned_conversation
 from api.settings import get_settings
 from api.utils import metrics
+from api.utils.deadline import Deadline
+from api.utils.locks import lock_for
 from api.utils.media import Media, MediaField, load_images, load_media
 
 TITLE_FALLBACK_WORDS = 8
 MAX_EXPLAINED_CODES = 30  # dtc_codes holds up to 20; the text and transcript may add a few
+QUOTA_WINDOW = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,7 @@ class DiagnoseResult:
 
 def diagnose(*, session: Session, user: User, request: DiagnoseInput) -> DiagnoseResult:
     started = time.perf_counter()
+    deadline = Deadline.after(get_settings().diagnose_deadline_s)
     received_at = utcnow()
     ai.ensure_configured()
     images = load_images(request.images, request.image)
@@ -68,16 +86,17 @@ def diagnose(*, session: Session, user: User, request: DiagnoseInput) -> Diagnos
     vehicle = _vehicle(session, user, request, conversation)
     _check_caps(session, user, conversation)
 
-    transcript = ai.transcribe(audio) if audio else None
+    transcript = ai.transcribe(audio, deadline) if audio else None
     turn = prompt.NewTurn(
         text=request.text,
         images=images,
         dtc=_explained_codes(request, transcript),
         transcript=transcript,
-        sound_analysis=ai.analyse_sound(audio) if audio else None,
+        sound_analysis=ai.analyse_sound(audio, deadline) if audio else None,
     )
     history = _history(session, conversation)
-    completion = ai.diagnose(prompt.build_messages(vehicle=vehicle, history=history, turn=turn))
+    messages = prompt.build_messages(vehicle=vehicle, history=history, turn=turn)
+    completion = ai.diagnose(messages, deadline)
     answer = render_answer(completion.diagnosis)
 
     if conversation is None:
@@ -86,7 +105,7 @@ def diagnose(*, session: Session, user: User, request: DiagnoseInput) -> Diagnos
     if request.vehicle_id is not None:
         conversation.vehicle_id = request.vehicle_id
     if conversation.title is None:
-        conversation.title = _title(request.text, completion.diagnosis)
+        conversation.title = _title(request.text, completion.diagnosis, deadline)
     conversation.updated_at = utcnow()
     session.flush()
     media = [*images, *([audio] if audio else [])]
@@ -103,6 +122,7 @@ def diagnose(*, session: Session, user: User, request: DiagnoseInput) -> Diagnos
         },
     )
     session.add(assistant)
+    _charge(session, user, at=received_at)
     session.flush()
 
     _record_metrics(started, completion, channel=request.channel)
@@ -149,14 +169,11 @@ def _vehicle(
 
 def _check_caps(session: Session, user: User, conversation: Conversation | None) -> None:
     settings = get_settings()
-    since = utcnow() - timedelta(days=1)
+    lock_for(session, "diagnoses", str(user.id))
+    since = utcnow() - QUOTA_WINDOW
     oldest, count = session.execute(
-        select(func.min(ChatMessage.created_at), func.count())
-        .join(Conversation, ChatMessage.conversation_id == Conversation.id)
-        .where(
-            Conversation.user_id == user.id,
-            ChatMessage.role == "user",
-            ChatMessage.created_at > since,
+        select(func.min(DiagnosisUsage.created_at), func.count()).where(
+            DiagnosisUsage.user_id == user.id, DiagnosisUsage.created_at > since
         )
     ).one()
     if count >= settings.diagnoses_per_day:
@@ -179,6 +196,17 @@ def _check_caps(session: Session, user: User, conversation: Conversation | None)
             "start a new conversation",
             code="conversation_full",
         )
+
+
+def _charge(session: Session, user: User, *, at: datetime) -> None:
+    """Count a successful turn against DIAGNOSES_PER_DAY, dropping the user's rows that have
+    left the window (so the ledger stays as small as the cap)."""
+    session.execute(
+        delete(DiagnosisUsage).where(
+            DiagnosisUsage.user_id == user.id, DiagnosisUsage.created_at <= at - QUOTA_WINDOW
+        )
+    )
+    session.add(DiagnosisUsage(user_id=user.id, created_at=at))
 
 
 def _history(
@@ -245,10 +273,10 @@ def _store_question(
     return message
 
 
-def _title(question: str | None, diagnosis: Diagnosis) -> str:
+def _title(question: str | None, diagnosis: Diagnosis, deadline: Deadline) -> str:
     """Made once, on the first turn: a cheap model call, else the question's first words."""
     opening = question.strip() if question and question.strip() else diagnosis.summary
-    title = ai.title_for(prompt.title_messages(opening))
+    title = ai.title_for(prompt.title_messages(opening), deadline)
     if title:
         return title
     words = opening.split()

@@ -16,12 +16,13 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from api.errors import ForbiddenError, RateLimitedError
 from api.models import EmailVerification, utcnow
 from api.settings import get_settings
+from api.utils.locks import lock_for
 
 Purpose = Literal["signup", "password_reset"]
 
@@ -43,14 +44,6 @@ def _pin_key() -> bytes:
 def pin_hmac(pin: str, *, email: str, purpose: Purpose) -> str:
     message = f"{purpose}\n{email}\n{pin}".encode()
     return hmac.new(_pin_key(), message, hashlib.sha256).hexdigest()
-
-
-def lock_for(session: Session, *keys: str) -> None:
-    """Serialise concurrent requests for the same keys until the transaction ends, so
-    counters and throttles cannot be raced past."""
-    session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": "\n".join(keys)}
-    )
 
 
 def issue_pin(*, session: Session, email: str, purpose: Purpose) -> str:

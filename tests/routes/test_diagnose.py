@@ -7,19 +7,31 @@ import base64
 import hashlib
 import json
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+import time_machine
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.models import ChatAttachment, ChatMessage, Conversation, User, Vehicle, VehicleMod
+from api.models import (
+    ChatAttachment,
+    ChatMessage,
+    Conversation,
+    DiagnosisUsage,
+    User,
+    Vehicle,
+    VehicleMod,
+)
+from api.utils.deadline import Deadline
 from tests.factories import auth_headers, create_user
-from tests.fake_openai import DIAGNOSIS, FakeOpenAI, error_response, openai_settings
+from tests.fake_openai import DIAGNOSIS, FakeOpenAI, Slow, error_response, openai_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(40))
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(40))
@@ -35,6 +47,19 @@ def b64(data: bytes) -> str:
 @pytest.fixture
 def user(session: Session) -> User:
     return create_user(session)
+
+
+@pytest.fixture
+def turn_budget(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Shrink the next turns' time budget: DIAGNOSE_DEADLINE_S cannot go below 10 s, and no
+    test should wait that long."""
+
+    def shrink(seconds: float) -> None:
+        monkeypatch.setattr(
+            Deadline, "after", classmethod(lambda cls, _: cls(time.monotonic() + seconds))
+        )
+
+    return shrink
 
 
 def add_message(
@@ -241,6 +266,7 @@ def test_new_conversation_is_created_with_a_title_from_a_second_call(
     )
     assert response.status_code == 200, response.text
     diagnosis_call, title_call = openai.chat_bodies
+    assert openai.chat_timeouts == [5.0, 5.0]  # OPENAI_TIMEOUT_S: well within the budget
     assert diagnosis_call["messages"][1]["content"] == (
         "The driver's vehicle: 2012 Subaru Outback.\nNo modifications recorded."
     )
@@ -447,7 +473,7 @@ def test_request_must_carry_something_to_diagnose(
         ([error_response(429)], 502, "upstream_rate_limited", 1),
         ([error_response(500)], 502, "upstream_error", 1),
         (["this is not json", '{"summary": "no other fields"}'], 502, "upstream_invalid_reply", 2),
-        ([0.8], 504, "upstream_timeout", 1),
+        ([Slow(0.8)], 504, "upstream_timeout", 1),
     ],
 )
 def test_upstream_faults_roll_the_whole_turn_back(
@@ -483,6 +509,7 @@ def test_upstream_faults_roll_the_whole_turn_back(
     ]
     assert count(session, ChatAttachment) == 0
     assert count(session, Conversation, Conversation.user_id == user.id) == 1
+    assert count(session, DiagnosisUsage) == 0  # a failed turn is not charged
 
 
 def test_a_reply_that_fails_the_schema_once_is_retried(
@@ -623,6 +650,195 @@ def test_daily_diagnosis_cap_is_429_with_retry_after(
     assert response.json()["code"] == "diagnosis_quota_exceeded"
     assert 0 < int(response.headers["Retry-After"]) <= 24 * 3600
     assert count(session, Conversation, Conversation.user_id == user.id) == 1
+
+
+def test_deleting_conversations_does_not_give_diagnoses_back(
+    client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
+) -> None:
+    with openai_settings(DIAGNOSES_PER_DAY="1"):
+        first = client.post("/diagnose2", headers=auth_headers(user), json={"q": "a"})
+        deleted = client.delete(
+            f"/conversations/{first.json()['session_id']}", headers=auth_headers(user)
+        )
+        again = client.post("/diagnose2", headers=auth_headers(user), json={"q": "b"})
+    assert (first.status_code, deleted.status_code) == (200, 204)
+    assert again.status_code == 429
+    assert again.json()["code"] == "diagnosis_quota_exceeded"
+    assert count(session, Conversation, Conversation.user_id == user.id) == 0
+    assert len(openai.diagnosis_bodies) == 1
+
+
+def test_failed_turns_are_not_charged(
+    client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
+) -> None:
+    openai.replies = [error_response(500), error_response(429)]
+    with openai_settings(DIAGNOSES_PER_DAY="1"):
+        failures = [
+            client.post("/diagnose2", headers=auth_headers(user), json={"q": "a"}) for _ in range(2)
+        ]
+        success = client.post("/diagnose2", headers=auth_headers(user), json={"q": "b"})
+        over = client.post("/diagnose2", headers=auth_headers(user), json={"q": "c"})
+    assert [r.status_code for r in failures] == [502, 502]
+    assert (success.status_code, over.status_code) == (200, 429)
+    assert count(session, DiagnosisUsage, DiagnosisUsage.user_id == user.id) == 1
+
+
+def test_quota_counts_the_ledger_prunes_it_and_retry_after_follows_its_oldest_row(
+    client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
+) -> None:
+    now = datetime(2025, 8, 1, 12, tzinfo=UTC)
+    other = create_user(session)
+    session.add_all(
+        [
+            DiagnosisUsage(user_id=user.id, created_at=now - timedelta(hours=25)),
+            DiagnosisUsage(user_id=user.id, created_at=now - timedelta(hours=23)),
+            DiagnosisUsage(user_id=other.id, created_at=now - timedelta(hours=25)),
+        ]
+    )
+    session.flush()
+    with openai_settings(DIAGNOSES_PER_DAY="2"), time_machine.travel(now, tick=False):
+        allowed = client.post("/diagnose2", headers=auth_headers(user), json={"q": "a"})
+        refused = client.post("/diagnose2", headers=auth_headers(user), json={"q": "b"})
+    assert allowed.status_code == 200
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == str(3600 + 1)  # the 23-hour-old row leaves
+    session.expire_all()
+    mine = session.scalars(
+        select(DiagnosisUsage.created_at)
+        .where(DiagnosisUsage.user_id == user.id)
+        .order_by(DiagnosisUsage.created_at)
+    ).all()
+    assert mine == [now - timedelta(hours=23), now]  # the row past the window is gone
+    assert count(session, DiagnosisUsage, DiagnosisUsage.user_id == other.id) == 1
+
+
+def test_deleting_the_account_deletes_its_usage_ledger(
+    client: httpx.Client, openai: FakeOpenAI, session: Session
+) -> None:
+    user = create_user(session, password="correct horse battery staple")
+    assert client.post("/diagnose2", headers=auth_headers(user), json={"q": "a"}).is_success
+    assert count(session, DiagnosisUsage, DiagnosisUsage.user_id == user.id) == 1
+    response = client.request(
+        "DELETE",
+        "/me",
+        headers=auth_headers(user),
+        json={"password": "correct horse battery staple"},
+    )
+    assert response.status_code == 204
+    assert count(session, DiagnosisUsage) == 0
+
+
+def test_the_turn_budget_cuts_a_slow_call(
+    client: httpx.Client,
+    openai: FakeOpenAI,
+    session: Session,
+    user: User,
+    turn_budget: Callable[[float], None],
+) -> None:
+    turn_budget(1.5)
+    openai.replies = [Slow(2.0)]  # within OPENAI_TIMEOUT_S (5 s), past the budget
+    response = client.post("/diagnose2", headers=auth_headers(user), json={"q": "a"})
+    assert response.status_code == 504
+    assert response.json()["code"] == "upstream_timeout"
+    (timeout,) = openai.chat_timeouts
+    assert 1.0 <= timeout <= 1.5  # what was left of the budget, not OPENAI_TIMEOUT_S
+    assert count(session, Conversation, Conversation.user_id == user.id) == 0
+    assert count(session, DiagnosisUsage) == 0
+
+
+def test_no_call_starts_once_the_budget_is_spent(
+    client: httpx.Client,
+    openai: FakeOpenAI,
+    session: Session,
+    user: User,
+    turn_budget: Callable[[float], None],
+) -> None:
+    conversation = Conversation(user_id=user.id, title="Existing")
+    session.add(conversation)
+    session.flush()
+    add_message(session, conversation, "user", {"text": "before"}, 5)
+    add_message(session, conversation, "assistant", {"answer": "earlier"}, 4)
+    turn_budget(1.5)
+    # The first reply breaks the schema after 0.6 s: less than a second is left for the retry.
+    openai.replies = [Slow(0.6, "not json")]
+    response = client.post(
+        "/diagnose2",
+        headers=auth_headers(user),
+        json={"q": "again", "session_id": str(conversation.id), "images": [b64(PNG)]},
+    )
+    assert response.status_code == 504
+    assert response.json()["code"] == "upstream_timeout"
+    assert "ran out of time" in response.json()["detail"]
+    assert len(openai.chat_bodies) == 1
+    assert [m.content for m in stored_turns(session, conversation.id)] == [
+        {"text": "before"},
+        {"answer": "earlier"},
+    ]
+    assert count(session, ChatAttachment) == 0
+    assert count(session, DiagnosisUsage) == 0
+
+
+def test_the_title_call_is_skipped_when_little_time_is_left(
+    client: httpx.Client,
+    openai: FakeOpenAI,
+    session: Session,
+    user: User,
+    turn_budget: Callable[[float], None],
+) -> None:
+    turn_budget(3.0)
+    response = client.post(
+        "/diagnose2", headers=auth_headers(user), json={"q": "Squeal when braking"}
+    )
+    assert response.status_code == 200, response.text
+    assert len(openai.chat_bodies) == 1  # the diagnosis only
+    conversation = session.get(Conversation, uuid.UUID(response.json()["session_id"]))
+    assert conversation.title == "Squeal when braking"
+    assert count(session, DiagnosisUsage, DiagnosisUsage.user_id == user.id) == 1
+
+
+def test_a_retry_waits_what_the_provider_asks_when_it_fits(
+    client: httpx.Client, openai: FakeOpenAI, user: User
+) -> None:
+    busy = error_response(429)
+    busy.headers["retry-after-ms"] = "700"
+    openai.replies = [busy]
+    with openai_settings(OPENAI_MAX_RETRIES="1"):
+        started = time.monotonic()
+        response = client.post("/diagnose2", headers=auth_headers(user), json={"q": "a"})
+    assert response.status_code == 200
+    assert len(openai.diagnosis_bodies) == 2
+    assert time.monotonic() - started >= 0.7  # not the 0.5 s backoff alone
+
+
+def test_a_retry_after_past_the_budget_fails_at_once(
+    client: httpx.Client,
+    openai: FakeOpenAI,
+    user: User,
+    turn_budget: Callable[[float], None],
+) -> None:
+    turn_budget(3.0)
+    busy = error_response(429)
+    busy.headers["Retry-After"] = "100"  # the SDK itself would sleep 100 s
+    openai.replies = [busy]
+    with openai_settings(OPENAI_MAX_RETRIES="2"):
+        response = client.post("/diagnose2", headers=auth_headers(user), json={"q": "a"})
+    assert response.status_code == 502
+    assert response.json()["code"] == "upstream_rate_limited"
+    assert len(openai.diagnosis_bodies) == 1
+
+
+def test_no_retry_when_it_would_not_fit_the_budget(
+    client: httpx.Client,
+    openai: FakeOpenAI,
+    user: User,
+    turn_budget: Callable[[float], None],
+) -> None:
+    turn_budget(1.4)  # a pause (0.5 s) and another attempt (at least 1 s) do not fit
+    openai.replies = [error_response(500)]
+    with openai_settings(OPENAI_MAX_RETRIES="2"):
+        response = client.post("/diagnose2", headers=auth_headers(user), json={"q": "a"})
+    assert response.status_code == 502
+    assert len(openai.diagnosis_bodies) == 1
 
 
 def test_messages_per_conversation_cap_is_429(

@@ -1,7 +1,9 @@
-"""chat_attachments (image and audio bytes out of the messages) and conversations.updated_at.
+"""chat_attachments (image and audio bytes out of the messages), conversations.updated_at
+and diagnosis_usage (the DIAGNOSES_PER_DAY ledger, which outlives deleted conversations).
 
 `updated_at` starts as the time of each conversation's newest message (or its creation),
-so lists sorted by activity are right from the first deploy.
+so lists sorted by activity are right from the first deploy. The ledger starts with the
+questions of the last 24 hours, so the deploy does not hand out fresh quotas.
 
 Revision ID: 07_diagnose
 Revises: 06_garage
@@ -74,8 +76,35 @@ def upgrade() -> None:
     )
     op.create_index("ix_chat_attachments_conversation", "chat_attachments", ["conversation_id"])
     op.create_index("ix_chat_attachments_message", "chat_attachments", ["message_id"])
+    op.create_table(
+        "diagnosis_usage",
+        sa.Column("id", sa.Uuid(), primary_key=True, server_default=sa.text("gen_random_uuid()")),
+        sa.Column(
+            "user_id",
+            sa.Uuid(),
+            sa.ForeignKey("users.id", ondelete="CASCADE", name="fk_diagnosis_usage_user"),
+            nullable=False,
+        ),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.text("now()"),
+        ),
+    )
+    op.create_index("ix_diagnosis_usage_user_created", "diagnosis_usage", ["user_id", "created_at"])
+    op.execute(
+        """
+        INSERT INTO diagnosis_usage (user_id, created_at)
+        SELECT c.user_id, m.created_at
+        FROM chat_messages AS m JOIN conversations AS c ON c.id = m.conversation_id
+        WHERE m.role = 'user' AND c.user_id IS NOT NULL
+          AND m.created_at > now() - interval '1 day'
+        """
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("diagnosis_usage")
     op.drop_table("chat_attachments")
     op.drop_column("conversations", "updated_at")
