@@ -173,10 +173,10 @@ def _check_password(session: Session, *, email: str, password: str, user: User |
         if hashing.needs_rehash(user.password_hash):
             user.password_hash = hashing.hash_password(password)
         return True
+    # Every address's expired records go (not just this one's), so addresses that are never
+    # tried again do not leave rows behind for ever.
     session.execute(
-        delete(LoginFailure).where(
-            LoginFailure.email == email, LoginFailure.created_at <= now - LOGIN_FAILURE_WINDOW
-        )
+        delete(LoginFailure).where(LoginFailure.created_at <= now - LOGIN_FAILURE_WINDOW)
     )
     session.add(LoginFailure(email=email, created_at=now))
     session.flush()

@@ -446,6 +446,18 @@ def test_unknown_emails_are_throttled_like_accounts(client: httpx.Client) -> Non
         assert login(client, email).status_code == 429
 
 
+def test_expired_failure_records_of_every_address_are_pruned(
+    client: httpx.Client, session: Session
+) -> None:
+    abandoned, later = new_email(), new_email()
+    with time_machine.travel(T0, tick=False) as traveller:
+        login(client, abandoned, "never tried again")
+        traveller.shift(timedelta(minutes=16))
+        login(client, later, "wrong password!")
+    stored = session.scalars(select(LoginFailure.email)).all()
+    assert stored == [later]
+
+
 def test_a_successful_login_clears_earlier_failures(client: httpx.Client, outbox: Outbox) -> None:
     email = new_email()
     sign_up(client, outbox, email)
