@@ -175,6 +175,7 @@ def dispatch(req: func.HttpRequest, by_method: dict[str, Operation]) -> func.Htt
     token = http.current_request_id.set(request_id)
     origin = req.headers.get("Origin")
     method = req.method.upper()
+    allowed: list[str] = []
     try:
         allowed = get_settings().cors_allowed_origins
         if method == "OPTIONS":
@@ -189,7 +190,6 @@ def dispatch(req: func.HttpRequest, by_method: dict[str, Operation]) -> func.Htt
                     f"{method} is not allowed here", headers={"Allow": ", ".join(by_method)}
                 )
             response = _run(op, req, request_id)
-            response.headers.update(http.cors_headers(origin, allowed))
     except AppError as error:
         level = logging.WARNING if error.status < 500 else logging.ERROR
         log.log(level, "%s %s -> %s %s", method, req.url, error.status, error.code)
@@ -197,6 +197,8 @@ def dispatch(req: func.HttpRequest, by_method: dict[str, Operation]) -> func.Htt
     except Exception:
         log.exception("Unhandled error serving %s %s (request %s)", method, req.url, request_id)
         response = http.internal_error_response()
+    if method != "OPTIONS":  # errors too: a browser app must be able to read them
+        response.headers.update(http.cors_headers(origin, allowed))
     response.headers[http.REQUEST_ID_HEADER] = request_id
     response.headers.setdefault("Cache-Control", "no-store")
     log.info(

@@ -261,3 +261,14 @@ def test_database_lost_mid_request_is_503_not_500(
     body = assert_problem(response, 503, "database_unavailable")
     assert "try again" in body["detail"]
     assert "127.0.0.1" not in response.text
+
+
+def test_error_responses_carry_cors_headers_for_allowed_origins(api: httpx.Client) -> None:
+    origin = {"Origin": "https://app.axly.pro"}
+    for response in (
+        api.get("/private", headers=origin),
+        api.post("/widgets", json={"name": ""}, headers=origin),
+        api.get("/boom", headers=origin),
+    ):
+        assert response.status_code >= 400
+        assert response.headers["Access-Control-Allow-Origin"] == "https://app.axly.pro"
