@@ -26,6 +26,7 @@ from api.schemas.diagnose import (
 )
 from api.services import conversations
 from api.services.diagnose import DiagnoseInput, DiagnoseResult, diagnose
+from api.services.listing import Listing
 from api.services.prompt import LegacyMod, LegacyVehicle
 from api.settings import get_settings
 from api.utils.multipart import parse_form
@@ -172,7 +173,7 @@ def diagnose_legacy_post(request: Request) -> LegacyDiagnoseResponse:
     query=ConversationQuery,
     response=Page[ConversationSummary],
 )
-def list_conversations(request: Request) -> conversations.ConversationList:
+def list_conversations(request: Request) -> Listing[conversations.ConversationListItem]:
     query: ConversationQuery = request.query
     return conversations.list_conversations(
         session=request.db,

@@ -17,6 +17,7 @@ from api.schemas.vehicles import (
     VehicleUpdate,
 )
 from api.services import vehicles as garage
+from api.services.listing import Listing
 
 router = Router("vehicles")
 
@@ -41,7 +42,7 @@ def mod_location(mod: VehicleMod) -> str:
     query=Pagination,
     response=Page[VehiclePublic],
 )
-def list_vehicles(request: Request) -> garage.Listing[Vehicle]:
+def list_vehicles(request: Request) -> Listing[Vehicle]:
     return garage.list_vehicles(session=request.db, user=request.current_user, page=request.query)
 
 
@@ -125,7 +126,7 @@ def delete_vehicle(request: Request) -> None:
     query=Pagination,
     response=Page[ModPublic],
 )
-def list_mods(request: Request) -> garage.Listing[VehicleMod]:
+def list_mods(request: Request) -> Listing[VehicleMod]:
     return garage.list_mods(
         session=request.db,
         user=request.current_user,

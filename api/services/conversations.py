@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from api.errors import NotFoundError
 from api.models import ChatMessage, Conversation, User, utcnow
+from api.services.listing import Listing
 
 PREVIEW_CHARS = 120
 
@@ -27,18 +28,17 @@ class ConversationListItem:
     last_message_preview: str | None
 
 
-@dataclass(frozen=True)
-class ConversationList:
-    items: list[ConversationListItem]
-    total: int
-
-
-def owned_conversation(*, session: Session, user: User, conversation_id: uuid.UUID) -> Conversation:
-    conversation = session.scalar(
-        select(Conversation).where(
-            Conversation.id == conversation_id, Conversation.user_id == user.id
-        )
+def owned_conversation(
+    *, session: Session, user: User, conversation_id: uuid.UUID, with_messages: bool = False
+) -> Conversation:
+    """The user's conversation (its messages loaded in order by one more statement when
+    asked); another user's is "not found" like a missing one."""
+    query = select(Conversation).where(
+        Conversation.id == conversation_id, Conversation.user_id == user.id
     )
+    if with_messages:
+        query = query.options(selectinload(Conversation.messages))
+    conversation = session.scalar(query)
     if conversation is None:
         raise NotFoundError("No such conversation")
     return conversation
@@ -63,7 +63,7 @@ def message_preview(content: dict[str, Any] | None) -> str | None:
 
 def list_conversations(
     *, session: Session, user: User, limit: int, offset: int, vehicle_id: uuid.UUID | None
-) -> ConversationList:
+) -> Listing[ConversationListItem]:
     """The user's conversations, most recently active first."""
     owned = [Conversation.user_id == user.id]
     if vehicle_id is not None:
@@ -94,19 +94,14 @@ def list_conversations(
         )
         for conversation, content in rows
     ]
-    return ConversationList(items=items, total=total)
+    return Listing(items=items, total=total)
 
 
 def get_conversation(*, session: Session, user: User, conversation_id: uuid.UUID) -> Conversation:
     """The conversation with its messages in order."""
-    conversation = session.scalar(
-        select(Conversation)
-        .where(Conversation.id == conversation_id, Conversation.user_id == user.id)
-        .options(selectinload(Conversation.messages))
+    return owned_conversation(
+        session=session, user=user, conversation_id=conversation_id, with_messages=True
     )
-    if conversation is None:
-        raise NotFoundError("No such conversation")
-    return conversation
 
 
 def rename_conversation(

@@ -8,8 +8,7 @@ details take a fixed number of statements, however many vehicles or mods there a
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import IntegrityError
@@ -19,17 +18,10 @@ from api.errors import ConflictError, NotFoundError
 from api.models import VIN_PER_USER_INDEX, User, Vehicle, VehicleMod
 from api.schemas.common import Pagination
 from api.schemas.vehicles import ModCreate, VehicleCreate
+from api.services.listing import Listing
 from api.settings import get_settings
 
 T = TypeVar("T", Vehicle, VehicleMod)
-
-
-@dataclass(frozen=True)
-class Listing(Generic[T]):
-    """One page of a list; `total` counts every item."""
-
-    items: list[T]
-    total: int
 
 
 def list_vehicles(*, session: Session, user: User, page: Pagination) -> Listing[Vehicle]:
