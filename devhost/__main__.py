@@ -60,13 +60,17 @@ def build(argv: Sequence[str] | None = None) -> DevServer:
     return DevServer(app=app, host=args.host, port=args.port)
 
 
-def prepare_database() -> None:
-    """Use the embedded PostgreSQL unless DB_URI is set, then migrate it as the first request
-    would, so `make dev` reports a broken database at once rather than on first use."""
+DEV_DATABASE = "axly"
+
+
+def prepare_database(embedded_database: str = DEV_DATABASE) -> None:
+    """Use the embedded PostgreSQL's `embedded_database` unless DB_URI is set, then migrate
+    it as the first request would, so `make dev` reports a broken database at once rather
+    than on first use."""
     if not os.environ.get("DB_URI"):
         from devhost.database import embedded_server, ensure_database
 
-        os.environ["DB_URI"] = ensure_database(embedded_server(), "axly")
+        os.environ["DB_URI"] = ensure_database(embedded_server(), embedded_database)
         logger.info("Using the embedded PostgreSQL (data in .pgdata/)")
     from api.db import schema_status
 

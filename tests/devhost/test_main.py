@@ -199,6 +199,20 @@ def test_prepare_database_reports_an_unreachable_database(
 
 
 def test_prepare_database_starts_the_embedded_server_without_db_uri(override_settings):
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    from api.db import dispose_engine
+    from devhost.database import Server
+
+    name = f"axly_devhost_{uuid.uuid4().hex[:8]}"  # never the developer's own database
     override_settings(DB_URI="")
-    cli.prepare_database()
-    assert "/axly?" in os.environ["DB_URI"]
+    cli.prepare_database(embedded_database=name)
+    assert f"/{name}?" in os.environ["DB_URI"]
+
+    dispose_engine()  # let the database go
+    admin = Server.from_uri(os.environ["DB_URI"]).uri("postgres").replace("+psycopg", "")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
