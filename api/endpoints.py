@@ -64,6 +64,7 @@ class Request:
     query: Any = None
     session: Session | None = None
     user: User | None = None
+    token: str | None = None  # the bearer access token, on operations with auth
 
     @property
     def db(self) -> Session:
@@ -104,6 +105,9 @@ class Operation:
     content_types: tuple[str, ...] = (JSON,)
     response_mimetype: str = JSON
     description: str | None = None
+    # False: an empty body (no bytes at all) reads as `{}`, for bodies whose fields are all
+    # optional (clients need not invent one).
+    body_required: bool = True
     body_parser: Callable[[func.HttpRequest], dict[str, Any]] | None = None
 
     @property
@@ -231,6 +235,7 @@ def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResp
             body=_parse_body(op, req) if op.body else None,
             session=session,
             user=user,
+            token=token,
         )
         return _serialise(op, op.handler(request))
 
@@ -284,6 +289,8 @@ def media_type(req: func.HttpRequest) -> str:
 
 def _parse_body(op: Operation, req: func.HttpRequest) -> BaseModel:
     raw = req.get_body() or b""
+    if not raw and not op.body_required:
+        return _validate(op.body, {}, "body")
     limit = op.max_body_bytes() if callable(op.max_body_bytes) else op.max_body_bytes
     limit = limit or get_settings().max_body_bytes
     if len(raw) > limit:

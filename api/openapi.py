@@ -93,7 +93,7 @@ def _operation(op: Operation, refs: dict) -> dict[str, Any]:
     if op.body is not None:
         schema = refs[(op.body, "validation")]
         document["requestBody"] = {
-            "required": True,
+            "required": op.body_required,
             "content": {ct: {"schema": schema} for ct in op.content_types},
         }
     return document

@@ -93,14 +93,19 @@ def refresh(request: Request) -> auth.IssuedTokens:
 @router.operation(
     "POST",
     "logout",
-    summary="End this session (its refresh token) or every session (all: true)",
+    summary="End this session, the one of a refresh token, or every session (all: true)",
+    description="With no body (or neither field) the session this access token was issued "
+    "with ends; with `refresh_token`, that token's session; with `all: true`, every session "
+    "of the account, access tokens included.",
     body=LogoutRequest,
+    body_required=False,
     status=204,
 )
 def logout(request: Request) -> None:
     auth.logout(
         session=request.db,
         user=request.current_user,
+        access_token=request.token,
         refresh_token=request.body.refresh_token,
         everywhere=request.body.all,
     )

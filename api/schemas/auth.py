@@ -10,10 +10,8 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BeforeValidator,
-    ConfigDict,
     Field,
     StrictBool,
-    model_validator,
 )
 
 from api.schemas.common import InputModel, OutputModel
@@ -87,27 +85,11 @@ class RefreshRequest(InputModel):
 
 
 class LogoutRequest(InputModel):
-    """At least one of the two: a session's refresh token, or `all: true` (the JSON schema
-    says so too, so clients and fuzzers see the rule)."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "anyOf": [
-                {"required": ["refresh_token"]},
-                {"required": ["all"], "properties": {"all": {"const": True}}},
-            ]
-        }
-    )
+    """Which session to end: every one (`all`), a refresh token's, else the caller's own."""
 
     # Absent, never null: `str` with a None default keeps null out of the schema.
     refresh_token: JsonWebToken = Field(None, description="End this token's session")  # type: ignore[assignment]
     all: StrictBool = Field(False, description="End every session, access tokens included")
-
-    @model_validator(mode="after")
-    def _something_to_end(self) -> LogoutRequest:
-        if self.refresh_token is None and not self.all:
-            raise ValueError("send the session's refresh_token, or all: true")
-        return self
 
 
 class PasswordResetConfirmation(InputModel):

@@ -42,9 +42,12 @@ class IssuedTokens:
 # --- tokens --------------------------------------------------------------------------------
 
 
-def issue_access_token(user: User) -> str:
+def issue_access_token(user: User, session_id: uuid.UUID | None = None) -> str:
+    """An access token; `session_id` (its `sid` claim) names the refresh-token family it was
+    issued with, so logging out from it can end that session."""
     lifetime = timedelta(minutes=get_settings().access_token_minutes)
-    token, _ = encode_token(user.id, "access", lifetime, version=user.token_version)
+    claims = {"sid": str(session_id)} if session_id else {}
+    token, _ = encode_token(user.id, "access", lifetime, version=user.token_version, **claims)
     return token
 
 
@@ -87,7 +90,7 @@ def _start_session(
     session.add(stored)
     session.flush()
     bundle = IssuedTokens(
-        access_token=issue_access_token(user),
+        access_token=issue_access_token(user, stored.family_id),
         refresh_token=refresh_token,
         expires_in=settings.access_token_minutes * 60,
         user=user,
@@ -138,18 +141,29 @@ def refresh_session(*, session: Session, refresh_token: str) -> IssuedTokens:
     return bundle
 
 
-def logout(*, session: Session, user: User, refresh_token: str | None, everywhere: bool) -> None:
-    """End the session `refresh_token` belongs to (if it is this user's), or all of them.
-    Logging out twice is not an error."""
+def logout(
+    *,
+    session: Session,
+    user: User,
+    access_token: str,
+    refresh_token: str | None,
+    everywhere: bool,
+) -> None:
+    """End every session, or the one `refresh_token` belongs to (if it is this user's), or
+    else the one `access_token` was issued with. Logging out twice is not an error."""
     if everywhere:
         _end_every_session(session, user)
         return
-    if refresh_token is None:
+    if refresh_token is not None:
+        family = select(RefreshToken.family_id).where(
+            RefreshToken.token_hash == token_digest(refresh_token),
+            RefreshToken.user_id == user.id,
+        )
+        _revoke(session, RefreshToken.family_id.in_(family.scalar_subquery()))
         return
-    family = select(RefreshToken.family_id).where(
-        RefreshToken.token_hash == token_digest(refresh_token), RefreshToken.user_id == user.id
-    )
-    _revoke(session, RefreshToken.family_id.in_(family.scalar_subquery()))
+    session_id = decode_token(access_token, "access").get("sid")
+    if session_id is not None:
+        _revoke(session, (RefreshToken.family_id == session_id) & (RefreshToken.user_id == user.id))
 
 
 # --- passwords and throttling ----------------------------------------------------------------

@@ -100,9 +100,15 @@ def test_expired_token_is_refused(client: httpx.Client, session: Session) -> Non
 
 @pytest.mark.parametrize(
     "override",
-    [{"aud": "someone-else"}, {"iss": "https://evil.example"}, {"typ": "refresh"}, {"ver": "0"}],
+    [
+        {"aud": "someone-else"},
+        {"iss": "https://evil.example"},
+        {"typ": "refresh"},
+        {"ver": "0"},
+        {"sid": "not-a-session-id"},
+    ],
 )
-def test_wrong_audience_issuer_type_or_version_is_refused(
+def test_wrong_audience_issuer_type_version_or_session_is_refused(
     client: httpx.Client, session: Session, override: dict
 ) -> None:
     user = create_user(session)
