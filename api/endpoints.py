@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import azure.functions as func
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -179,6 +180,7 @@ def dispatch(req: func.HttpRequest, by_method: dict[str, Operation]) -> func.Htt
     token = http.current_request_id.set(request_id)
     origin = req.headers.get("Origin")
     method = req.method.upper()
+    path = urlsplit(req.url).path  # logged without the query: it may hold a user's words
     allowed: list[str] = []
     try:
         allowed = get_settings().cors_allowed_origins
@@ -196,19 +198,20 @@ def dispatch(req: func.HttpRequest, by_method: dict[str, Operation]) -> func.Htt
             response = _run(op, req, request_id)
     except AppError as error:
         level = logging.WARNING if error.status < 500 else logging.ERROR
-        log.log(level, "%s %s -> %s %s", method, req.url, error.status, error.code)
+        log.log(level, "%s %s -> %s %s", method, path, error.status, error.code)
         response = http.problem_response(error)
     except Exception:
-        log.exception("Unhandled error serving %s %s (request %s)", method, req.url, request_id)
+        log.exception("Unhandled error serving %s %s (request %s)", method, path, request_id)
         response = http.internal_error_response()
     if method != "OPTIONS":  # errors too: a browser app must be able to read them
         response.headers.update(http.cors_headers(origin, allowed))
     response.headers[http.REQUEST_ID_HEADER] = request_id
     response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
     log.info(
         "%s %s -> %s in %.1f ms [request %s]",
         method,
-        req.url,
+        path,
         response.status_code,
         (time.perf_counter() - started) * 1000,
         request_id,

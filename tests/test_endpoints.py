@@ -272,3 +272,14 @@ def test_error_responses_carry_cors_headers_for_allowed_origins(api: httpx.Clien
     ):
         assert response.status_code >= 400
         assert response.headers["Access-Control-Allow-Origin"] == "https://app.axly.pro"
+
+
+def test_logs_leave_out_query_strings(api: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="api"):
+        api.get("/widgets", params={"limit": "1000", "q": "my private words"})
+    assert "my private words" not in caplog.text
+    assert "GET /api/widgets -> 422" in caplog.text
+
+
+def test_responses_forbid_content_sniffing(api: httpx.Client) -> None:
+    assert api.get("/widgets").headers["X-Content-Type-Options"] == "nosniff"
