@@ -23,6 +23,7 @@ from api.services.tokens import decode_token, encode_token, token_digest
 from api.settings import get_settings
 from api.utils import hashing
 from api.utils.locks import lock_for
+from api.utils.waits import whole_minutes, whole_seconds
 
 LOGIN_FAILURE_LIMIT = 10
 LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
@@ -199,9 +200,8 @@ def _check_password(session: Session, *, email: str, password: str, user: User |
 
 def _too_many_failures(wait: timedelta) -> RateLimitedError:
     return RateLimitedError(
-        "Too many wrong passwords for this account; "
-        f"try again in {pins.whole_minutes(wait)} minutes",
-        retry_after_s=pins.whole_seconds(wait),
+        f"Too many wrong passwords for this account; try again in {whole_minutes(wait)} minutes",
+        retry_after_s=whole_seconds(wait),
         code="too_many_login_failures",
     )
 

@@ -45,6 +45,7 @@ from api.utils import metrics
 from api.utils.deadline import Deadline
 from api.utils.locks import lock_for
 from api.utils.media import Media, MediaField, load_images, load_media
+from api.utils.waits import whole_seconds
 
 TITLE_FALLBACK_WORDS = 8
 MAX_EXPLAINED_CODES = 30  # dtc_codes holds up to 20; the text and transcript may add a few
@@ -177,10 +178,9 @@ def _check_caps(session: Session, user: User, conversation: Conversation | None)
         )
     ).one()
     if count >= settings.diagnoses_per_day:
-        wait = (oldest - since).total_seconds()
         raise RateLimitedError(
             f"You have used your {settings.diagnoses_per_day} diagnoses for the last 24 hours",
-            retry_after_s=int(wait) + 1,
+            retry_after_s=whole_seconds(oldest - since),
             code="diagnosis_quota_exceeded",
         )
     if conversation is None:

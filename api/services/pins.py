@@ -23,6 +23,7 @@ from api.errors import ForbiddenError, RateLimitedError
 from api.models import EmailVerification, utcnow
 from api.settings import get_settings
 from api.utils.locks import lock_for
+from api.utils.waits import whole_minutes, whole_seconds
 
 Purpose = Literal["signup", "password_reset"]
 
@@ -139,13 +140,3 @@ def invalid_pin_error() -> ForbiddenError:
 
 def discard_pins(*, session: Session, email: str) -> None:
     session.execute(delete(EmailVerification).where(EmailVerification.email == email))
-
-
-def whole_seconds(wait: timedelta) -> int:
-    """A wait rounded up to whole seconds (at least 1), as Retry-After gives it."""
-    return max(1, int(-(-wait.total_seconds() // 1)))
-
-
-def whole_minutes(wait: timedelta) -> int:
-    """A wait rounded up to whole minutes (at least 1), for messages."""
-    return max(1, -(-whole_seconds(wait) // 60))
