@@ -55,6 +55,7 @@ def get_engine() -> Engine:
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_pool_size,
                 pool_recycle=1800,
+                hide_parameters=True,  # errors in the logs must not carry users' data
                 connect_args={"connect_timeout": 5, "application_name": "axly-api"},
             )
         return _engine

@@ -308,7 +308,8 @@ def _parse_body(op: Operation, req: func.HttpRequest) -> BaseModel:
         return _validate(op.body, op.body_parser(req), "body")
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    # RecursionError: nesting deeper than the parser can follow, not a bug of ours.
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         where = f" (line {exc.lineno}, column {exc.colno})" if hasattr(exc, "lineno") else ""
         raise BadRequestError(
             f"The request body is not valid JSON{where}", code="malformed_json"

@@ -283,3 +283,22 @@ def test_logs_leave_out_query_strings(api: httpx.Client, caplog: pytest.LogCaptu
 
 def test_responses_forbid_content_sniffing(api: httpx.Client) -> None:
     assert api.get("/widgets").headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_deeply_nested_json_is_400_not_500(api: httpx.Client) -> None:
+    nested = b"[" * 200_000 + b"]" * 200_000
+    response = api.put(
+        "/widgets/3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+        content=nested,
+        headers={"Content-Type": "application/json"},
+    )
+    assert_problem(response, 400, "malformed_json")
+
+
+def test_database_errors_do_not_carry_query_parameters(connection) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    with pytest.raises(DBAPIError) as error, connection.begin_nested():
+        connection.execute(text("INSERT INTO no_such_table VALUES (:value)"), {"value": "secret"})
+    assert "secret" not in str(error.value)  # what a logged traceback would show
