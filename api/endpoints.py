@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from api.models import User
+    from api.services.auth import Caller
 
 log = logging.getLogger("api.http")
 
@@ -64,8 +65,11 @@ class Request:
     body: Any = None
     query: Any = None
     session: Session | None = None
-    user: User | None = None
-    token: str | None = None  # the bearer access token, on operations with auth
+    caller: Caller | None = None  # who the access token stands for, on operations with auth
+
+    @property
+    def user(self) -> User | None:
+        return self.caller.user if self.caller else None
 
     @property
     def db(self) -> Session:
@@ -225,11 +229,11 @@ def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResp
     bodies), then validate the route, query and body, then run the handler."""
     token = _bearer_token(req) if op.auth else None  # refused before touching the database
     with _unit_of_work(op) as session:
-        user = None
+        caller = None
         if token is not None:
             from api.services.auth import authenticate
 
-            user = authenticate(session=session, token=token)
+            caller = authenticate(session=session, token=token)
         request = Request(
             http=req,
             request_id=request_id,
@@ -237,8 +241,7 @@ def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResp
             query=_validate(op.query, dict(req.params), "query") if op.query else None,
             body=_parse_body(op, req) if op.body else None,
             session=session,
-            user=user,
-            token=token,
+            caller=caller,
         )
         return _serialise(op, op.handler(request))
 

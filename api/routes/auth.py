@@ -104,8 +104,7 @@ def refresh(request: Request) -> auth.IssuedTokens:
 def logout(request: Request) -> None:
     auth.logout(
         session=request.db,
-        user=request.current_user,
-        access_token=request.token,
+        caller=request.caller,
         refresh_token=request.body.refresh_token,
         everywhere=request.body.all,
     )

@@ -52,15 +52,23 @@ def issue_access_token(user: User, session_id: uuid.UUID | None = None) -> str:
     return token
 
 
-def authenticate(*, session: Session, token: str) -> User:
-    """The user an access token belongs to; 401 for any token that is not currently valid."""
+@dataclass(frozen=True)
+class Caller:
+    """Who an access token speaks for, and the session (refresh family) it came with."""
+
+    user: User
+    session_id: uuid.UUID | None
+
+
+def authenticate(*, session: Session, token: str) -> Caller:
+    """The caller an access token stands for; 401 for any token not currently valid."""
     claims = decode_token(token, "access")
     user = session.get(User, claims["sub"])
     if user is None:
         raise AuthenticationError("The account no longer exists", code="invalid_token")
     if claims["ver"] != user.token_version:
         raise AuthenticationError(SESSION_ENDED, code="session_ended")
-    return user
+    return Caller(user=user, session_id=claims.get("sid"))
 
 
 def _start_session(
@@ -145,13 +153,13 @@ def refresh_session(*, session: Session, refresh_token: str) -> IssuedTokens:
 def logout(
     *,
     session: Session,
-    user: User,
-    access_token: str,
+    caller: Caller,
     refresh_token: str | None,
     everywhere: bool,
 ) -> None:
-    """End every session, or the one `refresh_token` belongs to (if it is this user's), or
-    else the one `access_token` was issued with. Logging out twice is not an error."""
+    """End every session, or the one `refresh_token` belongs to (if it is the caller's), or
+    else the caller's own. Logging out twice is not an error."""
+    user = caller.user
     if everywhere:
         _end_every_session(session, user)
         return
@@ -162,9 +170,11 @@ def logout(
         )
         _revoke(session, RefreshToken.family_id.in_(family.scalar_subquery()))
         return
-    session_id = decode_token(access_token, "access").get("sid")
-    if session_id is not None:
-        _revoke(session, (RefreshToken.family_id == session_id) & (RefreshToken.user_id == user.id))
+    if caller.session_id is not None:
+        _revoke(
+            session,
+            (RefreshToken.family_id == caller.session_id) & (RefreshToken.user_id == user.id),
+        )
 
 
 # --- passwords and throttling ----------------------------------------------------------------
