@@ -109,7 +109,8 @@ class FakeOpenAI:
         self.transcriptions.append(
             Transcription(dict(request.form), upload.filename, upload.mimetype, upload.read())
         )
-        return json_response({"text": self.transcript})
+        usage = {"type": "tokens", "input_tokens": 80, "output_tokens": 12, "total_tokens": 92}
+        return json_response({"text": self.transcript, "usage": usage})
 
     def chat(self, request: Request) -> Response:
         body = request.get_json()

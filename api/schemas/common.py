@@ -1,12 +1,42 @@
-"""Schemas shared by every area: strict input base, list envelope, problem bodies."""
+"""Schemas shared by every area: strict input base, list envelope, problem bodies, and the
+text checks that keep what PostgreSQL cannot store (NUL) out of the database."""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+import re
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 T = TypeVar("T")
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_BUT_LINE_BREAKS_AND_TABS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def refusing(control: re.Pattern[str]) -> AfterValidator:
+    """Refuse text containing `control` characters (422 naming the field)."""
+
+    def check(value: str) -> str:
+        if control.search(value):
+            raise PydanticCustomError("control_character", "Must not contain control characters")
+        return value
+
+    return AfterValidator(check)
+
+
+def without_nul(value: str) -> str:
+    """Text we did not write (an AI provider's) made storable: PostgreSQL refuses NUL in
+    text and JSONB alike."""
+    return value.replace("\x00", "")
+
+
+OneLine = refusing(CONTROL)
+"""Validator: one line of text (no control characters at all)."""
+MultiLine = refusing(CONTROL_BUT_LINE_BREAKS_AND_TABS)
+"""Validator: free text, where only tabs and line breaks are allowed control characters."""
+FreeText = Annotated[str, MultiLine]
 
 
 class InputModel(BaseModel):

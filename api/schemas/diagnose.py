@@ -1,6 +1,10 @@
 """Diagnose (v2 and legacy) and conversation bodies; `Diagnosis` is also the JSON schema the
 model must answer in (structured output), so it carries no constraints the model's strict
-mode cannot take."""
+mode cannot take.
+
+User text refuses control characters other than tabs and line breaks (422 before any paid
+call: PostgreSQL cannot store NUL). The model's text is not refused but cleaned of NUL, so a
+paid answer is never lost to it."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -17,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from api.schemas.common import InputModel, OutputModel, Pagination
+from api.schemas.common import FreeText, InputModel, OutputModel, Pagination, without_nul
 from api.utils.media import MediaField
 
 MAX_QUESTION_CHARS = 4000
@@ -28,10 +33,11 @@ DtcCode = Annotated[
         strip_whitespace=True, to_upper=True, pattern=r"^[PBCUpbcu][0-3][0-9A-Fa-f]{3}$"
     ),
 ]
-LegacyModsText = Annotated[str, StringConstraints(max_length=2000)]
+LegacyModsText = Annotated[FreeText, StringConstraints(max_length=2000)]
 LegacyModList = Annotated[
-    list[Annotated[str, StringConstraints(max_length=100)]], Field(max_length=30)
+    list[Annotated[FreeText, StringConstraints(max_length=100)]], Field(max_length=30)
 ]
+ModelText = Annotated[str, AfterValidator(without_nul)]  # adds nothing to the JSON schema
 
 
 # --- What the model answers (strict structured output) -------------------------------------
@@ -42,23 +48,23 @@ class _ModelReply(BaseModel):
 
 
 class LikelyCause(_ModelReply):
-    cause: str
+    cause: ModelText
     likelihood: Literal["high", "medium", "low"]
-    how_to_check: str
+    how_to_check: ModelText
 
 
 class DtcMeaning(_ModelReply):
-    code: str
-    meaning: str
+    code: ModelText
+    meaning: ModelText
 
 
 class Diagnosis(_ModelReply):
-    summary: str
+    summary: ModelText
     severity: Literal["low", "medium", "high", "critical"]
     safe_to_drive: Literal["yes", "no", "unknown"]
     likely_causes: list[LikelyCause]
-    next_steps: list[str]
-    follow_up_questions: list[str]
+    next_steps: list[ModelText]
+    follow_up_questions: list[ModelText]
     dtc: list[DtcMeaning]
 
 
@@ -68,7 +74,7 @@ class Diagnosis(_ModelReply):
 class DiagnoseRequest(InputModel):
     """At least one of q, images, image, audio or dtc_codes."""
 
-    q: str | None = Field(None, max_length=MAX_QUESTION_CHARS, description="The question")
+    q: FreeText | None = Field(None, max_length=MAX_QUESTION_CHARS, description="The question")
     vehicle_id: uuid.UUID | None = Field(None, description="One of your vehicles, for context")
     session_id: uuid.UUID | None = Field(None, description="Conversation to continue")
     images: list[MediaField] = Field(
@@ -108,10 +114,10 @@ class DiagnoseResponse(OutputModel):
 
 
 class LegacyDiagnoseQuery(InputModel):
-    q: str | None = Field(None, max_length=MAX_QUESTION_CHARS)
-    make: str | None = Field(None, max_length=100)
-    model: str | None = Field(None, max_length=100)
-    year: str | None = Field(None, max_length=10)
+    q: FreeText | None = Field(None, max_length=MAX_QUESTION_CHARS)
+    make: FreeText | None = Field(None, max_length=100)
+    model: FreeText | None = Field(None, max_length=100)
+    year: FreeText | None = Field(None, max_length=10)
     mods: LegacyModsText | None = Field(None, description="Comma-separated")
     session_id: uuid.UUID | None = None
 
@@ -159,7 +165,9 @@ class ConversationSummary(OutputModel):
 
 class MessageOut(OutputModel):
     id: uuid.UUID
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant"] | None = Field(
+        description="null on some messages migrated from the old history"
+    )
     content: dict[str, Any] | None
     created_at: datetime
 
@@ -173,7 +181,7 @@ class ConversationDetail(OutputModel):
 
 
 class ConversationUpdate(InputModel):
-    title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS)
+    title: FreeText = Field(min_length=1, max_length=MAX_TITLE_CHARS)
 
     @field_validator("title")
     @classmethod

@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from api.schemas.common import InputModel, OutputModel
+from api.schemas.common import InputModel, MultiLine, OneLine, OutputModel
 
 FIRST_CAR_YEAR = 1886  # Benz Patent-Motorwagen
 # The furthest-ahead UTC offset in use (UTC+14, Kiribati): a mod installed "today" where the
@@ -30,17 +30,6 @@ FURTHEST_AHEAD_OFFSET = timedelta(hours=14)
 VIN_LENGTH = 17
 _VIN_CHARACTERS = re.compile(r"[A-HJ-NPR-Z0-9]+")  # ISO 3779: digits and letters but I, O, Q
 _FOUR_DIGITS = re.compile(r"[0-9]{4}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_LINE_BREAKS_AND_TABS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _refusing(control: re.Pattern[str]) -> AfterValidator:
-    def check(value: str) -> str:
-        if control.search(value):
-            raise PydanticCustomError("control_character", "Must not contain control characters")
-        return value
-
-    return AfterValidator(check)
 
 
 def _blank_is_null(value: str) -> str | None:
@@ -111,7 +100,6 @@ def _trimmed(max_length: int, *, min_length: int = 0) -> StringConstraints:
     return StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length)
 
 
-OneLine = _refusing(_CONTROL)
 Make = Annotated[str, _trimmed(64, min_length=1), OneLine, Field(examples=["Mazda"])]
 Model = Annotated[str, _trimmed(64, min_length=1), OneLine, Field(examples=["MX-5"])]
 Label = Annotated[str, _trimmed(64), OneLine, AfterValidator(_blank_is_null)]
@@ -144,7 +132,7 @@ ModName = Annotated[str, _trimmed(200, min_length=1), OneLine]
 Description = Annotated[
     str,
     _trimmed(5000),
-    _refusing(_CONTROL_BUT_LINE_BREAKS_AND_TABS),
+    MultiLine,
     AfterValidator(_blank_is_null),
 ]
 InstalledOn = Annotated[

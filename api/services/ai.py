@@ -6,7 +6,9 @@ rate limiting, 5xx, connection errors and any other refusal are 502 (after
 OPENAI_MAX_RETRIES retries). A reply that does not fit the diagnosis schema is asked for
 once more, then 502.
 
-Every call spends the turn's `Deadline` (DIAGNOSE_DEADLINE_S): see `_call`.
+Every call spends the turn's `Deadline` (DIAGNOSE_DEADLINE_S) and records the tokens it
+was billed (`openai_tokens`): see `_call`. Text the provider returns is cleaned of NUL before
+anyone stores it (PostgreSQL refuses it).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ValidationError
 
 from api.errors import ServiceUnavailableError, UpstreamError, UpstreamTimeoutError
+from api.schemas.common import without_nul
 from api.schemas.diagnose import MAX_TITLE_CHARS, Diagnosis
 from api.settings import get_settings
+from api.utils import metrics
 from api.utils.deadline import Deadline
 from api.utils.media import Media
 
@@ -43,6 +47,10 @@ TITLE_MAX_TOKENS = 20
 MIN_CALL_S = 1.0  # no provider call can answer in less: fail now rather than start one
 TITLE_MIN_S = 5.0  # the title is a nicety: with less left, the fallback title is used
 RETRY_BACKOFF_S = 0.5  # the pause before the first retry, doubled for each further one
+USAGE_FIELDS = {  # chat completions' names, then transcriptions'
+    "prompt": ("prompt_tokens", "input_tokens"),
+    "completion": ("completion_tokens", "output_tokens"),
+}
 INPUT_AUDIO_FORMATS = {"audio/wav": "wav", "audio/mpeg": "mp3"}  # what chat models accept
 SOUND_PROMPT = (
     "This is a recording from a vehicle. Describe the sounds you hear that matter for "
@@ -160,9 +168,11 @@ def _call(
     deadline: Deadline,
     request: Callable[[OpenAI, str], T],
     *,
+    model: str | None = None,
     max_retries: int | None = None,
 ) -> T:
-    """One provider request within the turn's deadline. Each attempt may take
+    """One provider request for `model` (default: the chat model), within the turn's
+    deadline; the tokens of each reply are recorded as `openai_tokens`. Each attempt may take
     OPENAI_TIMEOUT_S or the time left, whichever is less, and none starts with less than
     MIN_CALL_S left (504). Retries (OPENAI_MAX_RETRIES, of 429 / 5xx / connection errors /
     timeouts) are made here, not by the SDK, which would sleep as long as a provider's
@@ -171,7 +181,8 @@ def _call(
     fit; otherwise the failure is reported at once."""
     import openai
 
-    provider, model = _provider()
+    provider, chat_model = _provider()
+    model = model or chat_model
     retries = provider.max_retries if max_retries is None else max_retries
     retryable = (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
     attempt = 0
@@ -180,13 +191,32 @@ def _call(
             timeout = min(provider.timeout_s, _time_left(deadline, action))
             client = _client(provider).with_options(timeout=timeout, max_retries=0)
             try:
-                return request(client, model)
+                response = request(client, model)
             except retryable as error:
                 pause = max(RETRY_BACKOFF_S * 2**attempt, _retry_after_s(error))
                 if attempt >= retries or deadline.remaining() < pause + MIN_CALL_S:
                     raise
+            else:
+                _record_tokens(response, action=action, model=model)
+                return response
             time.sleep(pause)
             attempt += 1
+
+
+def _record_tokens(response: Any, *, action: str, model: str) -> None:
+    """Chat replies report prompt/completion tokens, transcriptions input/output tokens (or
+    only seconds of audio, which are not tokens and are not recorded)."""
+    usage = getattr(response, "usage", None)
+    counts = {kind: _first_int(usage, names) for kind, names in USAGE_FIELDS.items()}
+    model = without_nul(getattr(response, "model", None) or model)
+    for kind, tokens in counts.items():
+        if tokens is not None:
+            metrics.record("openai_tokens", tokens, kind=kind, model=model, call=action)
+
+
+def _first_int(usage: Any, names: tuple[str, ...]) -> int | None:
+    values = (getattr(usage, name, None) for name in names)
+    return next((value for value in values if isinstance(value, int)), None)
 
 
 def _retry_after_s(error: Exception) -> float:
@@ -228,7 +258,7 @@ def diagnose(messages: list[dict[str, Any]], deadline: Deadline) -> Completion:
         except (ValidationError, IndexError):
             log.warning("AI reply did not match the diagnosis schema")
             continue
-        return Completion(diagnosis, response.model, prompt_tokens, completion_tokens)
+        return Completion(diagnosis, without_nul(response.model), prompt_tokens, completion_tokens)
     raise UpstreamError(
         "The AI provider's answer was not a valid diagnosis; please try again",
         code="upstream_invalid_reply",
@@ -236,16 +266,16 @@ def diagnose(messages: list[dict[str, Any]], deadline: Deadline) -> Completion:
 
 
 def transcribe(audio: Media, deadline: Deadline) -> str:
-    model = get_settings().openai_transcribe_model
     extension = audio.mime_type.split("/")[1].replace("mpeg", "mp3").replace("mp4", "m4a")
     transcription = _call(
         "transcription",
         deadline,
-        lambda client, _: client.audio.transcriptions.create(
+        lambda client, model: client.audio.transcriptions.create(
             model=model, file=(f"recording.{extension}", audio.data, audio.mime_type)
         ),
+        model=get_settings().openai_transcribe_model,
     )
-    return transcription.text.strip()
+    return without_nul(transcription.text).strip()
 
 
 def analyse_sound(audio: Media, deadline: Deadline) -> str | None:
@@ -263,9 +293,10 @@ def analyse_sound(audio: Media, deadline: Deadline) -> str | None:
     response = _call(
         "sound analysis",
         deadline,
-        lambda client, _: client.chat.completions.create(
+        lambda client, model: client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": content}]
         ),
+        model=model,
     )
     return _reply_text(response) or None
 
@@ -295,4 +326,4 @@ def _reply_text(response: Any) -> str:
     """The first choice's text; "" when there is none (a filtered or empty reply)."""
     if not response.choices:
         return ""
-    return (response.choices[0].message.content or "").strip()
+    return without_nul(response.choices[0].message.content or "").strip()

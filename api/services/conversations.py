@@ -29,15 +29,24 @@ class ConversationListItem:
 
 
 def owned_conversation(
-    *, session: Session, user: User, conversation_id: uuid.UUID, with_messages: bool = False
+    *,
+    session: Session,
+    user: User,
+    conversation_id: uuid.UUID,
+    with_messages: bool = False,
+    key_share_lock: bool = False,
 ) -> Conversation:
     """The user's conversation (its messages loaded in order by one more statement when
-    asked); another user's is "not found" like a missing one."""
+    asked); another user's is "not found" like a missing one. `key_share_lock` holds a FOR
+    KEY SHARE row lock to the end of the transaction: the conversation cannot be deleted
+    meanwhile (a delete waits), though it can still be edited."""
     query = select(Conversation).where(
         Conversation.id == conversation_id, Conversation.user_id == user.id
     )
     if with_messages:
         query = query.options(selectinload(Conversation.messages))
+    if key_share_lock:
+        query = query.with_for_update(read=True, key_share=True)
     conversation = session.scalar(query)
     if conversation is None:
         raise NotFoundError("No such conversation")

@@ -10,10 +10,15 @@ without an answer, no count against the caps. Nothing is silently lost: the clie
 error and still holds what it sent, and can send it again.
 
 The daily cap counts `diagnosis_usage`, a ledger written with each successful turn, so
-deleting conversations does not give diagnoses back. The user's turns are serialised by an
-advisory lock taken before counting and held to the end of the transaction, so parallel
-requests cannot all pass the check. The whole turn runs against one `Deadline`
-(DIAGNOSE_DEADLINE_S), started first so that waiting for that lock spends it too.
+deleting conversations does not give diagnoses back. A user runs one turn at a time: an
+advisory lock is taken before counting and held to the end of the transaction, so parallel
+requests cannot all pass the check; a turn that finds it taken is refused at once (429
+`diagnosis_in_progress`) rather than waiting, for up to DIAGNOSE_DEADLINE_S, on a pooled
+database connection. The whole turn runs against one `Deadline` (DIAGNOSE_DEADLINE_S).
+
+The conversation and vehicle the turn reads are held with FOR KEY SHARE row locks until it
+ends: deleting either meanwhile waits for the turn instead of breaking its final save (a
+500 after the provider was paid). Editing them is not blocked.
 """
 
 from __future__ import annotations
@@ -27,29 +32,30 @@ from typing import Any, Literal
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from api.errors import LimitReachedError, NotFoundError, RateLimitedError
+from api.errors import AppError, LimitReachedError, RateLimitedError
 from api.models import (
     ChatAttachment,
     ChatMessage,
     Conversation,
     DiagnosisUsage,
     User,
-    Vehicle,
     utcnow,
 )
 from api.schemas.diagnose import MAX_TITLE_CHARS, Diagnosis
 from api.services import ai, dtc, prompt
 from api.services.conversations import owned_conversation
+from api.services.vehicles import get_vehicle
 from api.settings import get_settings
 from api.utils import metrics
 from api.utils.deadline import Deadline
-from api.utils.locks import lock_for
+from api.utils.locks import try_lock_for
 from api.utils.media import Media, MediaField, load_images, load_media
 from api.utils.waits import whole_seconds
 
 TITLE_FALLBACK_WORDS = 8
 MAX_EXPLAINED_CODES = 30  # dtc_codes holds up to 20; the text and transcript may add a few
 QUOTA_WINDOW = timedelta(days=1)
+IN_PROGRESS_RETRY_S = 5  # a turn usually takes a few seconds
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,23 @@ class DiagnoseResult:
 
 
 def diagnose(*, session: Session, user: User, request: DiagnoseInput) -> DiagnoseResult:
+    """One turn; its duration is recorded whatever the outcome (`ok` or the error code)."""
     started = time.perf_counter()
+    outcome = "internal_error"
+    try:
+        result = _turn(session, user, request)
+    except AppError as error:
+        outcome = error.code
+        raise
+    else:
+        outcome = "ok"
+        return result
+    finally:
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        metrics.record("diagnose_duration_ms", elapsed_ms, route=request.channel, outcome=outcome)
+
+
+def _turn(session: Session, user: User, request: DiagnoseInput) -> DiagnoseResult:
     deadline = Deadline.after(get_settings().diagnose_deadline_s)
     received_at = utcnow()
     ai.ensure_configured()
@@ -125,8 +147,6 @@ def diagnose(*, session: Session, user: User, request: DiagnoseInput) -> Diagnos
     session.add(assistant)
     _charge(session, user, at=received_at)
     session.flush()
-
-    _record_metrics(started, completion, channel=request.channel)
     return DiagnoseResult(
         session_id=conversation.id,
         message_id=assistant.id,
@@ -148,7 +168,9 @@ def _conversation(
 ) -> Conversation | None:
     if session_id is None:
         return None
-    return owned_conversation(session=session, user=user, conversation_id=session_id)
+    return owned_conversation(
+        session=session, user=user, conversation_id=session_id, key_share_lock=True
+    )
 
 
 def _vehicle(
@@ -160,17 +182,17 @@ def _vehicle(
     vehicle_id = request.vehicle_id or (conversation.vehicle_id if conversation else None)
     if vehicle_id is None:
         return None
-    vehicle = session.scalar(
-        select(Vehicle).where(Vehicle.id == vehicle_id, Vehicle.user_id == user.id)
-    )
-    if vehicle is None:
-        raise NotFoundError("No such vehicle")
-    return vehicle
+    return get_vehicle(session=session, user=user, vehicle_id=vehicle_id, key_share_lock=True)
 
 
 def _check_caps(session: Session, user: User, conversation: Conversation | None) -> None:
     settings = get_settings()
-    lock_for(session, "diagnoses", str(user.id))
+    if not try_lock_for(session, "diagnoses", str(user.id)):
+        raise RateLimitedError(
+            "A diagnosis is already running for your account; wait for it to finish",
+            retry_after_s=IN_PROGRESS_RETRY_S,
+            code="diagnosis_in_progress",
+        )
     since = utcnow() - QUOTA_WINDOW
     oldest, count = session.execute(
         select(func.min(DiagnosisUsage.created_at), func.count()).where(
@@ -212,13 +234,15 @@ def _charge(session: Session, user: User, *, at: datetime) -> None:
 def _history(
     session: Session, conversation: Conversation | None
 ) -> list[tuple[str, dict[str, Any] | None]]:
-    """The last DIAGNOSE_HISTORY_TURNS turns (a question and its answer each), oldest first."""
+    """The last DIAGNOSE_HISTORY_TURNS turns (a question and its answer each), oldest first.
+    Messages with no role (some migrated from the old history) are left out: the model
+    cannot be told who said them."""
     turns = get_settings().diagnose_history_turns
     if conversation is None or turns == 0:
         return []
     rows = session.execute(
         select(ChatMessage.role, ChatMessage.content)
-        .where(ChatMessage.conversation_id == conversation.id)
+        .where(ChatMessage.conversation_id == conversation.id, ChatMessage.role.is_not(None))
         .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
         .limit(2 * turns)
     ).all()
@@ -291,16 +315,6 @@ def _usage(completion: ai.Completion) -> dict[str, int]:
         "prompt_tokens": completion.prompt_tokens,
         "completion_tokens": completion.completion_tokens,
     }
-
-
-def _record_metrics(started: float, completion: ai.Completion, *, channel: str) -> None:
-    metrics.record(
-        "diagnose_duration_ms", round((time.perf_counter() - started) * 1000, 1), route=channel
-    )
-    metrics.record("openai_tokens", completion.prompt_tokens, kind="prompt", model=completion.model)
-    metrics.record(
-        "openai_tokens", completion.completion_tokens, kind="completion", model=completion.model
-    )
 
 
 SEVERITY_LABELS = {"low": "Low", "medium": "Medium", "high": "High", "critical": "Critical"}

@@ -7,18 +7,22 @@ Two sources, behind `explain(code)`:
    and C codes, and the manufacturer ranges P30-P33, U1/U2, have no standard grouping).
 2. The description from the generic P and U code table shipped with python-OBD (`obd`),
    loaded on first use. python-OBD is GPL-2.0-only: it stays a separately installed
-   package that we import; its table is never copied into this repository.
+   package that we import; its table is never copied into this repository. Without it,
+   codes still get (1).
 Codes the table lacks (every B and C code, manufacturer-specific codes) get the structure
 only — never an invented meaning.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import Literal
+
+log = logging.getLogger(__name__)
 
 CODE = re.compile(r"\b[PBCU][0-3][0-9A-F]{3}\b", re.IGNORECASE)
 
@@ -97,8 +101,12 @@ def defined_by(code: str) -> Definer:
 
 @cache
 def _generic_descriptions() -> dict[str, str]:
-    from obd.codes import DTC  # GPL-2.0-only, imported (never copied); slow to import
-
+    """python-OBD's table; empty (structure only, no meanings) when it is not installed."""
+    try:
+        from obd.codes import DTC  # GPL-2.0-only, imported (never copied); slow to import
+    except ImportError:
+        log.warning("python-OBD is not installed: fault codes get no standard descriptions")
+        return {}
     return DTC
 
 

@@ -1,7 +1,11 @@
 """The trouble-code catalogue: J2012 structure by our code, descriptions from python-OBD."""
 
+import logging
+import sys
+
 import pytest
 
+from api.services import dtc
 from api.services.dtc import explain, find_codes
 
 
@@ -96,3 +100,26 @@ def test_malformed_codes_are_refused(bad: str) -> None:
 def test_codes_are_found_in_text_upper_cased_once_each() -> None:
     texts = ["P0420", "saw p0420 then U0100, and XP0300 or P04201", None, "b1000."]
     assert find_codes(texts) == ["P0420", "U0100", "B1000"]
+
+
+def test_without_python_obd_codes_keep_their_structure_and_get_no_meaning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for module in ("obd", "obd.codes"):  # importing them now raises ImportError
+        monkeypatch.setitem(sys.modules, module, None)
+    dtc._generic_descriptions.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="api.services.dtc"):
+            first, again = explain("P0420"), explain("P0301")
+    finally:
+        dtc._generic_descriptions.cache_clear()
+    assert (first.system, first.defined_by, first.subsystem, first.description) == (
+        "powertrain",
+        "generic",
+        "auxiliary emission controls",
+        None,
+    )
+    assert first.for_prompt().startswith("P0420: no standard description")
+    assert again.description is None
+    (warning,) = [r for r in caplog.records if r.name == "api.services.dtc"]  # logged once
+    assert "python-OBD" in warning.getMessage()
