@@ -24,7 +24,7 @@ from api.models import (
 )
 from api.services.pins import pin_hmac
 from tests.accounts import PASSWORD, Outbox, bearer, new_email, sign_up
-from tests.factories import auth_headers, create_user
+from tests.factories import add_image, auth_headers, create_user
 
 NEW_PASSWORD = "An entirely new passphrase 7"
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
@@ -205,17 +205,7 @@ def test_delete_me_removes_every_row_the_user_owned(
     message = ChatMessage(conversation_id=conversation.id, role="user", content={"t": "hi"})
     session.add(message)
     session.flush()
-    session.add(
-        ChatAttachment(
-            conversation_id=conversation.id,
-            message_id=message.id,
-            kind="image",
-            mime_type="image/png",
-            size_bytes=3,
-            sha256="0" * 64,
-            data=b"png",
-        )
-    )
+    add_image(session, message)
     bystander = create_user(session)
     session.add(Vehicle(user_id=bystander.id, make="Fiat", model="Panda", year="2010"))
     session.flush()

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.models import ChatAttachment, ChatMessage, Conversation, User, Vehicle
-from tests.factories import auth_headers, create_user
+from tests.factories import add_image, auth_headers, create_user
 
 NOW = datetime.now(UTC)
 
@@ -41,17 +41,7 @@ def conversation_with_turn(
     )
     session.add_all([question, answer])
     session.flush()
-    session.add(
-        ChatAttachment(
-            conversation_id=conversation.id,
-            message_id=question.id,
-            kind="image",
-            mime_type="image/png",
-            size_bytes=3,
-            sha256="0" * 64,
-            data=b"png",
-        )
-    )
+    add_image(session, question)
     session.flush()
     return conversation
 
