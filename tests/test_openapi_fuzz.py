@@ -9,8 +9,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.conftest import local_host
 from tests.factories import auth_headers, create_user
+from tests.harness import local_host
 
 # Services enforce rules JSON Schema cannot state (a year up to *next* calendar year, no
 # control characters, dates not in the future), so a schema-valid body may fairly get a 422:

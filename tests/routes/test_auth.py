@@ -23,16 +23,19 @@ from api.models import (
     VehicleMod,
 )
 from api.services.pins import pin_hmac
-from tests.accounts import PASSWORD, Outbox, bearer, new_email, sign_up
-from tests.factories import add_image, auth_headers, create_user
+from tests.factories import (
+    PASSWORD,
+    add_image,
+    auth_headers,
+    bearer,
+    create_user,
+    new_email,
+    sign_up,
+)
+from tests.outbox import Outbox
 
 NEW_PASSWORD = "An entirely new passphrase 7"
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def outbox(caplog: pytest.LogCaptureFixture) -> Outbox:
-    return Outbox(caplog)
 
 
 def assert_token_bundle(body: dict, email: str) -> None:

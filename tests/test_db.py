@@ -17,7 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from api import db, migrations
 from api.errors import ServiceUnavailableError
-from tests.conftest import TEST_JWT_SECRET
+from tests.harness import TEST_JWT_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 
