@@ -19,7 +19,10 @@ from tests.harness import local_host
 EXCLUDED_CHECKS = [positive_data_acceptance]
 
 schema = schemathesis.openapi.from_wsgi("/api/openapi.json", local_host())
-schema.config.generation.update(modes=["positive", "negative"], database="none")
+schema.config.generation.update(
+    modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE],
+    database="none",
+)
 
 
 @schema.parametrize()

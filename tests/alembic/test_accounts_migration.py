@@ -37,7 +37,8 @@ def test_seed_users_are_normalised_and_marked_legacy(make_database: Callable[...
         conn.commit()
 
         migrate(conn, "upgrade", "05_accounts")
-        rows = dict(conn.execute(text("SELECT email, password_hash FROM users")).all())
+        users = text("SELECT email, password_hash FROM users")
+        rows: dict[str, str] = dict(conn.execute(users).all())
         assert set(rows) == {"john.doe@example.com", "Twin@example.com", "twin@example.com"}
         assert rows["john.doe@example.com"] == LEGACY_PREFIX + SEED_HASH
         assert rows["twin@example.com"] == "not-bcrypt"  # not bcrypt: left unusable

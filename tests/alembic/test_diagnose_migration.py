@@ -44,7 +44,7 @@ def test_upgrade_backfills_matches_models_and_downgrades(make_database: Callable
         command.upgrade(config, "head")
         connection.commit()
         assert migrations.current_revision(connection) == migrations.SCHEMA_HEAD == "07_diagnose"
-        updated = dict(
+        updated: dict[str, str] = dict(
             connection.execute(
                 text(
                     "SELECT id::text, updated_at::date::text FROM conversations "

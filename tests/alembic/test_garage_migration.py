@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import Connection, create_engine, inspect, text
+from sqlalchemy.engine.interfaces import ReflectedForeignKeyConstraint
 
 from api import migrations
 from api.models import Base
@@ -36,7 +37,7 @@ def _schema_differences(connection: Connection) -> list:
     return compare_metadata(MigrationContext.configure(connection), Base.metadata)
 
 
-def _vehicle_fk(connection: Connection) -> dict:
+def _vehicle_fk(connection: Connection) -> ReflectedForeignKeyConstraint:
     foreign_keys = inspect(connection).get_foreign_keys("conversations")
     (fk,) = [fk for fk in foreign_keys if fk["constrained_columns"] == ["vehicle_id"]]
     return fk

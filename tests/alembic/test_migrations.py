@@ -366,7 +366,7 @@ def test_04_moves_every_history_turn_into_chat_messages_and_back(fresh_connectio
 
     with rolled_back(conn):
         query = text("SELECT id, history_json FROM conversations")
-        restored = dict(conn.execute(query).all())
+        restored: dict[uuid.UUID, Any] = dict(conn.execute(query).all())
         assert "chat_messages" not in inspect(conn).get_table_names()
     for name, history in HISTORIES.items():
         if history:

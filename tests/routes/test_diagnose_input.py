@@ -169,8 +169,8 @@ def test_control_characters_in_user_text_are_refused_before_any_call(
     path: str,
     fields: dict,
 ) -> None:
-    sent = {"params": fields} if method == "GET" else {"json": fields}
-    response = client.request(method, path, headers=auth_headers(user), **sent)
+    query, body = (fields, None) if method == "GET" else (None, fields)
+    response = client.request(method, path, headers=auth_headers(user), params=query, json=body)
     assert response.status_code == 422, response.text
     assert "control characters" in response.text
     assert openai.untouched

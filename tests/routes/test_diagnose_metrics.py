@@ -16,7 +16,7 @@ from tests.harness import changed_settings
 
 def recorded_metrics(caplog: pytest.LogCaptureFixture) -> list[tuple[str, float, dict]]:
     return [
-        (r.metric, r.metric_value, r.metric_dimensions)
+        (vars(r)["metric"], vars(r)["metric_value"], vars(r)["metric_dimensions"])
         for r in caplog.records
         if r.name == "api.metrics"
     ]
