@@ -237,7 +237,7 @@ class Router:
 
         def register(handler: HandlerT) -> HandlerT:
             where = f"{method} {route} ({handler.__name__})"
-            signature = read_signature(handler, route, where)
+            signature = _read_signature(handler, route, where)
             if signature.returns_nothing and (response is not None or status != 200):
                 raise RouteError(f"{where}: a handler returning None answers 204, no body")
             if status == 204:
@@ -277,7 +277,7 @@ class Router:
         return blueprint
 
 
-def read_signature(handler: Callable[..., object], route: str, where: str) -> Signature:
+def _read_signature(handler: Callable[..., object], route: str, where: str) -> Signature:
     """The handler's declaration, or RouteError naming what is wrong with it."""
     hints = get_type_hints(handler)
     parameters = list(inspect.signature(handler).parameters.values())

@@ -76,6 +76,14 @@ def sign_up(
 # --- conversations ----------------------------------------------------------------------------
 
 
+def add_conversation(session: Session, user_id: uuid.UUID, **fields: Any) -> Conversation:
+    """A conversation of the user's (title, vehicle_id, ... as given), stored."""
+    conversation = Conversation(user_id=user_id, **fields)
+    session.add(conversation)
+    session.flush()
+    return conversation
+
+
 def add_message(
     session: Session,
     conversation: Conversation,

@@ -1,5 +1,6 @@
 """What every test runs against: the test settings, changed for a block when a test needs
-other ones, and the real app, indexed once and served by the local host."""
+other ones; the real app, indexed once and served by the local host; databases taken to a
+revision through Alembic and compared with the models."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 if TYPE_CHECKING:
     import azure.functions as func
+    from sqlalchemy import Connection
 
     from devhost.host import FunctionHost
 
@@ -68,3 +70,27 @@ def local_host() -> FunctionHost:
     # The host only indexes the app: hand it the run's one index.
     indexed = SimpleNamespace(get_functions=index_function_app)
     return create_app(cast("func.FunctionApp", indexed))
+
+
+def migrate(connection: Connection, revision: str, *, down: bool = False) -> None:
+    """Upgrade (or, `down`, downgrade) the database to `revision` through Alembic."""
+    from alembic import command
+
+    from api import migrations
+
+    step = command.downgrade if down else command.upgrade
+    step(migrations.alembic_config(connection), revision)
+    connection.commit()
+
+
+def schema_differences(connection: Connection) -> list[Any]:
+    """What Alembic's autogenerate finds between the database and the models ([]: none)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from api.models import Base
+
+    try:
+        return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+    finally:
+        connection.rollback()  # leave no transaction open for the next Alembic command

@@ -41,7 +41,7 @@ FreeText = Annotated[str, MultiLine]
 
 def _not_null(value: T | None) -> T:
     if value is None:
-        raise PydanticCustomError("not_null", "Cannot be null; leave the field out instead")
+        raise PydanticCustomError("not_null", "Cannot be null; leave the field out to keep it")
     return value
 
 

@@ -1,8 +1,8 @@
 """One sliding-window throttle behind every rate limit (login failures, PIN e-mails,
 diagnoses per day): at most `limit` entries in any `window`, each entry a timestamped row.
 
-Take the limit's advisory lock (`api.utils.locks.lock_for`) before checking and hold it
-until the entry is written, so concurrent requests cannot all pass the check.
+Hold the limit's advisory lock (api/utils/locks.py) from the check until the entry is
+written, so concurrent requests cannot all pass the check.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ def wait_for_slot(
     now: datetime,
 ) -> timedelta | None:
     """None while fewer than `limit` of the rows in `scope` are younger than `window`;
-    otherwise how long until one leaves the window, which is what a Retry-After says: the
-    limit-th newest row's age out (with `limit` rows in the window, the oldest one's)."""
+    otherwise the Retry-After: how long until the limit-th newest of them leaves the window
+    and fewer than `limit` remain (with exactly `limit` in it, the oldest one)."""
     blocking = session.scalar(
         select(timestamp)
         .where(*scope, timestamp > now - window)

@@ -25,6 +25,7 @@ from api.models import (
 from api.services.pins import pin_hmac
 from tests.factories import (
     PASSWORD,
+    add_conversation,
     add_image,
     auth_headers,
     bearer,
@@ -202,9 +203,7 @@ def test_delete_me_removes_every_row_the_user_owned(
     session.add(vehicle)
     session.flush()
     session.add(VehicleMod(vehicle_id=vehicle.id, name="Coilovers"))
-    conversation = Conversation(user_id=user_id, vehicle_id=vehicle.id, title="Rough idle")
-    session.add(conversation)
-    session.flush()
+    conversation = add_conversation(session, user_id, vehicle_id=vehicle.id, title="Rough idle")
     message = ChatMessage(conversation_id=conversation.id, role="user", content={"t": "hi"})
     session.add(message)
     session.flush()

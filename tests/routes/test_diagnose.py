@@ -20,6 +20,7 @@ from tests.factories import (
     OGG,
     PNG,
     WAV,
+    add_conversation,
     add_message,
     auth_headers,
     b64,
@@ -54,9 +55,7 @@ def test_v2_sends_vehicle_history_codes_and_images_and_stores_the_turn(
             installed_on=date(2024, 5, 1),
         )
     )
-    conversation = Conversation(user_id=user.id, vehicle_id=vehicle.id, title="Cold start")
-    session.add(conversation)
-    session.flush()
+    conversation = add_conversation(session, user.id, vehicle_id=vehicle.id, title="Cold start")
     # Two turns as migration 04 left them, one with an image stored the new way.
     add_message(session, conversation, "user", {"content": "My car hesitates when cold"}, 40)
     add_message(session, conversation, "assistant", {"content": "Could be the thermostat."}, 39)
@@ -165,9 +164,7 @@ def test_v2_sends_vehicle_history_codes_and_images_and_stores_the_turn(
 def test_history_is_cut_to_the_window_and_earlier_images_are_not_resent(
     client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
 ) -> None:
-    conversation = Conversation(user_id=user.id, title="Long one")
-    session.add(conversation)
-    session.flush()
+    conversation = add_conversation(session, user.id, title="Long one")
     for turn in range(3):
         add_message(session, conversation, "user", {"text": f"question {turn}"}, 50 - 2 * turn)
         add_message(session, conversation, "assistant", {"answer": f"answer {turn}"}, 49 - 2 * turn)
@@ -197,9 +194,7 @@ def test_history_is_cut_to_the_window_and_earlier_images_are_not_resent(
 def test_history_from_the_old_inline_format_keeps_text_and_drops_images(
     client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
 ) -> None:
-    conversation = Conversation(user_id=user.id, title="Old app")
-    session.add(conversation)
-    session.flush()
+    conversation = add_conversation(session, user.id, title="Old app")
     inline = [
         {"type": "text", "text": "What is this warning light?"},
         {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{b64(JPEG)}"}},
@@ -225,9 +220,7 @@ def test_history_from_the_old_inline_format_keeps_text_and_drops_images(
 def test_messages_with_no_role_are_shown_and_not_replayed(
     client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
 ) -> None:
-    conversation = Conversation(user_id=user.id, title="Seeded")
-    session.add(conversation)
-    session.flush()
+    conversation = add_conversation(session, user.id, title="Seeded")
     add_message(session, conversation, "user", {"content": "Squeaky brakes"}, 20)
     seeded = add_message(session, conversation, None, {"content": "seed note"}, 19)
     add_message(session, conversation, "assistant", {"content": "Check the pads."}, 18)

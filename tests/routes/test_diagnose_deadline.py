@@ -14,7 +14,15 @@ from sqlalchemy.orm import Session
 
 from api.models import ChatAttachment, Conversation, DiagnosisUsage, User
 from api.utils.deadline import Deadline
-from tests.factories import PNG, add_message, auth_headers, b64, count, stored_turns
+from tests.factories import (
+    PNG,
+    add_conversation,
+    add_message,
+    auth_headers,
+    b64,
+    count,
+    stored_turns,
+)
 from tests.fake_openai import FakeOpenAI, Slow, error_response
 from tests.harness import changed_settings
 
@@ -57,9 +65,7 @@ def test_no_call_starts_once_the_budget_is_spent(
     user: User,
     turn_budget: Callable[[float], None],
 ) -> None:
-    conversation = Conversation(user_id=user.id, title="Existing")
-    session.add(conversation)
-    session.flush()
+    conversation = add_conversation(session, user.id, title="Existing")
     add_message(session, conversation, "user", {"text": "before"}, 5)
     add_message(session, conversation, "assistant", {"answer": "earlier"}, 4)
     turn_budget(1.5)

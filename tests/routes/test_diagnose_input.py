@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from api.models import Conversation, User
-from tests.factories import JPEG, PNG, WAV, auth_headers, b64, count, stored_turns
+from tests.factories import JPEG, PNG, WAV, add_conversation, auth_headers, b64, count, stored_turns
 from tests.fake_openai import FakeOpenAI
 from tests.harness import changed_settings
 
@@ -189,9 +189,7 @@ def test_line_breaks_and_tabs_in_a_question_are_fine(
 def test_a_nul_in_a_conversation_title_is_refused(
     client: httpx.Client, session: Session, user: User
 ) -> None:
-    conversation = Conversation(user_id=user.id, title="Before")
-    session.add(conversation)
-    session.flush()
+    conversation = add_conversation(session, user.id, title="Before")
     response = client.patch(
         f"/conversations/{conversation.id}", headers=auth_headers(user), json={"title": "a\x00b"}
     )

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from api.models import Conversation, DiagnosisUsage, User, Vehicle
-from tests.factories import auth_headers, count, create_user, stored_turns
+from tests.factories import add_conversation, auth_headers, count, create_user, stored_turns
 from tests.fake_openai import FakeOpenAI, error_response
 from tests.harness import changed_settings
 
@@ -169,9 +169,7 @@ def test_the_turn_key_share_locks_its_conversation_and_vehicle(
     vehicle = Vehicle(user_id=user.id, make="Mazda", model="3", year="2015")
     session.add(vehicle)
     session.flush()
-    conversation = Conversation(user_id=user.id, title="Old", vehicle_id=vehicle.id)
-    session.add(conversation)
-    session.flush()
+    conversation = add_conversation(session, user.id, title="Old", vehicle_id=vehicle.id)
     statements: list[str] = []
 
     def keep(conn, cursor, statement, parameters, context, executemany) -> None:

@@ -13,7 +13,16 @@ from pytest_httpserver import HTTPServer
 from sqlalchemy.orm import Session
 
 from api.models import ChatAttachment, Conversation, DiagnosisUsage, User
-from tests.factories import PNG, WAV, add_message, auth_headers, b64, count, stored_turns
+from tests.factories import (
+    PNG,
+    WAV,
+    add_conversation,
+    add_message,
+    auth_headers,
+    b64,
+    count,
+    stored_turns,
+)
 from tests.fake_openai import DIAGNOSIS, FakeOpenAI, Slow, error_response
 from tests.harness import changed_settings
 
@@ -37,9 +46,7 @@ def test_upstream_faults_roll_the_whole_turn_back(
     code: str,
     attempts: int,
 ) -> None:
-    conversation = Conversation(user_id=user.id, title="Existing")
-    session.add(conversation)
-    session.flush()
+    conversation = add_conversation(session, user.id, title="Existing")
     add_message(session, conversation, "user", {"text": "before"}, 5)
     add_message(session, conversation, "assistant", {"answer": "earlier"}, 4)
     openai.replies = list(replies)
