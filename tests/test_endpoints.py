@@ -11,6 +11,7 @@ import azure.functions as func
 import httpx
 import pytest
 from pydantic import Field
+from sqlalchemy import text
 
 from api.endpoints import DbRequest, Reply, Request, RouteError, Router, UserRequest
 from api.errors import ConflictError
@@ -68,6 +69,11 @@ def boom(request: Request) -> dict[str, str]:
 @router.operation("GET", "private", summary="Needs a token")
 def private(request: UserRequest) -> dict[str, str]:
     return {}  # pragma: no cover - never reached without a token
+
+
+@router.operation("GET", "counted", summary="Uses the database")
+def counted(request: DbRequest) -> dict[str, int]:
+    return {"one": request.session.scalar(text("SELECT 1")) or 0}
 
 
 @router.operation("GET", "labels/{name}/{token}", summary="Typed by declaration, not by name")
@@ -393,18 +399,13 @@ def test_one_method_on_one_route_is_declared_once() -> None:
         twice.operation("GET", "things/{name}", summary="Again")(takes_name)
 
 
-def test_the_request_type_decides_session_and_authentication() -> None:
-    def public(request: Request) -> None: ...
+def test_only_operations_that_take_a_session_touch_the_database(
+    api: httpx.Client, override_settings
+) -> None:
+    override_settings(DB_URI="postgresql://postgres@127.0.0.1:1/gone")
+    assert api.get("/widgets").status_code == 200  # Request: no session, no database
+    assert_problem(api.get("/counted"), 503, "database_unavailable")
 
-    def with_session(request: DbRequest) -> None: ...
 
-    def with_user(request: UserRequest) -> None: ...
-
-    kinds = Router("test")
-    for method, handler in (("GET", public), ("POST", with_session), ("PUT", with_user)):
-        kinds.operation(method, "things", summary="Kind")(handler)
-    assert [(op.db, op.auth) for op in kinds.operations] == [
-        (False, False),
-        (True, False),
-        (True, True),
-    ]
+def test_a_db_request_runs_in_the_invocations_session(api: httpx.Client, connection) -> None:
+    assert api.get("/counted").json() == {"one": 1}
