@@ -92,18 +92,17 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _refuse_unresolved_key_vault_references(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            unresolved = sorted(
-                name.upper()
-                for name, value in data.items()
-                if isinstance(value, str) and value.strip().startswith(KEY_VAULT_REFERENCE)
+    def _refuse_unresolved_key_vault_references(cls, data: dict[str, Any]) -> dict[str, Any]:
+        unresolved = sorted(
+            name.upper()
+            for name, value in data.items()
+            if isinstance(value, str) and value.strip().startswith(KEY_VAULT_REFERENCE)
+        )
+        if unresolved:
+            raise ValueError(
+                f"{', '.join(unresolved)}: unresolved Key Vault reference; create the "
+                "secret and grant the app's identity Key Vault Secrets User"
             )
-            if unresolved:
-                raise ValueError(
-                    f"{', '.join(unresolved)}: unresolved Key Vault reference; create the "
-                    "secret and grant the app's identity Key Vault Secrets User"
-                )
         return data
 
     @field_validator("cors_allowed_origins", mode="before")

@@ -27,14 +27,13 @@ param hostingPlan string = 'FlexConsumption'
 ])
 param premiumSku string = 'EP1'
 
-@description('Most app instances. Each holds at most 2 x DB_POOL_SIZE (10) database connections: 40 instances stay under the 859 connections of a 2-vCore server.')
-@minValue(1)
+@description('Most app instances. Each holds at most 2 x DB_POOL_SIZE (10) database connections: 40 instances stay under the 844 user connections of a 2-vCore server (concepts-limits).')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
 @description('Flex Consumption instance memory in MB.')
 @allowed([
-  512
   2048
   4096
 ])

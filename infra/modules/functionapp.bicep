@@ -33,14 +33,13 @@ param hostingPlan string
 ])
 param premiumSku string
 
-@description('Most instances the app scales out to.')
-@minValue(1)
+@description('Most instances the app scales out to (Flex Consumption: 40-1000).')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int
 
 @description('Flex Consumption instance memory in MB.')
 @allowed([
-  512
   2048
   4096
 ])
@@ -100,7 +99,8 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
   properties: {
     reserved: true // Linux
-    maximumElasticWorkerCount: isFlex ? null : maximumInstanceCount
+    // Elastic Premium on Linux bursts to at most 100 instances.
+    maximumElasticWorkerCount: isFlex ? null : min(maximumInstanceCount, 100)
   }
 }
 
