@@ -11,6 +11,7 @@ from tests.infra.template import (
     BICEP_FILES,
     INFRA,
     MAIN,
+    app_settings,
     dotted,
     identifiers,
     module,
@@ -88,6 +89,9 @@ def test_the_function_app_is_linux_python_311_https_only_tls_12_without_ftp() ->
     assert list(app.branches(config["linuxFxVersion"])) == [None, "Python|3.11"]
     assert config["minTlsVersion"] == "1.2"
     assert config["ftpsState"] == "Disabled"
+    # The platform answers CORS (DECISIONS, CORS on Azure); the app never does.
+    assert config["cors"] == {"allowedOrigins": "corsAllowedOrigins", "supportCredentials": False}
+    assert "CORS_ALLOWED_ORIGINS" not in app_settings()
     policies = app.resources("Microsoft.Web/sites/basicPublishingCredentialsPolicies")
     assert {(p["name"], p["properties"]["allow"]) for p in policies} == {
         ("ftp", False),
