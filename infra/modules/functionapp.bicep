@@ -252,4 +252,3 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
 
 output name string = site.name
 output hostname string = site.properties.defaultHostName
-output principalId string = site.identity.principalId

@@ -44,4 +44,3 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
 
 output appInsightsId string = appInsights.id
 output appInsightsName string = appInsights.name
-output workspaceId string = workspace.id

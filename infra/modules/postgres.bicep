@@ -193,5 +193,3 @@ resource dbUriSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
 }
 
 output id string = server.id
-output name string = server.name
-output fqdn string = server.properties.fullyQualifiedDomainName

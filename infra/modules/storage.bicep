@@ -84,7 +84,7 @@ resource fileService 'Microsoft.Storage/storageAccounts/fileServices@2023-05-01'
 // ("Use Key Vault references", Considerations for Azure Files mounting).
 resource contentShare 'Microsoft.Storage/storageAccounts/fileServices/shares@2023-05-01' = if (needsContentShare) {
   parent: fileService
-  name: needsContentShare ? contentShareName : 'unused'
+  name: needsContentShare ? contentShareName : 'unused' // a name even when not deployed
 }
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
@@ -103,5 +103,4 @@ resource connectionString 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (n
 }
 
 output name string = account.name
-output id string = account.id
 output blobEndpoint string = account.properties.primaryEndpoints.blob

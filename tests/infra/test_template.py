@@ -239,3 +239,22 @@ def test_the_parameters_file_fills_main_and_takes_secrets_from_the_environment()
     assert {name for name, p in declared.items() if p["default"] is None} <= set(given)
     for name in template(MAIN).secure_parameters():
         assert given[name].startswith("readEnvironmentVariable("), name
+
+
+@pytest.mark.parametrize(
+    "name", ["monitoring", "keyvault", "storage", "postgres", "functionapp", "alerts"]
+)
+def test_main_passes_each_module_its_parameters_and_reads_only_its_outputs(name: str) -> None:
+    # What a Bicep compiler would check first.
+    declared = module(name).parsed.get("parameters", {})
+    passed = module_call(name)["params"]
+    assert set(passed) <= set(declared), "passes a parameter the module does not declare"
+    required = {p for p, spec in declared.items() if spec["default"] is None}
+    assert required <= set(passed), "leaves out a parameter without default"
+    symbol = next(
+        symbol
+        for symbol, call in template(MAIN).parsed["modules"].items()
+        if call["detail"]["path"] == f"modules/{name}.bicep"
+    )
+    read = set(re.findall(rf"\b{symbol}\.outputs\.(\w+)", template(MAIN).text))
+    assert read <= set(module(name).parsed.get("outputs", {}))
