@@ -52,6 +52,11 @@ class Template:
             if any(d["type"] == "secure" for d in param["decorators"])
         }
 
+    def allowed(self, parameter: str) -> list[Any]:
+        """The values a parameter's @allowed decorator admits."""
+        decorators = self.parsed["parameters"][parameter]["decorators"]
+        return next(d["argument"] for d in decorators if d["type"] == "allowed")
+
     def resolve(self, value: Any) -> Any:
         """A bare identifier naming a variable of this file stands for its value."""
         while isinstance(value, str) and value in self.variables:
