@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pycep import BicepParser
 
@@ -102,7 +102,8 @@ def identifiers(value: Any) -> set[str]:
 
 @cache
 def template(path: Path) -> Template:
-    return Template(path, path.read_text(), BicepParser().parse(file_path=path))
+    parsed = cast(dict[str, Any], BicepParser().parse(file_path=path))
+    return Template(path, path.read_text(), parsed)
 
 
 def module(name: str) -> Template:

@@ -15,9 +15,11 @@ from tests.infra.template import (
     template,
 )
 
-SETTINGS = {field.alias for field in Settings.model_fields.values()}
+SETTINGS = {field.alias or name for name, field in Settings.model_fields.items()}
 # Fields that never show in a repr are secrets; DB_URI carries the database password.
-SECRETS = {field.alias for field in Settings.model_fields.values() if not field.repr} | {"DB_URI"}
+SECRETS = {
+    field.alias or name for name, field in Settings.model_fields.items() if not field.repr
+} | {"DB_URI"}
 
 
 def test_every_setting_is_set_or_left_to_its_default_for_a_stated_reason() -> None:
