@@ -65,6 +65,8 @@ def process_env(uri: str) -> dict[str, str]:
     return {
         **os.environ,
         "DB_URI": uri,
+        "DB_POOLER": "none",
+        "DB_MIGRATION_URI": "",
         "JWT_SECRET": TEST_JWT_SECRET,
         "AXLY_ENV": "test",
         "DB_MIGRATE_ON_STARTUP": "true",
