@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 
 import azure.functions as func
 import httpx
@@ -191,16 +191,36 @@ def new_client() -> Callable[[], httpx.Client]:
     return _local_client
 
 
-@pytest.fixture
-def provider(httpserver: HTTPServer) -> Iterator[FakeOpenAI]:
-    """The AI provider: a local OpenAI-compatible server the real SDK is pointed at."""
+@contextmanager
+def _provider_at(server: HTTPServer) -> Iterator[FakeOpenAI]:
     with changed_settings(
         OPENAI_API_KEY="sk-test",
-        OPENAI_BASE_URL=httpserver.url_for("/v1"),
+        OPENAI_BASE_URL=server.url_for("/v1"),
         OPENAI_MAX_RETRIES="0",
         OPENAI_TIMEOUT_S="5",
     ):
-        yield FakeOpenAI(httpserver)
+        yield FakeOpenAI(server)
+
+
+@pytest.fixture
+def provider(httpserver: HTTPServer) -> Iterator[FakeOpenAI]:
+    """The AI provider: a local OpenAI-compatible server the real SDK is pointed at."""
+    with _provider_at(httpserver) as fake:
+        yield fake
+
+
+@pytest.fixture
+def busy_provider() -> Iterator[FakeOpenAI]:
+    """The AI provider answering many calls at once (a thread per request), for turns that
+    really run in parallel."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    try:
+        with _provider_at(server) as fake:
+            yield fake
+    finally:
+        server.clear()
+        server.stop()
 
 
 @pytest.fixture

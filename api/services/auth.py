@@ -29,6 +29,7 @@ from api.utils.waits import whole_minutes
 LOGIN_FAILURE_LIMIT = 10
 LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
 BAD_CREDENTIALS = "Wrong e-mail or password"
+ACCOUNT_GONE = "The account no longer exists"
 SESSION_ENDED = "This session has ended; log in again"
 
 
@@ -66,7 +67,7 @@ def authenticate(*, session: Session, token: str) -> Caller:
     claims = decode_token(token, "access")
     user = session.get(User, claims["sub"])
     if user is None:
-        raise AuthenticationError("The account no longer exists", code="invalid_token")
+        raise AuthenticationError(ACCOUNT_GONE, code="invalid_token")
     if claims["ver"] != user.token_version:
         raise AuthenticationError(SESSION_ENDED, code="session_ended")
     return Caller(user=user, session_id=claims.get("sid"))
@@ -307,3 +308,14 @@ def delete_account(*, session: Session, user: User, password: str) -> None:
     session.execute(delete(LoginFailure).where(LoginFailure.email == user.email))
     session.execute(delete(User).where(User.id == user.id))
     session.expunge(user)
+
+
+def hold_account(*, session: Session, user_id: uuid.UUID) -> None:
+    """Lock the account's row (FOR KEY SHARE) until the transaction ends, before writing rows
+    that belong to it: deleting the account waits meanwhile, instead of breaking the write
+    (or deadlocking with it); 401 when it is already gone."""
+    held = session.scalar(
+        select(User.id).where(User.id == user_id).with_for_update(read=True, key_share=True)
+    )
+    if held is None:
+        raise AuthenticationError(ACCOUNT_GONE, code="invalid_token")
