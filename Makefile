@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint format migrate bench clean
+.PHONY: dev test lint format migrate bench package package-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,5 +41,16 @@ migrate: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The zip the pipeline deploys: wheels for Azure's Linux / CPython 3.11 / glibc 2.31, the app
+# minus .funcignore; then the package check (glibc, clean-interpreter index, no dev files).
+PACKAGE := dist/axly-api.zip
+
+package: $(STAMP)
+	$(BIN)/python -m deploy.build $(PACKAGE)
+	$(BIN)/python -m deploy.check $(PACKAGE)
+
+package-check: $(STAMP)
+	$(BIN)/python -m deploy.check $(PACKAGE)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov
+	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov dist

@@ -33,13 +33,3 @@ def test_development_placeholder_is_refused_in_production_only() -> None:
 def test_production_is_the_default_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AXLY_ENV")
     assert make().environment == "production"
-
-
-def test_cors_origins_are_split_and_normalised() -> None:
-    settings = make(CORS_ALLOWED_ORIGINS=" https://app.axly.pro/ ,http://localhost:19006,")
-    assert settings.cors_allowed_origins == ["https://app.axly.pro", "http://localhost:19006"]
-
-
-def test_cors_wildcard_is_refused() -> None:
-    with pytest.raises(ValidationError, match="exact allowlist"):
-        make(CORS_ALLOWED_ORIGINS="*")

@@ -70,6 +70,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(cli, "prepare_database", lambda: None)
     monkeypatch.setattr(signal, "signal", lambda *args: None)
+
     def record(app: Any, **kwargs: Any) -> None:
         calls.append(kwargs | {"app": app})
 
