@@ -10,7 +10,6 @@ from pathlib import Path
 
 import azure.functions
 import markupsafe
-import pytest
 import werkzeug
 
 from deploy.build import app_files
