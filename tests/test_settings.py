@@ -33,3 +33,17 @@ def test_development_placeholder_is_refused_in_production_only() -> None:
 def test_production_is_the_default_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AXLY_ENV")
     assert make().environment == "production"
+
+
+def test_an_unresolved_key_vault_reference_is_refused_not_taken_as_the_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What Azure passes on when the vault has no such secret or denies the app's identity.
+    reference = "@Microsoft.KeyVault(VaultName=kv-axly;SecretName=jwt-secret)"
+    monkeypatch.setenv("JWT_SECRET", reference)
+    monkeypatch.setenv("SENDGRID_KEY", reference)
+    with pytest.raises(
+        ValidationError, match="JWT_SECRET, SENDGRID_KEY: unresolved Key Vault"
+    ) as error:
+        Settings(_env_file=None)
+    assert "kv-axly" not in str(error.value)
