@@ -46,8 +46,7 @@ def test_expected_routes_and_methods(indexed_functions: list[func.Function]) -> 
             str(m.value if hasattr(m, "value") else m) for m in trigger.methods
         }
     for route, methods in EXPECTED_ROUTES.items():
-        assert routes[route] == methods | {"OPTIONS"}, route
-    assert all("OPTIONS" in methods for methods in routes.values())
+        assert routes[route] == methods, route
 
 
 def test_every_function_is_anonymous_with_unique_name_and_explicit_route(
