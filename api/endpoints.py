@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from api import telemetry
 from api.errors import (
     AppError,
     AuthenticationError,
@@ -168,8 +169,12 @@ class Router:
 
 
 def _register_route(blueprint: func.Blueprint, route: str, by_method: dict[str, Operation]):
-    def handle(req: func.HttpRequest) -> func.HttpResponse:
-        return dispatch(req, by_method)
+    # `context`: the worker passes the invocation context to a function that names it (its
+    # trace context parents the request's telemetry).
+    def handle(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+        return telemetry.serve(
+            req, context, f"/{ROUTE_PREFIX}/{route}", lambda: dispatch(req, by_method)
+        )
 
     name = function_name_for(route)
     handle.__name__ = handle.__qualname__ = name

@@ -27,6 +27,7 @@ import azure.functions as func
 from azure.functions.decorators.core import Binding
 from azure.functions.decorators.function_app import Function
 
+from devhost.invocation import invocation_context
 from devhost.routing import MethodNotAllowed, Route, Router, compile_template
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class HttpFunction:
     methods: tuple[str, ...] | None  # declaration order; None means every method
     binding_name: str  # the keyword argument the request is passed as (e.g. "req")
     handler: Callable[..., Any]
+    takes_context: bool = False  # a `context` parameter: passed the invocation context
 
 
 class FunctionHost:
@@ -102,12 +104,16 @@ def _index(function: Function, trigger: Binding, prefix: str) -> HttpFunction:
     # The host uses the function name when no route is given. Surrounding slashes are
     # tolerated because the SDK itself registers "/{*route}" for its ASGI/WSGI adapters.
     route = (name if declared_route is None else declared_route).strip("/")
+    handler = function.get_user_function()
     return HttpFunction(
         name=name,
         route="/".join(part for part in (prefix, route) if part),
         methods=None if methods is None else tuple(_method_name(m) for m in methods),
         binding_name=trigger.name,
-        handler=function.get_user_function(),
+        handler=handler,
+        # As the worker decides it (functions.py, is_context_required).
+        takes_context="context" in inspect.signature(handler).parameters
+        and trigger.name != "context",
     )
 
 
@@ -176,8 +182,11 @@ def _invoke(
     The traceback goes to the log only: the app translates its own errors, this is just the
     safety net, and exception text must never reach clients.
     """
+    arguments: dict[str, Any] = {function.binding_name: request}
+    if function.takes_context:
+        arguments["context"] = invocation_context(function.name, request.headers)
     try:
-        result = function.handler(**{function.binding_name: request})
+        result = function.handler(**arguments)
         if inspect.iscoroutine(result):  # the worker runs async functions on an event loop
             result = asyncio.run(result)
         if not isinstance(result, func.HttpResponse):

@@ -856,9 +856,9 @@ def test_messages_per_conversation_cap_is_429(
     assert len(stored_turns(session, uuid.UUID(session_id))) == 2
 
 
-def recorded_metrics(caplog: pytest.LogCaptureFixture) -> list[tuple[str, float, dict]]:
+def recorded_metrics(caplog: pytest.LogCaptureFixture) -> list[tuple[str, dict, dict]]:
     return [
-        (r.metric, r.metric_value, r.metric_dimensions)
+        (r.metric, r.metric_measurements, r.metric_properties)
         for r in caplog.records
         if r.name == "api.metrics"
     ]
@@ -873,26 +873,34 @@ def test_duration_and_every_calls_tokens_are_recorded(
         caplog.at_level(logging.INFO, logger="api.metrics"),
     ):
         response = client.post(
-            "/diagnose2", headers=auth_headers(user), json={"q": "a", "audio": b64(WAV)}
+            "/diagnose2",
+            headers=auth_headers(user),
+            json={"q": "a", "audio": b64(WAV), "images": [b64(PNG)], "dtc_codes": ["P0420"]},
         )
     assert response.status_code == 200
     recorded = recorded_metrics(caplog)
     (duration,) = [m for m in recorded if m[0] == "diagnose_duration_ms"]
-    assert duration[1] > 0
-    assert duration[2] == {"route": "v2", "outcome": "ok"}
+    assert duration[1]["duration_ms"] > 0
+    assert duration[2] == {
+        "route": "v2",
+        "outcome": "ok",
+        "model": "gpt-4o-mini",
+        "images": 1,
+        "audio": True,
+        "dtc_count": 1,
+    }
     chat = "gpt-4o-mini-2024-07-18"
     tokens = [(m[1], m[2]) for m in recorded if m[0] == "openai_tokens"]
+    billed = {"prompt_tokens": 321, "completion_tokens": 54}
     assert tokens == [
-        (80, {"kind": "prompt", "model": "gpt-4o-mini-transcribe", "call": "transcription"}),
-        (12, {"kind": "completion", "model": "gpt-4o-mini-transcribe", "call": "transcription"}),
-        (321, {"kind": "prompt", "model": "gpt-4o-audio-preview", "call": "sound analysis"}),
-        (54, {"kind": "completion", "model": "gpt-4o-audio-preview", "call": "sound analysis"}),
-        (321, {"kind": "prompt", "model": chat, "call": "diagnosis"}),
-        (54, {"kind": "completion", "model": chat, "call": "diagnosis"}),
-        (321, {"kind": "prompt", "model": chat, "call": "diagnosis"}),
-        (54, {"kind": "completion", "model": chat, "call": "diagnosis"}),
-        (321, {"kind": "prompt", "model": chat, "call": "title"}),
-        (54, {"kind": "completion", "model": chat, "call": "title"}),
+        (
+            {"prompt_tokens": 80, "completion_tokens": 12},
+            {"model": "gpt-4o-mini-transcribe", "call": "transcription"},
+        ),
+        (billed, {"model": "gpt-4o-audio-preview", "call": "sound"}),
+        (billed, {"model": chat, "call": "diagnosis"}),
+        (billed, {"model": chat, "call": "diagnosis"}),
+        (billed, {"model": chat, "call": "title"}),
     ]
 
 
@@ -915,9 +923,10 @@ def test_failed_turns_record_their_duration_outcome_and_paid_tokens(
     assert response.status_code == 502
     recorded = recorded_metrics(caplog)
     (duration,) = [m for m in recorded if m[0] == "diagnose_duration_ms"]
-    assert duration[2] == {"route": "legacy", "outcome": outcome}
+    assert duration[2]["route"] == "legacy"
+    assert duration[2]["outcome"] == outcome
     calls = [m[2]["call"] for m in recorded if m[0] == "openai_tokens"]
-    assert calls == ["diagnosis"] * 2 * diagnosis_calls
+    assert calls == ["diagnosis"] * diagnosis_calls
 
 
 @pytest.mark.parametrize(
