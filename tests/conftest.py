@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from functools import cache
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -16,6 +17,9 @@ from sqlalchemy import Connection, create_engine
 from sqlalchemy.orm import Session
 
 from devhost.database import Server, embedded_server
+
+if TYPE_CHECKING:
+    from tests.exported import Exported
 
 TEST_JWT_SECRET = "test-secret-" + "k" * 40
 
@@ -177,3 +181,31 @@ def openai(httpserver, client: httpx.Client):
         OPENAI_TIMEOUT_S="5",
     ):
         yield FakeOpenAI(httpserver)
+
+
+@pytest.fixture
+def start_exporting(database_uri: str) -> Iterator[Callable[[], Exported]]:
+    """Start telemetry into in-memory exporters (after any settings the test changes); the
+    database engine is made afresh under it (so its connections are traced), and again
+    afterwards, untraced. Ask for this before `client`."""
+    from api import telemetry
+    from api.db import dispose_engine
+    from tests.exported import Exported, in_memory
+
+    def start() -> Exported:
+        telemetry.stop()
+        exporters = in_memory()
+        pipeline = telemetry.start(exporters)
+        assert pipeline is not None
+        dispose_engine()
+        return Exported(pipeline, exporters)
+
+    yield start
+    telemetry.stop()
+    dispose_engine()
+
+
+@pytest.fixture
+def exported(start_exporting: Callable[[], Exported]) -> Exported:
+    """Telemetry on, into in-memory exporters: what would be sent to Application Insights."""
+    return start_exporting()

@@ -6,23 +6,21 @@ exceptions, events or metrics."""
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Sink
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
-from pytest_httpserver import HTTPServer
 from sqlalchemy.orm import Session
 
 from api.services import vehicles
+from tests.exported import Exported
 from tests.factories import auth_headers, create_user
 from tests.fake_openai import FakeOpenAI, error_response, openai_settings
-from tests.services.test_email import free_port
-from tests.telemetry.conftest import Exported
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CALLER = f"00-{TRACE_ID}-b7ad6b7169203331-01"  # the caller's W3C traceparent
@@ -206,51 +204,11 @@ def test_sampling_drops_spans_only_never_exceptions_events_or_metrics(
     assert [log for log in exported.logs if "exception.type" in log.log_record.attributes]
 
 
-def test_sendgrid_is_a_dependency_of_the_request(
-    override_settings: Callable[..., None],
-    start_exporting: Callable[[], Exported],
-    client: httpx.Client,
-    httpserver: HTTPServer,
-) -> None:
-    override_settings(SENDGRID_KEY="SG.test", SENDGRID_API_HOST=httpserver.url_for("").rstrip("/"))
-    httpserver.expect_request("/v3/mail/send", method="POST").respond_with_data("", status=202)
-    exported = start_exporting()
-    response = client.post("/request_pin", json={"email": "driver@example.com"})
-    assert response.status_code == 202
-
-    server = request_span(exported.spans)
-    (sendgrid,) = [span for span in exported.spans if "http.url" in span.attributes]
-    assert sendgrid.attributes["http.url"] == httpserver.url_for("/v3/mail/send")
-    assert sendgrid.attributes["http.status_code"] == 202
-    assert sendgrid.parent.span_id == server.context.span_id
-    assert sendgrid.attributes["request_id"] == response.headers["X-Request-ID"]
-
-
-def test_smtp_is_a_dependency_of_the_request(
-    override_settings: Callable[..., None],
-    start_exporting: Callable[[], Exported],
-    client: httpx.Client,
-) -> None:
-    port = free_port()
-    smtp = Controller(Sink(), hostname="127.0.0.1", port=port)
-    smtp.start()
-    try:
-        override_settings(SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_STARTTLS="false")
-        exported = start_exporting()
-        response = client.post("/request_pin", json={"email": "driver@example.com"})
-    finally:
-        smtp.stop()
-    assert response.status_code == 202
-
-    server = request_span(exported.spans)
-    (send,) = [span for span in exported.spans if span.name == "SMTP send"]
-    assert send.kind == SpanKind.CLIENT
-    assert (
-        dict(send.attributes).items()
-        >= {"server.address": "127.0.0.1", "server.port": port}.items()
-    )
-    assert send.parent.span_id == server.context.span_id
-    assert send.attributes["request_id"] == response.headers["X-Request-ID"]
+def test_the_hosts_own_sampling_keeps_requests_exceptions_and_events_too() -> None:
+    """The Functions host samples what it sends itself (host.json); it agrees with ours."""
+    host = json.loads(Path("host.json").read_text())
+    sampling = host["logging"]["applicationInsights"]["samplingSettings"]
+    assert {"Request", "Exception", "Event"} <= set(sampling["excludedTypes"].split(";"))
 
 
 def test_e_mails_logged_in_development_are_never_exported(

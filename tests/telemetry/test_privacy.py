@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from tests.accounts import PASSWORD, Outbox, bearer, new_email, sign_up
+from tests.exported import Exported
 from tests.fake_openai import FakeOpenAI
-from tests.telemetry.conftest import Exported
 
 QUESTION = "Secret question: my neighbour Jane keeps borrowing the car"
 TRANSCRIPT = "Secret transcript: the rattle started after the crash on Elm Street"

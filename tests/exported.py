@@ -1,22 +1,27 @@
-"""The telemetry pipeline with the OpenTelemetry SDK's in-memory exporters: what would be
-sent to Application Insights, read back after a deterministic flush."""
+"""What the telemetry pipeline exported, read from the OpenTelemetry SDK's in-memory
+exporters after a deterministic flush (fixtures `exported`, `start_exporting`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from api import db, telemetry
 from api.telemetry.pipeline import EVENT_MEASUREMENTS, EVENT_NAME, Exporters, Pipeline
+
+
+def in_memory() -> Exporters:
+    return Exporters(
+        spans=InMemorySpanExporter(),
+        logs=InMemoryLogRecordExporter(),
+        metrics=InMemoryMetricReader(),
+    )
 
 
 @dataclass
@@ -60,32 +65,3 @@ class Exported:
             if metric.name == name
             for point in metric.data.data_points
         ]
-
-
-@pytest.fixture
-def start_exporting(database_uri: str) -> Iterator[Callable[[], Exported]]:
-    """Start a pipeline into in-memory exporters (after any settings the test changes).
-
-    The database engine is made afresh under the pipeline (so its statements are traced),
-    and again afterwards, untraced. Ask for this before `client`."""
-
-    def start() -> Exported:
-        telemetry.stop()
-        exporters = Exporters(
-            spans=InMemorySpanExporter(),
-            logs=InMemoryLogRecordExporter(),
-            metrics=InMemoryMetricReader(),
-        )
-        pipeline = telemetry.start(exporters)
-        assert pipeline is not None
-        db.dispose_engine()
-        return Exported(pipeline, exporters)
-
-    yield start
-    telemetry.stop()
-    db.dispose_engine()
-
-
-@pytest.fixture
-def exported(start_exporting: Callable[[], Exported]) -> Exported:
-    return start_exporting()
