@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 HEAVY_MODULES = ("alembic", "openai", "sendgrid", "obd", "opentelemetry", "azure.monitor")
 COLD_START_RUNS = 5
@@ -35,9 +36,12 @@ print(json.dumps({"ms": elapsed * 1000, "loaded": [m for m in %r if m in sys.mod
 """
 
 
-def run(script: str, env: dict[str, str] | None = None) -> dict:
+def run(script: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """What `script` prints as JSON, run in a fresh interpreter."""
-    return json.loads(subprocess.check_output([sys.executable, "-c", script], env=env))
+    printed: dict[str, Any] = json.loads(
+        subprocess.check_output([sys.executable, "-c", script], env=env)
+    )
+    return printed
 
 
 def cold_start() -> None:

@@ -49,7 +49,7 @@ class Exported:
         for log in self.logs:
             attributes = dict(log.log_record.attributes or {})
             if attributes.pop(EVENT_NAME, None) == name:
-                measurements = json.loads(attributes.pop(EVENT_MEASUREMENTS))
+                measurements = json.loads(str(attributes.pop(EVENT_MEASUREMENTS)))
                 found.append((attributes, measurements))
         return found
 

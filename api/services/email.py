@@ -88,7 +88,10 @@ def _send_with_smtp(message: Email, settings: Settings) -> None:
     mime["Subject"] = message.subject
     mime.set_content(message.text)
     mime.add_alternative(message.html, subtype="html")
-    server = {"server.address": settings.smtp_host, "server.port": settings.smtp_port}
+    server: dict[str, telemetry.Value] = {
+        "server.address": settings.smtp_host,
+        "server.port": settings.smtp_port,
+    }
     try:
         with (
             telemetry.dependency("SMTP send", **server),

@@ -135,8 +135,6 @@ class Pipeline:
 
         self.meter_provider = MeterProvider(resource=resource, metric_readers=[exporters.metrics])
         self.meter = self.meter_provider.get_meter("api")
-        self._histograms: dict[str, Histogram] = {}
-        self._counters: dict[str, Counter] = {}
 
         self.logger_provider = LoggerProvider(resource=resource)
         self.logger_provider.add_log_record_processor(_PrivateLogs())
@@ -163,7 +161,7 @@ class Pipeline:
     ) -> func.HttpResponse:
         method = req.method.upper()
         url = urlsplit(req.url)
-        attributes = {
+        attributes: dict[str, str | int] = {
             "http.request.method": method,
             "http.route": route,
             "url.scheme": url.scheme,
@@ -207,15 +205,12 @@ class Pipeline:
             },
         )
 
+    # The SDK registers each instrument once and hands the same one back on every call.
     def histogram(self, name: str, unit: str) -> Histogram:
-        if name not in self._histograms:
-            self._histograms[name] = self.meter.create_histogram(name, unit=unit)
-        return self._histograms[name]
+        return self.meter.create_histogram(name, unit=unit)
 
     def counter(self, name: str, unit: str) -> Counter:
-        if name not in self._counters:
-            self._counters[name] = self.meter.create_counter(name, unit=unit)
-        return self._counters[name]
+        return self.meter.create_counter(name, unit=unit)
 
     def flush(self) -> None:
         """Export everything recorded so far, now (tests; production exports in batches)."""

@@ -11,9 +11,11 @@ and a counter of tokens by `kind` (prompt / completion).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Literal
 
 from api import telemetry
+from api.telemetry import Value
 
 log = logging.getLogger("api.metrics")
 
@@ -31,7 +33,7 @@ def diagnosis_turn(
     dtc_count: int,
 ) -> None:
     """One diagnosis turn, whatever its outcome (`ok` or the error code)."""
-    properties = {
+    properties: dict[str, Value] = {
         "route": route,
         "outcome": outcome,
         "model": model,
@@ -48,9 +50,11 @@ def provider_reply(
 ) -> None:
     """One reply of the AI provider and the tokens it billed (None: the reply did not say,
     e.g. a transcription billed by the second)."""
-    properties = {"model": model, "call": call}
+    properties: dict[str, Value] = {"model": model, "call": call}
     tokens = {"prompt": prompt_tokens, "completion": completion_tokens}
-    measured = {f"{kind}_tokens": count for kind, count in tokens.items() if count is not None}
+    measured: dict[str, float] = {
+        f"{kind}_tokens": count for kind, count in tokens.items() if count is not None
+    }
     _record("openai_tokens", measured, properties)
     for kind, count in tokens.items():
         if count is not None:
@@ -59,9 +63,7 @@ def provider_reply(
             )
 
 
-def _record(
-    name: str, measurements: dict[str, float], properties: dict[str, str | int | bool]
-) -> None:
+def _record(name: str, measurements: Mapping[str, float], properties: Mapping[str, Value]) -> None:
     log.info(
         "metric %s %s",
         name,
