@@ -257,12 +257,12 @@ class _RequestIdOnSpans(SpanProcessor):
             span.set_attribute(REQUEST_ID, request_id)
 
 
-def scrub(value: Any) -> Any:
+def _scrub(value: Any) -> Any:
     """Text with e-mail addresses masked; other values as they are."""
     if isinstance(value, str):
         return _EMAIL.sub("[email]", value)
     if isinstance(value, Sequence) and not isinstance(value, bytes):
-        return tuple(scrub(item) for item in value)
+        return tuple(_scrub(item) for item in value)
     return value
 
 
@@ -273,7 +273,7 @@ def _without_query(url: str) -> str:
 
 def _private_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     return {
-        key: scrub(_without_query(value) if key in URL_ATTRIBUTES else value)
+        key: _scrub(_without_query(value) if key in URL_ATTRIBUTES else value)
         for key, value in (attributes or {}).items()
     }
 
@@ -296,7 +296,7 @@ class _PrivateSpans(SpanExporter):
 
 def _private_span(span: ReadableSpan) -> ReadableSpan:
     return ReadableSpan(
-        name=scrub(span.name),
+        name=_scrub(span.name),
         context=span.context,
         parent=span.parent,
         resource=span.resource,
@@ -308,7 +308,7 @@ def _private_span(span: ReadableSpan) -> ReadableSpan:
         ],
         links=span.links,
         kind=span.kind,
-        status=Status(span.status.status_code, scrub(span.status.description)),
+        status=Status(span.status.status_code, _scrub(span.status.description)),
         start_time=span.start_time,
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
@@ -321,9 +321,9 @@ class _PrivateLogs(LogRecordProcessor):
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         record = log_record.log_record
-        record.body = scrub(record.body)
+        record.body = _scrub(record.body)
         for key, value in list((record.attributes or {}).items()):
-            record.attributes[key] = scrub(value)  # type: ignore[index]
+            record.attributes[key] = _scrub(value)  # type: ignore[index]
 
     def shutdown(self) -> None:
         pass

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy.orm import Session
 
+from api import telemetry
 from api.services import vehicles
 from tests.exported import Exported
 from tests.factories import auth_headers, create_user
@@ -240,3 +241,14 @@ def test_urls_are_exported_without_their_query_strings(
         if "http.url" in (span.attributes or {})
     }
     assert urls == {openai.server.url_for(deployment)}
+
+
+def test_settings_that_cannot_be_read_still_get_the_apps_own_500(
+    override_settings: Callable[..., None], client: httpx.Client
+) -> None:
+    telemetry.stop()  # the next request decides afresh, from these settings
+    override_settings(JWT_SECRET="too short")
+    response = client.get("/openapi.json")
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
+    assert response.headers["X-Request-ID"]
