@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import JsonSchemaValue, models_json_schema
 
 from api.endpoints import JSON, ROUTE_PREFIX, Operation, Router
 from api.schemas.common import Problem
 
 REF_TEMPLATE = "#/components/schemas/{model}"
-_CONSTRAINT = re.compile(r"{\*?(\w+)(?::\w+)?\??}")
 
 # Statuses every operation of a kind can answer, beyond what it declares itself.
 BODY_ERRORS = (400, 413, 415, 422)
@@ -40,8 +38,7 @@ STATUS_TEXT = {
 
 
 def openapi_path(route: str) -> str:
-    template = _CONSTRAINT.sub(lambda match: "{" + match.group(1) + "}", route)
-    return f"/{ROUTE_PREFIX}/{template}"
+    return f"/{ROUTE_PREFIX}/{route}"
 
 
 def build_openapi(routers: Iterable[Router], *, version: str) -> dict[str, Any]:
@@ -68,17 +65,22 @@ def build_openapi(routers: Iterable[Router], *, version: str) -> dict[str, Any]:
     }
 
 
-def _component_schemas(operations: list[Operation]):
-    models: list[tuple[type[BaseModel], str]] = [(Problem, "serialization")]
+Mode = Literal["validation", "serialization"]
+Refs = dict[tuple[type[BaseModel], Mode], JsonSchemaValue]
+
+
+def _component_schemas(operations: list[Operation]) -> tuple[Refs, dict[str, Any]]:
+    models: list[tuple[type[BaseModel], Mode]] = [(Problem, "serialization")]
     for op in operations:
         models += [(m, "validation") for m in (op.body, op.query) if m is not None]
-        if isinstance(op.response, type) and issubclass(op.response, BaseModel):
+        if op.response is not None:
             models.append((op.response, "serialization"))
-    refs, schema = models_json_schema(list(dict.fromkeys(models)), ref_template=REF_TEMPLATE)
-    return refs, schema.get("$defs", {})
+    keys = list(dict.fromkeys(models))
+    refs, schema = models_json_schema(keys, ref_template=REF_TEMPLATE)
+    return {key: refs[key] for key in keys}, schema.get("$defs", {})
 
 
-def _operation(op: Operation, refs: dict) -> dict[str, Any]:
+def _operation(op: Operation, refs: Refs) -> dict[str, Any]:
     document: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,
@@ -105,11 +107,9 @@ def _path_parameters(op: Operation) -> list[dict[str, Any]]:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "format": "uuid"}
-            if name.endswith("_id")
-            else {"type": "string"},
+            "schema": TypeAdapter(declared).json_schema(),
         }
-        for name in op.route_params
+        for name, declared in op.path_params.items()
     ]
 
 
@@ -124,7 +124,7 @@ def _query_parameters(op: Operation) -> list[dict[str, Any]]:
     ]
 
 
-def _responses(op: Operation, refs: dict) -> dict[str, Any]:
+def _responses(op: Operation, refs: Refs) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     success: dict[str, Any] = {"description": STATUS_TEXT.get(op.status, "Success")}
     if op.response is not None:
@@ -139,7 +139,7 @@ def _responses(op: Operation, refs: dict) -> dict[str, Any]:
         errors.update(BODY_ERRORS)
     if op.query is not None:
         errors.add(422)
-    if op.route_params:
+    if op.path_params:
         errors.add(404)
     if op.auth:
         errors.update(AUTH_ERRORS)

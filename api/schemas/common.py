@@ -4,7 +4,7 @@ text checks that keep what PostgreSQL cannot store (NUL) out of the database."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
@@ -37,6 +37,22 @@ OneLine = refusing(CONTROL)
 MultiLine = refusing(CONTROL_BUT_LINE_BREAKS_AND_TABS)
 """Validator: free text, where only tabs and line breaks are allowed control characters."""
 FreeText = Annotated[str, MultiLine]
+
+
+def _not_null(value: T | None) -> T:
+    if value is None:
+        raise PydanticCustomError("not_null", "Cannot be null; leave the field out to keep it")
+    return value
+
+
+def _without_null(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+    schema.update(next(s for s in schema.pop("anyOf") if s.get("type") != "null"))
+
+
+Omittable = Annotated[T | None, AfterValidator(_not_null), Field(json_schema_extra=_without_null)]
+"""A field that may be left out (it then reads None: give it `= None`) but never sent as
+null, e.g. a PATCH field that cannot be cleared; the documented schema says so too."""
 
 
 class InputModel(BaseModel):

@@ -113,11 +113,16 @@ class DiagnoseResponse(OutputModel):
 # --- legacy `Diagnose` ----------------------------------------------------------------------
 
 
-class LegacyDiagnoseQuery(InputModel):
+class _LegacyFields(InputModel):
+    """What both legacy forms carry; `mods` differs (a query can only hold text)."""
+
     q: FreeText | None = Field(None, max_length=MAX_QUESTION_CHARS)
     make: FreeText | None = Field(None, max_length=100)
     model: FreeText | None = Field(None, max_length=100)
     year: FreeText | None = Field(None, max_length=10)
+
+
+class LegacyDiagnoseQuery(_LegacyFields):
     mods: LegacyModsText | None = Field(None, description="Comma-separated")
     session_id: uuid.UUID | None = None
 
@@ -128,10 +133,11 @@ class LegacyDiagnoseQuery(InputModel):
         return self
 
 
-class LegacyDiagnoseBody(LegacyDiagnoseQuery):
+class LegacyDiagnoseBody(_LegacyFields):
     mods: LegacyModsText | LegacyModList | None = Field(
         None, description="Comma-separated, or a list (up to 30, 100 characters each)"
     )
+    session_id: uuid.UUID | None = None
     image: MediaField | None = None
     audio: MediaField | None = None
 

@@ -17,11 +17,10 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
-    field_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from api.schemas.common import InputModel, MultiLine, OneLine, OutputModel
+from api.schemas.common import InputModel, MultiLine, Omittable, OneLine, OutputModel
 
 FIRST_CAR_YEAR = 1886  # Benz Patent-Motorwagen
 # The furthest-ahead UTC offset in use (UTC+14, Kiribati): a mod installed "today" where the
@@ -77,23 +76,6 @@ def _not_in_future(value: date) -> date:
     if value > (datetime.now(UTC) + FURTHEST_AHEAD_OFFSET).date():
         raise PydanticCustomError("date_in_future", "Must not be in the future")
     return value
-
-
-def _not_null(value: Any) -> Any:
-    if value is None:
-        raise PydanticCustomError("not_null", "Cannot be null; leave the field out to keep it")
-    return value
-
-
-def _without_null(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
-    schema.update(next(s for s in schema.pop("anyOf") if s.get("type") != "null"))
-
-
-def _optional_never_null() -> Any:
-    """A PATCH field that may be left out but not sent as null (see `_not_null`); the
-    documented schema says so too."""
-    return Field(None, json_schema_extra=_without_null)
 
 
 def _trimmed(max_length: int, *, min_length: int = 0) -> StringConstraints:
@@ -160,14 +142,12 @@ class VehicleUpdate(InputModel):
     """PATCH: only the fields sent change. make, model and year cannot be null; null clears
     submodel, vin or nickname."""
 
-    make: Make | None = _optional_never_null()
-    model: Model | None = _optional_never_null()
-    year: Year | None = _optional_never_null()
+    make: Omittable[Make] = None
+    model: Omittable[Model] = None
+    year: Omittable[Year] = None
     submodel: Label | None = None
     vin: Vin | None = None
     nickname: Label | None = None
-
-    _required_stay_set = field_validator("make", "model", "year")(_not_null)
 
 
 class ModCreate(InputModel):
@@ -184,11 +164,9 @@ class ModUpdate(InputModel):
     """PATCH: only the fields sent change. name cannot be null; null clears description or
     installed_on."""
 
-    name: ModName | None = _optional_never_null()
+    name: Omittable[ModName] = None
     description: Description | None = None
     installed_on: InstalledOn | None = None
-
-    _required_stay_set = field_validator("name")(_not_null)
 
 
 class VehiclePublic(OutputModel):

@@ -20,8 +20,9 @@ from pytest_httpserver import HTTPServer
 
 from api.services import email as mail
 from api.settings import get_settings
-from tests.accounts import PASSWORD, new_email, pin_in
 from tests.exported import Exported
+from tests.factories import PASSWORD, new_email
+from tests.outbox import pin_in
 
 SENDGRID_KEY = "SG.test-key-not-real"
 

@@ -21,7 +21,8 @@ from api import telemetry
 from api.services import vehicles
 from tests.exported import Exported
 from tests.factories import auth_headers, create_user
-from tests.fake_openai import FakeOpenAI, error_response, openai_settings
+from tests.fake_openai import FakeOpenAI, error_response
+from tests.harness import changed_settings
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CALLER = f"00-{TRACE_ID}-b7ad6b7169203331-01"  # the caller's W3C traceparent
@@ -228,7 +229,7 @@ def test_urls_are_exported_without_their_query_strings(
 ) -> None:
     deployment = "/openai/deployments/gpt-4o-mini/chat/completions"
     openai.server.expect_request(deployment, method="POST").respond_with_handler(openai.chat)
-    with openai_settings(
+    with changed_settings(
         AZURE_OPENAI_ENDPOINT=openai.server.url_for(""),
         AZURE_OPENAI_API_KEY="azure-test-key",
         AZURE_OPENAI_DEPLOYMENT="gpt-4o-mini",

@@ -9,11 +9,11 @@ import re
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.accounts import PASSWORD, Outbox, bearer, new_email, sign_up
 from tests.exported import Exported
+from tests.factories import PASSWORD, bearer, new_email, sign_up
 from tests.fake_openai import FakeOpenAI
+from tests.outbox import Outbox
 
 QUESTION = "Secret question: my neighbour Jane keeps borrowing the car"
 TRANSCRIPT = "Secret transcript: the rattle started after the crash on Elm Street"
@@ -22,11 +22,6 @@ TITLE = "Secret title of my breakdown"
 VIN = "1HGCM82633A004352"
 NICKNAME = "Secret nickname Rosie"
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40)
-
-
-@pytest.fixture
-def outbox(caplog: pytest.LogCaptureFixture) -> Outbox:
-    return Outbox(caplog)
 
 
 def everything_exported(exported: Exported) -> str:
