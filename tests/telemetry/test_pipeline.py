@@ -5,7 +5,6 @@ exceptions, events or metrics."""
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from collections.abc import Callable
@@ -20,13 +19,12 @@ from sqlalchemy.orm import Session
 from api import telemetry
 from api.services import vehicles
 from tests.exported import Exported
-from tests.factories import auth_headers, create_user
+from tests.factories import PNG, auth_headers, b64, create_user
 from tests.fake_openai import FakeOpenAI, error_response
 from tests.harness import changed_settings
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CALLER = f"00-{TRACE_ID}-b7ad6b7169203331-01"  # the caller's W3C traceparent
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(40))
 CHAT_MODEL = "gpt-4o-mini-2024-07-18"  # what the fake provider says answered
 
 
@@ -37,7 +35,7 @@ def diagnose(client: httpx.Client, session: Session, **headers: str) -> httpx.Re
         headers={**auth_headers(user), **headers},
         json={
             "q": "It rattles",
-            "images": [base64.b64encode(PNG).decode()],
+            "images": [b64(PNG)],
             "dtc_codes": ["P0420", "P0301"],
         },
     )

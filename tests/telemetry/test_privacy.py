@@ -4,14 +4,13 @@ conversation, logout) with every span, log record, event and metric scanned afte
 
 from __future__ import annotations
 
-import base64
 import re
 from typing import Any
 
 import httpx
 
 from tests.exported import Exported
-from tests.factories import PASSWORD, bearer, new_email, sign_up
+from tests.factories import PASSWORD, WAV, b64, bearer, new_email, sign_up
 from tests.fake_openai import FakeOpenAI
 from tests.outbox import Outbox
 
@@ -21,7 +20,6 @@ LEGACY_QUESTION = "Secret legacy question in a query string"
 TITLE = "Secret title of my breakdown"
 VIN = "1HGCM82633A004352"
 NICKNAME = "Secret nickname Rosie"
-WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40)
 
 
 def everything_exported(exported: Exported) -> str:
@@ -69,7 +67,7 @@ def test_a_whole_journey_exports_nothing_personal(
         json={
             "q": QUESTION,
             "vehicle_id": vehicle.json()["id"],
-            "audio": base64.b64encode(WAV).decode(),
+            "audio": b64(WAV),
         },
     )
     assert turn.status_code == 200
