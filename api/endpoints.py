@@ -38,6 +38,7 @@ import azure.functions as func
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import TypeVar as DefaultTypeVar
 
+from api import telemetry
 from api.errors import (
     AppError,
     AuthenticationError,
@@ -326,8 +327,12 @@ def _model(arg: object, where: str) -> type[BaseModel] | None:
 
 
 def _register_route(blueprint: func.Blueprint, route: str, by_method: dict[str, Operation]) -> None:
-    def handle(req: func.HttpRequest) -> func.HttpResponse:
-        return dispatch(req, by_method)
+    # `context`: the worker passes the invocation context to a function that names it (its
+    # trace context parents the request's telemetry).
+    def handle(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+        return telemetry.serve(
+            req, context, f"/{ROUTE_PREFIX}/{route}", lambda: dispatch(req, by_method)
+        )
 
     name = function_name_for(route)
     handle.__name__ = handle.__qualname__ = name

@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     smtp_password: str = Field("", alias="SMTP_PASSWORD", repr=False)
     smtp_starttls: bool = Field(True, alias="SMTP_STARTTLS")
 
+    # --- Telemetry: exported to Application Insights only when a connection string is set ---
+    # Not secrets: Microsoft documents the connection string (and its instrumentation key)
+    # as an identifier that only allows sending telemetry.
+    applicationinsights_connection_string: str = Field(
+        "", alias="APPLICATIONINSIGHTS_CONNECTION_STRING"
+    )
+    # The seed's setting, still honoured (with a warning to move to the connection string).
+    appinsights_instrumentationkey: str = Field("", alias="APPINSIGHTS_INSTRUMENTATIONKEY")
+    # Share of requests (and their dependencies) traced; exceptions, custom events and
+    # metrics are always sent whatever it is (see README, Observability).
+    telemetry_sampling_ratio: float = Field(1.0, alias="TELEMETRY_SAMPLING_RATIO", ge=0, le=1)
+
     @model_validator(mode="before")
     @classmethod
     def _refuse_unresolved_key_vault_references(cls, data: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from azure.functions.decorators.core import Binding
 from azure.functions.decorators.function_app import Function
 
 from devhost.cors import HostCors
+from devhost.invocation import invocation_context
 from devhost.routing import Route, Router, check_reserved, compile_template
 from devhost.settings import DEFAULT_ROUTE_PREFIX
 
@@ -47,6 +48,7 @@ class HttpFunction:
     methods: tuple[str, ...] | None  # declaration order; None means every method
     binding_name: str  # the keyword argument the request is passed as (e.g. "req")
     handler: Callable[..., Any]
+    takes_context: bool = False  # a `context` parameter: passed the invocation context
 
 
 class FunctionHost:
@@ -110,7 +112,8 @@ def create_app(
 
 def _index(function: Function, trigger: Binding, prefix: str) -> HttpFunction:
     # The SDK names a function after its Python function unless told otherwise.
-    name = function.get_function_name() or function.get_user_function().__name__
+    handler = function.get_user_function()
+    name = function.get_function_name() or handler.__name__
     # getattr: the attributes exist on HttpTrigger and on generic "httpTrigger" bindings alike.
     declared_route: str | None = getattr(trigger, "route", None)
     methods: Iterable[func.HttpMethod | str] | None = getattr(trigger, "methods", None)
@@ -123,7 +126,10 @@ def _index(function: Function, trigger: Binding, prefix: str) -> HttpFunction:
         route="/".join(part for part in (prefix, route) if part),
         methods=None if methods is None else tuple(_method_name(m) for m in methods),
         binding_name=trigger.name,
-        handler=function.get_user_function(),
+        handler=handler,
+        # As the worker decides it (functions.py, is_context_required).
+        takes_context="context" in inspect.signature(handler).parameters
+        and trigger.name != "context",
     )
 
 
@@ -215,8 +221,11 @@ def _invoke(function: HttpFunction, request: func.HttpRequest) -> func.HttpRespo
     The traceback goes to the log only: the app translates its own errors, this is just the
     safety net, and exception text must never reach clients.
     """
+    arguments: dict[str, Any] = {function.binding_name: request}
+    if function.takes_context:
+        arguments["context"] = invocation_context(function.name, request.headers)
     try:
-        result = function.handler(**{function.binding_name: request})
+        result = function.handler(**arguments)
         if inspect.iscoroutine(result):  # the worker runs async functions on an event loop
             result = asyncio.run(result)
         if not isinstance(result, func.HttpResponse):
