@@ -318,4 +318,4 @@ def hold_account(*, session: Session, user_id: uuid.UUID) -> None:
         select(User.id).where(User.id == user_id).with_for_update(read=True, key_share=True)
     )
     if held is None:
-        raise AuthenticationError(ACCOUNT_GONE, code="invalid_token")
+        raise AuthenticationError(ACCOUNT_GONE, code="account_deleted")

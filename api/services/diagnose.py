@@ -140,7 +140,8 @@ class Consultation:
 
 
 def diagnose(*, unit_of_work: UnitOfWork, user: User, request: DiagnoseInput) -> DiagnoseResult:
-    """One turn; its duration is recorded whatever the outcome (`ok` or the error code)."""
+    """One turn; `diagnose_duration_ms` is recorded whatever the outcome (`ok` or the error
+    code), with what the client sent (never its content)."""
     started = time.perf_counter()
     outcome = "internal_error"
     try:
@@ -152,8 +153,15 @@ def diagnose(*, unit_of_work: UnitOfWork, user: User, request: DiagnoseInput) ->
         outcome = "ok"
         return result
     finally:
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-        metrics.record("diagnose_duration_ms", elapsed_ms, route=request.channel, outcome=outcome)
+        metrics.diagnosis_turn(
+            round((time.perf_counter() - started) * 1000, 1),
+            route=request.channel,
+            outcome=outcome,
+            model=ai.chat_model(),
+            images=len(request.images) + (request.image is not None),
+            audio=request.audio is not None,
+            dtc_count=len(request.dtc_codes),
+        )
 
 
 def _turn(unit_of_work: UnitOfWork, user: User, request: DiagnoseInput) -> DiagnoseResult:
@@ -505,7 +513,7 @@ def _store_files(
         .where(AttachmentBlob.user_id == user.id, AttachmentBlob.sha256.in_(digests))
         .with_for_update(read=True, key_share=True)
     )
-    stored = {digest: blob_id for digest, blob_id in rows}
+    stored = dict(rows.all())
     added = [
         AttachmentBlob(user_id=user.id, sha256=digest, data=item.data)
         for digest, item in digests.items()

@@ -52,9 +52,15 @@ def committed(own_database: str) -> Iterator[Session]:
 
 @pytest.fixture
 def owner(committed: Session) -> User:
-    user = create_user(committed, password=PASSWORD)
+    return create_user(committed, password=PASSWORD)
+
+
+@pytest.fixture
+def headers(committed: Session, owner: User) -> dict[str, str]:
+    """The owner's Bearer header, with everything arranged so far committed."""
+    bearer = auth_headers(owner)
     committed.commit()
-    return user
+    return bearer
 
 
 def rows(model: type[Base], *where: ColumnElement[bool]) -> int:
@@ -76,6 +82,7 @@ def ledger(user: User) -> list[tuple[Any, int]]:
 def test_no_connection_is_held_while_the_provider_answers(
     own_database: str,
     owner: User,
+    headers: dict[str, str],
     provider: FakeOpenAI,
     new_client: Callable[[], httpx.Client],
 ) -> None:
@@ -100,7 +107,7 @@ def test_no_connection_is_held_while_the_provider_answers(
     with new_client() as client:
         response = client.post(
             "/diagnose2",
-            headers=auth_headers(owner),
+            headers=headers,
             json={"q": "Knocking at idle", "images": [b64(PNG)]},
         )
     observer.dispose()
@@ -138,19 +145,20 @@ def test_a_turn_whose_conversation_is_deleted_meanwhile_is_discarded_and_charged
     conversation = add_conversation(committed, owner.id, title="Rattle")
     add_image(committed, add_message(committed, conversation, "user", {"text": "a"}, 5))
     add_message(committed, conversation, "assistant", {"answer": "b"}, 4)
+    headers = auth_headers(owner)
     committed.commit()
     deletions = _delete_during_the_call(
         provider,
         new_client,
         "DELETE",
         f"/conversations/{conversation.id}",
-        headers=auth_headers(owner),
+        headers=headers,
     )
 
     with new_client() as client:
         response = client.post(
             "/diagnose2",
-            headers=auth_headers(owner),
+            headers=headers,
             json={"q": "Still rattling", "session_id": str(conversation.id), "images": [b64(PNG)]},
         )
 
@@ -171,15 +179,16 @@ def test_a_turn_whose_vehicle_is_deleted_meanwhile_is_stored_unlinked(
 ) -> None:
     vehicle = Vehicle(user_id=owner.id, make="Subaru", model="Outback", year="2017")
     committed.add(vehicle)
+    headers = auth_headers(owner)
     committed.commit()
     deletions = _delete_during_the_call(
-        provider, new_client, "DELETE", f"/vehicles/{vehicle.id}", headers=auth_headers(owner)
+        provider, new_client, "DELETE", f"/vehicles/{vehicle.id}", headers=headers
     )
 
     with new_client() as client:
         response = client.post(
             "/diagnose2",
-            headers=auth_headers(owner),
+            headers=headers,
             json={"q": "Whine in fourth gear", "vehicle_id": str(vehicle.id)},
         )
 
@@ -198,6 +207,7 @@ def test_a_turn_whose_vehicle_is_deleted_meanwhile_is_stored_unlinked(
 def test_a_turn_whose_account_is_deleted_meanwhile_is_401_and_leaves_nothing(
     own_database: str,
     owner: User,
+    headers: dict[str, str],
     provider: FakeOpenAI,
     new_client: Callable[[], httpx.Client],
 ) -> None:
@@ -206,19 +216,20 @@ def test_a_turn_whose_account_is_deleted_meanwhile_is_401_and_leaves_nothing(
         new_client,
         "DELETE",
         "/me",
-        headers=auth_headers(owner),
+        headers=headers,
         json={"password": PASSWORD},
     )
 
     with new_client() as client:
         response = client.post(
             "/diagnose2",
-            headers=auth_headers(owner),
+            headers=headers,
             json={"q": "Smoke from the bonnet", "images": [b64(PNG)]},
         )
 
     assert deletions == [204]
     assert response.status_code == 401
+    assert response.json()["code"] == "account_deleted"
     assert response.json()["detail"] == "The account no longer exists"
     for model in (User, Conversation, ChatMessage, AttachmentBlob, DiagnosisUsage):
         assert rows(model) == 0, model
@@ -227,6 +238,7 @@ def test_a_turn_whose_account_is_deleted_meanwhile_is_401_and_leaves_nothing(
 def test_one_turn_at_a_time_and_an_exact_daily_cap_with_parallel_requests(
     own_database: str,
     owner: User,
+    headers: dict[str, str],
     busy_provider: FakeOpenAI,
     new_client: Callable[[], httpx.Client],
 ) -> None:
@@ -250,7 +262,7 @@ def test_one_turn_at_a_time_and_an_exact_daily_cap_with_parallel_requests(
         with new_client() as client:
             while True:
                 response = client.post(
-                    "/diagnose2", headers=auth_headers(owner), json={"q": "Misfire when cold"}
+                    "/diagnose2", headers=headers, json={"q": "Misfire when cold"}
                 )
                 code = response.json().get("code")
                 answers.append((response.status_code, code))
