@@ -1,6 +1,7 @@
 """The start-up schema check (api.db.schema_status): it migrates an empty or outdated
-database, refuses to serve when migrations are off, survives a dead database, stays off
-Alembic when nothing is to do, and lets many instances start at once on one database."""
+database (directly, or through DB_MIGRATION_URI when requests go through PgBouncer), refuses
+to serve when migrations are off, survives a dead database, stays off Alembic when nothing
+is to do, and lets many instances start at once on one database."""
 
 from __future__ import annotations
 
@@ -91,9 +92,14 @@ def report_of(process: subprocess.Popen[str]) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_empty_database_is_migrated_to_head_on_first_check(make_database, override_settings):
+@pytest.mark.parametrize("through", ["direct", "pgbouncer"])
+def test_empty_database_is_migrated_to_head_on_first_check(
+    through, make_database, pgbouncer, override_settings
+):
+    """Through PgBouncer, requests use the pooler and Alembic the direct DB_MIGRATION_URI
+    (its session-level lock would not survive transaction pooling)."""
     uri = make_database()
-    override_settings(DB_URI=uri)
+    override_settings(**(pgbouncer.settings(uri) if through == "pgbouncer" else {"DB_URI": uri}))
 
     status = db.schema_status()
 
