@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from devhost.host import FunctionHost, create_app
 from devhost.server import serve
-from devhost.settings import load_local_settings, read_route_prefix
+from devhost.settings import load_local_settings, read_route_prefix, worker_threads
 
 DEFAULT_PORT = 7071
 logger = logging.getLogger("devhost")
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         logger.info("%s", line)
     base = f"http://{_display_host(server.host)}:{server.port}/{read_route_prefix()}"
     logger.info("API docs: %s/docs  ·  health: %s/health", base, base)
-    serve(server.app, host=server.host, port=server.port, threads=8)
+    serve(server.app, host=server.host, port=server.port, threads=worker_threads())
 
 
 if __name__ == "__main__":

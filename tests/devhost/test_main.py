@@ -139,7 +139,7 @@ def test_main_lists_functions_and_serves_with_waitress(
     [call] = served
     assert call["host"] == "127.0.0.1"
     assert call["port"] == 7999
-    assert call["threads"] == 8
+    assert call["threads"] == min(32, (os.cpu_count() or 1) + 4)  # the Azure worker's default
     assert [function.name for function in call["app"].functions] == ["hello", "anything"]
     assert "  hello: [GET,POST] http://localhost:7999/v1/hello" in caplog.messages
 
