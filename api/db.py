@@ -15,7 +15,7 @@ Timeouts, per connection, all below DIAGNOSE_DEADLINE_S:
   clients of the same server connection; a transaction-local setting works the same direct
   and through a transaction pooler;
 - on the client: no reply may take longer than the statement timeout plus
-  RESPONSE_GRACE_S (`BoundedConnection`), for when the server cannot enforce its own
+  RESPONSE_GRACE_S (api/utils/bounded_connection.py), for when the server cannot enforce its own
   timeout — a frozen backend or a network path that swallows packets still ACKs TCP, so
   keepalives alone never notice. The request then answers 503 instead of hanging.
 
@@ -34,10 +34,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg.abc import RV, PQGen
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,11 +45,16 @@ from api import migrations
 from api.errors import AppError, ServiceUnavailableError
 from api.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+
 log = logging.getLogger(__name__)
 
 # After a failed schema check, wait this long before trying the database again, so a
 # database that comes back is picked up without a restart and a dead one is not hammered.
 SCHEMA_RETRY_S = 5.0
+# How often an instance waiting for another's migration looks at the revision again.
+MIGRATION_POLL_S = 1.0
 # The client waits this much longer than the server's statement timeout, so the server's
 # own (clean) cancellation wins whenever the server is able to run it.
 RESPONSE_GRACE_S = 2.0
@@ -77,27 +80,6 @@ def database_url(uri: str) -> str:
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
     return url.render_as_string(hide_password=False)
-
-
-class BoundedConnection(psycopg.Connection[Any]):
-    """A psycopg connection that waits at most `response_timeout_s` for any reply
-    (statements, commit, rollback, the pool's ping). `wait` is where every synchronous
-    psycopg operation waits on the socket; its own `timeout` raises an OperationalError.
-    The connection is then closed — its place in the protocol is unknown — so SQLAlchemy
-    counts it as a disconnect and drops it from the pool."""
-
-    response_timeout_s: float | None = None
-
-    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
-        if timeout is None:
-            timeout = self.response_timeout_s
-        try:
-            return super().wait(gen, interval, timeout)
-        except psycopg.OperationalError:
-            # Raised only for the connection itself (server errors come back as results):
-            # a wait that timed out or a connection that broke. Neither can be used again.
-            self.close()
-            raise
 
 
 def connect_args(settings: Settings, *, application_name: str, prepare: bool) -> dict[str, Any]:
@@ -143,13 +125,16 @@ def create_app_engine(settings: Settings) -> Engine:
 
 def _connect_bounded(
     response_timeout_s: float,
-    _dialect: Dialect,
+    dialect: Dialect,
     _record: ConnectionPoolEntry,
     cargs: tuple[str, ...],
     cparams: dict[str, Any],
-) -> BoundedConnection:
-    connection = BoundedConnection.connect(*cargs, **cparams)
-    connection.response_timeout_s = response_timeout_s
+) -> DBAPIConnection:
+    """Connect as the dialect does, then bound every wait of the new connection."""
+    from api.utils.bounded_connection import bound_waits  # psycopg: at the first connection
+
+    connection = dialect.connect(*cargs, **cparams)
+    bound_waits(connection, response_timeout_s)
     return connection
 
 
@@ -243,12 +228,7 @@ def _check_schema() -> SchemaStatus:
         revision = _served_revision()
         settings = get_settings()
         if revision != migrations.SCHEMA_HEAD and settings.db_migrate_on_startup:
-            engine = migration_engine(settings)
-            try:
-                with engine.connect() as connection:
-                    upgraded = migrations.upgrade_to_head(connection)
-            finally:
-                engine.dispose()
+            upgraded = _migrate(settings)
             revision = _served_revision()  # what requests see, wherever migrations ran
     except ServiceUnavailableError as exc:
         return SchemaStatus(error=exc.detail, checked_at=checked_at)
@@ -268,6 +248,25 @@ def _check_schema() -> SchemaStatus:
             checked_at=checked_at,
         )
     return SchemaStatus(revision=revision, checked_at=checked_at, upgraded=upgraded)
+
+
+def _migrate(settings: Settings) -> bool:
+    """Migrate to head, or wait for the instance that is migrating: the lock is tried on a
+    direct connection closed again at once when it is taken, then the revision is watched
+    through the app's pool; should the migrating instance die, its lock goes with its
+    connection and the next try here takes over. True when this process migrated."""
+    while True:
+        engine = migration_engine(settings)
+        try:
+            with engine.connect() as connection:
+                upgraded = migrations.upgrade_to_head(connection)
+        finally:
+            engine.dispose()
+        if upgraded is not None:
+            return upgraded
+        time.sleep(MIGRATION_POLL_S)
+        if _served_revision() == migrations.SCHEMA_HEAD:
+            return False
 
 
 def _served_revision() -> str | None:

@@ -43,16 +43,23 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def upgrade_to_head(connection: Connection) -> bool:
-    """Bring the database to SCHEMA_HEAD; returns True when this call applied migrations.
+def upgrade_to_head(connection: Connection) -> bool | None:
+    """Bring the database to SCHEMA_HEAD under a session-level advisory lock: True when this
+    call applied migrations, False when it found the database at head, None when another
+    process holds the lock (it is migrating).
 
-    Many instances may start at once: each takes a session-level advisory lock, re-reads the
-    revision, and only the first one to hold the lock runs Alembic; the rest wait and find
-    the database already at head.
+    Many instances may start at once. The lock is only tried, never waited for: an instance
+    that finds it taken hands its connection back and watches the revision through its own
+    pool until the migrating one is done (api/db.py), so the instances starting together
+    hold one direct connection between them instead of one each.
     """
-    connection.rollback()  # wait for the lock holding no other locks (e.g. on alembic_version)
-    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    connection.rollback()  # take the lock holding no other locks (e.g. on alembic_version)
+    locked = connection.execute(
+        text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+    ).scalar()
     connection.commit()
+    if not locked:
+        return None
     try:
         revision = current_revision(connection)
         connection.commit()

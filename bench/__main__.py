@@ -174,9 +174,26 @@ def request_latency() -> None:
             )
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("part", nargs="?", choices=["cold", "requests", "turns"])
+    parser.add_argument("--app-dir", type=Path, default=Path.cwd(), help="checkout to serve")
+    args = parser.parse_args(argv)
     os.environ.setdefault("JWT_SECRET", "bench-only-secret-" + "x" * 32)
     os.environ.setdefault("AXLY_ENV", "development")
-    cold_start()
-    telemetry_start()
-    request_latency()
+    os.environ.setdefault("BCRYPT_ROUNDS", "10")
+    if args.part in (None, "cold"):
+        cold_start()
+    if args.part in (None, "requests"):
+        request_latency()
+    if args.part in (None, "turns"):
+        from bench import turns
+
+        turns.run(args.app_dir.resolve())
+
+
+if __name__ == "__main__":
+    main()

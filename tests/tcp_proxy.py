@@ -77,6 +77,8 @@ class FreezableProxy:
                             peers[one] = other
                             selector.register(one, selectors.EVENT_READ)
                         continue
+                    if ready not in peers:  # closed with its peer earlier in this round
+                        continue
                     data = b""
                     with suppress(OSError):
                         data = ready.recv(65536)
@@ -84,8 +86,8 @@ class FreezableProxy:
                         with suppress(OSError):
                             peers[ready].sendall(data)
                         continue
-                    for closing in (ready, peers.pop(ready)):
-                        peers.pop(closing, None)
+                    for closing in (ready, peers[ready]):
+                        del peers[closing]
                         selector.unregister(closing)
                         closing.close()
             for open_socket in peers:

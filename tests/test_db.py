@@ -170,6 +170,18 @@ def test_a_database_at_head_is_checked_without_importing_alembic(make_database):
     assert report["alembic_imported"] is False
 
 
+def _connections(conn, application_name: str) -> int:
+    """The database's connections from the app (`axly-api`) or its migrations."""
+    conn.commit()
+    return conn.execute(
+        text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = :name"
+        ),
+        {"name": application_name},
+    ).scalar_one()
+
+
 def _waiting_for_migration_lock(conn) -> int:
     return conn.execute(
         text(
@@ -182,10 +194,11 @@ def _waiting_for_migration_lock(conn) -> int:
 
 
 @pytest.mark.slow
-def test_instances_starting_together_migrate_once(make_database):
-    """Four API processes start on one empty database. The test holds the migration lock
-    until all four are queued on it, so they really do contend; then exactly one of them
-    migrates and every one of them comes up ready."""
+def test_instances_starting_together_migrate_once_holding_one_direct_connection(make_database):
+    """Four API processes start on one empty database while the test holds the migration
+    lock, as an instance that is migrating would. None of them queues on the lock holding a
+    connection (they watch the revision through their own pools instead); once the lock is
+    free, exactly one of them migrates and every one of them comes up ready."""
     uri = make_database()
     engine = create_engine(uri, poolclass=NullPool)
     with engine.connect() as lock_holder:
@@ -196,12 +209,16 @@ def test_instances_starting_together_migrate_once(make_database):
         processes = [start_api_process(uri) for _ in range(4)]
         try:
             deadline = time.monotonic() + 30
-            while _waiting_for_migration_lock(lock_holder) < 4:
-                lock_holder.commit()
+            while _connections(lock_holder, "axly-api") < 4:  # each has read the revision
                 exited = [p for p in processes if p.poll() is not None]
                 assert not exited, exited[0].communicate()
-                assert time.monotonic() < deadline, "the processes never queued on the lock"
+                assert time.monotonic() < deadline, "the processes never started"
                 time.sleep(0.02)
+            watching_until = time.monotonic() + 2 * db.MIGRATION_POLL_S
+            while time.monotonic() < watching_until:
+                assert _waiting_for_migration_lock(lock_holder) == 0
+                assert all(p.poll() is None for p in processes)  # still waiting
+                time.sleep(0.05)
             lock_holder.execute(
                 text("SELECT pg_advisory_unlock(:key)"), {"key": migrations.MIGRATION_LOCK_KEY}
             )
