@@ -42,7 +42,6 @@ SAMPLE_EVERY_S = 0.1
 HEALTH_EVERY_S = 0.1
 STUCK_S = 1.0
 PASSWORD = "Bench password 1234"  # noqa: S105 - the bench accounts' throwaway password
-DATABASE = "axly_bench_turns"
 
 DIAGNOSIS = {
     "summary": "A worn drive belt is the likely cause.",
@@ -147,18 +146,24 @@ def _free_port() -> int:
         return port
 
 
-def _fresh_database() -> str:
-    """`axly_bench_turns` on the server of DB_URI (else the embedded one), empty."""
+@contextmanager
+def _fresh_database() -> Iterator[str]:
+    """An empty database of this run's own on the server of DB_URI (else the embedded one),
+    dropped afterwards."""
     from devhost.database import Server, embedded_server
 
     uri = os.environ.get("DB_URI")
     server = Server.from_uri(uri) if uri else embedded_server()
     admin = server.uri(server.maintenance_db).replace("+psycopg", "")
-    name = sql.Identifier(DATABASE)
+    database = f"axly_bench_turns_{os.getpid()}"
+    name = sql.Identifier(database)
     with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
         connection.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    return server.uri(DATABASE)
+    try:
+        yield server.uri(database)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
 
 
 @contextmanager
@@ -286,7 +291,12 @@ def _percentile(samples: list[float], fraction: float) -> float:
 
 
 def run(app_dir: Path) -> None:
-    database_uri = _fresh_database()
+    with _fresh_database() as database_uri:
+        observed = _observe(app_dir, database_uri)
+    _report(app_dir, observed)
+
+
+def _observe(app_dir: Path, database_uri: str) -> Observed:
     provider = Provider()
     threading.Thread(target=provider.serve_forever, daemon=True).start()
     env = {
@@ -330,7 +340,7 @@ def run(app_dir: Path) -> None:
         sampling.set()
         sampler.join()
         provider.shutdown()
-    _report(app_dir, observed)
+    return observed
 
 
 def _report(app_dir: Path, observed: Observed) -> None:

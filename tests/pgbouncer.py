@@ -9,6 +9,7 @@ configuration, stopped at the end of the run.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -40,6 +41,16 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def _unprivileged_user(server: Server) -> str:
+    """Whom PgBouncer runs as when we are root: the owner of the server's socket directory
+    (the embedded server's is private to the user it runs as), else nobody."""
+    if server.host.startswith("/"):
+        owner = pwd.getpwuid(os.stat(server.host).st_uid).pw_name
+        if owner != "root":
+            return owner
+    return "nobody"
 
 
 def _quoted(value: str) -> str:
@@ -103,7 +114,7 @@ def running_pgbouncer(server: Server) -> Iterator[PgBouncer]:
             path.chmod(0o644)
         command = [executable, str(config)]
         if os.geteuid() == 0:  # PgBouncer refuses to run as root
-            command[1:1] = ["-u", "nobody"]
+            command[1:1] = ["-u", _unprivileged_user(server)]
         log = directory / "pgbouncer.log"
         with log.open("w") as output:
             process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
