@@ -251,22 +251,29 @@ def _check_schema() -> SchemaStatus:
 
 
 def _migrate(settings: Settings) -> bool:
-    """Migrate to head, or wait for the instance that is migrating: the lock is tried on a
-    direct connection closed again at once when it is taken, then the revision is watched
-    through the app's pool; should the migrating instance die, its lock goes with its
-    connection and the next try here takes over. True when this process migrated."""
+    """Migrate to head, or wait for the instance that is migrating, holding a direct
+    connection only to migrate: while the lock is held elsewhere (seen in pg_locks through
+    the app's pool) the revision is watched through the pool; should the migrating instance
+    die, its lock goes with its connection and the next look here takes over. True when
+    this process migrated."""
     while True:
-        engine = migration_engine(settings)
-        try:
-            with engine.connect() as connection:
-                upgraded = migrations.upgrade_to_head(connection)
-        finally:
-            engine.dispose()
-        if upgraded is not None:
-            return upgraded
+        if not _migration_running_elsewhere():
+            engine = migration_engine(settings)
+            try:
+                with engine.connect() as connection:
+                    upgraded = migrations.upgrade_to_head(connection)
+            finally:
+                engine.dispose()
+            if upgraded is not None:
+                return upgraded
         time.sleep(MIGRATION_POLL_S)
         if _served_revision() == migrations.SCHEMA_HEAD:
             return False
+
+
+def _migration_running_elsewhere() -> bool:
+    with get_engine().connect() as connection:
+        return migrations.migration_running(connection)
 
 
 def _served_revision() -> str | None:

@@ -43,15 +43,30 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+def migration_running(connection: Connection) -> bool:
+    """Whether another session holds the migration lock (read from pg_locks, so any
+    connection can ask, a pooled one included)."""
+    return bool(
+        connection.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = 0 AND objid = :key AND database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database()))"
+            ),
+            {"key": MIGRATION_LOCK_KEY},
+        ).scalar()
+    )
+
+
 def upgrade_to_head(connection: Connection) -> bool | None:
     """Bring the database to SCHEMA_HEAD under a session-level advisory lock: True when this
     call applied migrations, False when it found the database at head, None when another
     process holds the lock (it is migrating).
 
     Many instances may start at once. The lock is only tried, never waited for: an instance
-    that finds it taken hands its connection back and watches the revision through its own
-    pool until the migrating one is done (api/db.py), so the instances starting together
-    hold one direct connection between them instead of one each.
+    that finds it taken hands its connection back, and waits for the migrating one through
+    its own pool (api/db.py), so instances starting together do not each hold a direct
+    connection for as long as the migration lasts.
     """
     connection.rollback()  # take the lock holding no other locks (e.g. on alembic_version)
     locked = connection.execute(

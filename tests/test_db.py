@@ -196,9 +196,10 @@ def _waiting_for_migration_lock(conn) -> int:
 @pytest.mark.slow
 def test_instances_starting_together_migrate_once_holding_one_direct_connection(make_database):
     """Four API processes start on one empty database while the test holds the migration
-    lock, as an instance that is migrating would. None of them queues on the lock holding a
-    connection (they watch the revision through their own pools instead); once the lock is
-    free, exactly one of them migrates and every one of them comes up ready."""
+    lock, as an instance that is migrating would. None of them opens a migration connection
+    meanwhile, let alone queues on the lock (they watch the revision through their own
+    pools); once the lock is free, exactly one of them migrates and every one of them comes
+    up ready."""
     uri = make_database()
     engine = create_engine(uri, poolclass=NullPool)
     with engine.connect() as lock_holder:
@@ -217,6 +218,7 @@ def test_instances_starting_together_migrate_once_holding_one_direct_connection(
             watching_until = time.monotonic() + 2 * db.MIGRATION_POLL_S
             while time.monotonic() < watching_until:
                 assert _waiting_for_migration_lock(lock_holder) == 0
+                assert _connections(lock_holder, "axly-api-migrations") == 0
                 assert all(p.poll() is None for p in processes)  # still waiting
                 time.sleep(0.05)
             lock_holder.execute(
