@@ -92,6 +92,15 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Form:
+    """A multipart/form-data alternative to an operation's JSON body: its own model (media
+    are file parts there, Base64 text in JSON) and the parser that reads the parts."""
+
+    model: type[BaseModel]
+    parse: Callable[[func.HttpRequest], dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class Operation:
     method: str
     route: str
@@ -107,13 +116,17 @@ class Operation:
     errors: tuple[int, ...] = ()
     # A cap above MAX_BODY_BYTES; a callable reads it from settings at request time.
     max_body_bytes: int | Callable[[], int] | None = None
-    content_types: tuple[str, ...] = (JSON,)
+    form: Form | None = None
     response_mimetype: str = JSON
+    response_headers: tuple[str, ...] = ()  # sent with the success response (documented)
     description: str | None = None
     # False: an empty body (no bytes at all) reads as `{}`, for bodies whose fields are all
     # optional (clients need not invent one).
     body_required: bool = True
-    body_parser: Callable[[func.HttpRequest], dict[str, Any]] | None = None
+
+    @property
+    def content_types(self) -> tuple[str, ...]:
+        return (JSON, MULTIPART) if self.form else (JSON,)
 
     @property
     def operation_id(self) -> str:
@@ -307,8 +320,8 @@ def _parse_body(op: Operation, req: func.HttpRequest) -> BaseModel:
             f"Send the request body as {' or '.join(op.content_types)}"
             + (f", not {mime}" if mime else "")
         )
-    if mime == MULTIPART and op.body_parser is not None:
-        return _validate(op.body, op.body_parser(req), "body")
+    if mime == MULTIPART and op.form is not None:
+        return _validate(op.form.model, op.form.parse(req), "body")
     try:
         data = json.loads(raw)
     # RecursionError: nesting deeper than the parser can follow, not a bug of ours.

@@ -6,11 +6,12 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from api.endpoints import JSON, ROUTE_PREFIX, Operation, Router
-from api.schemas.common import Problem
+from api.endpoints import JSON, MULTIPART, ROUTE_PREFIX, Operation, Router
+from api.schemas.common import Problem, without_null
+from api.utils.http import PROBLEM_JSON, REQUEST_ID_HEADER
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 _CONSTRAINT = re.compile(r"{\*?(\w+)(?::\w+)?\??}")
@@ -44,6 +45,33 @@ def openapi_path(route: str) -> str:
     return f"/{ROUTE_PREFIX}/{template}"
 
 
+# Response headers (components/headers), declared where the server sends them.
+HEADERS: dict[str, dict[str, Any]] = {
+    REQUEST_ID_HEADER: {
+        "description": "The request's id (the client's own X-Request-ID when it sent a sane "
+        "one); quote it when reporting a problem",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Location": {
+        "description": "Path of the created resource",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before trying again (rate limits; absent when "
+        "waiting will not help, e.g. conversation_full)",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "WWW-Authenticate": {
+        "description": "The Bearer challenge",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+}
+ERROR_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After",)}
+
+
 def build_openapi(routers: Iterable[Router], *, version: str) -> dict[str, Any]:
     operations = [op for router in routers for op in router.operations]
     refs, components = _component_schemas(operations)
@@ -58,9 +86,12 @@ def build_openapi(routers: Iterable[Router], *, version: str) -> dict[str, Any]:
             "description": "Back-end of the Axly.pro app: accounts, garage and AI diagnosis.",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
+        # Relative: whichever host serves this document (production, or make dev's).
+        "servers": [{"url": "/", "description": "The host serving this document"}],
         "paths": paths,
         "components": {
             "schemas": components,
+            "headers": HEADERS,
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },
@@ -69,9 +100,10 @@ def build_openapi(routers: Iterable[Router], *, version: str) -> dict[str, Any]:
 
 
 def _component_schemas(operations: list[Operation]):
-    models: list[tuple[type[BaseModel], str]] = [(Problem, "serialization")]
+    """Every body and response model, once each (queries become parameters instead)."""
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Problem, "serialization")]
     for op in operations:
-        models += [(m, "validation") for m in (op.body, op.query) if m is not None]
+        models += [(m, "validation") for m in (op.body, op.form and op.form.model) if m]
         if isinstance(op.response, type) and issubclass(op.response, BaseModel):
             models.append((op.response, "serialization"))
     refs, schema = models_json_schema(list(dict.fromkeys(models)), ref_template=REF_TEMPLATE)
@@ -91,11 +123,10 @@ def _operation(op: Operation, refs: dict) -> dict[str, Any]:
     if op.auth:
         document["security"] = [{"bearerAuth": []}]
     if op.body is not None:
-        schema = refs[(op.body, "validation")]
-        document["requestBody"] = {
-            "required": op.body_required,
-            "content": {ct: {"schema": schema} for ct in op.content_types},
-        }
+        content = {JSON: {"schema": refs[(op.body, "validation")]}}
+        if op.form is not None:
+            content[MULTIPART] = {"schema": refs[(op.form.model, "validation")]}
+        document["requestBody"] = {"required": op.body_required, "content": content}
     return document
 
 
@@ -119,20 +150,38 @@ def _query_parameters(op: Operation) -> list[dict[str, Any]]:
     schema = op.query.model_json_schema(ref_template=REF_TEMPLATE)
     required = set(schema.get("required", []))
     return [
-        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        {"name": name, "in": "query", "required": name in required, "schema": _present(prop)}
         for name, prop in schema.get("properties", {}).items()
     ]
 
 
+def _present(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema: a query string has no null, only parameters left out."""
+    schema = dict(schema)
+    without_null(schema)
+    return schema
+
+
+def _headers(*names: str) -> dict[str, Any]:
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in (REQUEST_ID_HEADER, *names)}
+
+
+def _success_schema(op: Operation, refs: dict) -> dict[str, Any]:
+    if op.response_mimetype != JSON:
+        return {"type": "string"}
+    if (op.response, "serialization") in refs:
+        return refs[(op.response, "serialization")]
+    return TypeAdapter(op.response).json_schema(mode="serialization")
+
+
 def _responses(op: Operation, refs: dict) -> dict[str, Any]:
     responses: dict[str, Any] = {}
-    success: dict[str, Any] = {"description": STATUS_TEXT.get(op.status, "Success")}
+    success: dict[str, Any] = {
+        "description": STATUS_TEXT.get(op.status, "Success"),
+        "headers": _headers(*op.response_headers),
+    }
     if op.response is not None:
-        if op.response_mimetype == JSON:
-            schema = refs[(op.response, "serialization")]
-        else:
-            schema = {"type": "string"}
-        success["content"] = {op.response_mimetype: {"schema": schema}}
+        success["content"] = {op.response_mimetype: {"schema": _success_schema(op, refs)}}
     responses[str(op.status)] = success
     errors = set(op.errors)
     if op.body is not None:
@@ -149,6 +198,7 @@ def _responses(op: Operation, refs: dict) -> dict[str, Any]:
     for status in sorted(errors):
         responses[str(status)] = {
             "description": STATUS_TEXT.get(status, "Error"),
-            "content": {"application/problem+json": {"schema": problem}},
+            "headers": _headers(*ERROR_HEADERS.get(status, ())),
+            "content": {PROBLEM_JSON: {"schema": problem}},
         }
     return responses

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from api.endpoints import Request, Router
+from api.endpoints import ROUTE_PREFIX, Reply, Request, Router
 from api.schemas.auth import (
     AccountDeletion,
     LoginRequest,
@@ -28,6 +28,7 @@ router = Router("auth")
 # One body whatever the e-mail, so the answer never tells whether an account exists.
 PIN_SENT = "Check your e-mail: we have sent you a PIN or what to do next."
 RESET_PIN_SENT = "Check your e-mail: we have sent you a PIN to reset your password."
+ACCOUNT_LOCATION = f"/{ROUTE_PREFIX}/me"  # where a new account lives (201 Location)
 
 
 @router.operation(
@@ -54,14 +55,16 @@ def request_pin(request: Request) -> Message:
     body=SignupConfirmation,
     response=TokenBundle,
     status=201,
+    response_headers=("Location",),
     auth=False,
     errors=(403, 409),
 )
-def confirm_signup(request: Request) -> auth.IssuedTokens:
+def confirm_signup(request: Request) -> Reply:
     body = request.body
-    return auth.confirm_signup(
+    tokens = auth.confirm_signup(
         session=request.db, email=body.email, password=body.password, pin=body.pin
     )
+    return Reply(tokens, status=201, headers={"Location": ACCOUNT_LOCATION})
 
 
 @router.operation(

@@ -11,16 +11,17 @@ from typing import Any
 
 import azure.functions as func
 
-from api.endpoints import JSON, MULTIPART, Reply, Request, Router
-from api.schemas.common import Page
+from api.endpoints import Form, Reply, Request, Router
 from api.schemas.diagnose import (
     ConversationDetail,
+    ConversationPage,
     ConversationQuery,
-    ConversationSummary,
     ConversationUpdate,
+    DiagnoseForm,
     DiagnoseRequest,
     DiagnoseResponse,
     LegacyDiagnoseBody,
+    LegacyDiagnoseForm,
     LegacyDiagnoseQuery,
     LegacyDiagnoseResponse,
 )
@@ -84,14 +85,13 @@ def _v2_response(result: DiagnoseResult) -> DiagnoseResponse:
     description="JSON with Base64 media, or multipart/form-data with the same field names "
     "and media as file parts. Omit session_id to start a new conversation.",
     body=DiagnoseRequest,
+    form=Form(DiagnoseForm, _v2_form),
     response=DiagnoseResponse,
-    content_types=(JSON, MULTIPART),
-    body_parser=_v2_form,
     max_body_bytes=_max_body_bytes,
     errors=DIAGNOSE_ERRORS,
 )
 def diagnose_v2(request: Request) -> DiagnoseResponse:
-    body: DiagnoseRequest = request.body
+    body: DiagnoseRequest | DiagnoseForm = request.body
     result = diagnose(
         session=request.db,
         user=request.current_user,
@@ -150,14 +150,13 @@ def diagnose_legacy_get(request: Request) -> LegacyDiagnoseResponse:
     "Diagnose",
     summary="Legacy diagnosis with an optional image and recording (old app builds)",
     body=LegacyDiagnoseBody,
+    form=Form(LegacyDiagnoseForm, _form),
     response=LegacyDiagnoseResponse,
-    content_types=(JSON, MULTIPART),
-    body_parser=_form,
     max_body_bytes=_max_body_bytes,
     errors=DIAGNOSE_ERRORS,
 )
 def diagnose_legacy_post(request: Request) -> LegacyDiagnoseResponse:
-    body: LegacyDiagnoseBody = request.body
+    body: LegacyDiagnoseBody | LegacyDiagnoseForm = request.body
     result = diagnose(
         session=request.db,
         user=request.current_user,
@@ -171,7 +170,7 @@ def diagnose_legacy_post(request: Request) -> LegacyDiagnoseResponse:
     "conversations",
     summary="Your conversations, most recently active first",
     query=ConversationQuery,
-    response=Page[ConversationSummary],
+    response=ConversationPage,
 )
 def list_conversations(request: Request) -> Listing[conversations.ConversationListItem]:
     query: ConversationQuery = request.query

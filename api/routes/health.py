@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import azure.functions as func
 
@@ -57,9 +58,14 @@ def _openapi_document() -> dict:
 
 
 @router.operation(
-    "GET", "openapi.json", summary="This API's OpenAPI 3.1 description", auth=False, db=False
+    "GET",
+    "openapi.json",
+    summary="This API's OpenAPI 3.1 description",
+    response=dict[str, Any],
+    auth=False,
+    db=False,
 )
-def openapi(request: Request) -> dict:
+def openapi(request: Request) -> dict[str, Any]:
     return _openapi_document()
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from api.endpoints import ROUTE_PREFIX, Reply, Request, Router
 from api.models import Vehicle, VehicleMod
-from api.schemas.common import Page, Pagination
+from api.schemas.common import Pagination
 from api.schemas.vehicles import (
     ModCreate,
+    ModPage,
     ModPublic,
     ModReplace,
     ModUpdate,
     VehicleCreate,
     VehicleDetail,
+    VehiclePage,
     VehiclePublic,
     VehicleReplace,
     VehicleUpdate,
@@ -40,7 +42,7 @@ def mod_location(mod: VehicleMod) -> str:
     VEHICLES,
     summary="The caller's vehicles, newest first",
     query=Pagination,
-    response=Page[VehiclePublic],
+    response=VehiclePage,
 )
 def list_vehicles(request: Request) -> Listing[Vehicle]:
     return garage.list_vehicles(session=request.db, user=request.current_user, page=request.query)
@@ -55,6 +57,7 @@ def list_vehicles(request: Request) -> Listing[Vehicle]:
     body=VehicleCreate,
     response=VehiclePublic,
     status=201,
+    response_headers=("Location",),
     errors=(409,),
 )
 def create_vehicle(request: Request) -> Reply:
@@ -124,7 +127,7 @@ def delete_vehicle(request: Request) -> None:
     MODS,
     summary="A vehicle's mods, newest first",
     query=Pagination,
-    response=Page[ModPublic],
+    response=ModPage,
 )
 def list_mods(request: Request) -> Listing[VehicleMod]:
     return garage.list_mods(
@@ -143,6 +146,7 @@ def list_mods(request: Request) -> Listing[VehicleMod]:
     body=ModCreate,
     response=ModPublic,
     status=201,
+    response_headers=("Location",),
     errors=(409,),
 )
 def create_mod(request: Request) -> Reply:

@@ -10,20 +10,29 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    RootModel,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from api.schemas.common import FreeText, InputModel, OutputModel, Pagination, without_nul
-from api.utils.media import MediaField
+from api.schemas.common import (
+    FORM,
+    FreeText,
+    InputModel,
+    OutputModel,
+    Page,
+    Pagination,
+    without_nul,
+)
 
 MAX_QUESTION_CHARS = 4000
 MAX_TITLE_CHARS = 200
@@ -70,27 +79,59 @@ class Diagnosis(_ModelReply):
 
 # --- v2 -------------------------------------------------------------------------------------
 
+# How media travel: Base64 text (or a data URL) in JSON; in multipart/form-data, a file part
+# (raw bytes) — or a text part holding Base64, which is read the same way.
+Base64Media = Annotated[
+    str, WithJsonSchema({"type": "string", "description": "Base64, or a data: URL"})
+]
+FileMedia = Annotated[
+    bytes | str,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "binary",  # what generators (openapi-python-client) read as a file
+            "contentMediaType": "application/octet-stream",  # OpenAPI 3.1's own spelling
+            "description": "A file part (a text part with Base64 is read too)",
+        }
+    ),
+]
+M = TypeVar("M")  # Base64Media or FileMedia
 
-class DiagnoseRequest(InputModel):
-    """At least one of q, images, image, audio or dtc_codes."""
+
+class DiagnoseFields(InputModel, Generic[M]):
+    """At least one of q, images, image, audio or dtc_codes (the same fields in JSON and in
+    multipart/form-data; only the media differ)."""
 
     q: FreeText | None = Field(None, max_length=MAX_QUESTION_CHARS, description="The question")
     vehicle_id: uuid.UUID | None = Field(None, description="One of your vehicles, for context")
-    session_id: uuid.UUID | None = Field(None, description="Conversation to continue")
-    images: list[MediaField] = Field(
-        default_factory=list, description="Up to 4 images: Base64 or data URLs, 8 MB each"
+    session_id: uuid.UUID | None = Field(
+        None, description="Conversation to continue; without it, a new one"
     )
-    image: MediaField | None = Field(None, description="One image (older clients)")
-    audio: MediaField | None = Field(None, description="A recording: Base64 or data URL, 25 MB")
+    images: list[M] = Field(default_factory=list, description="Up to 4 images, 8 MB each")
+    image: M | None = Field(None, description="One image (older clients)")
+    audio: M | None = Field(None, description="A recording, up to 25 MB")
     dtc_codes: list[DtcCode] = Field(
-        default_factory=list, max_length=20, description="OBD-II codes, e.g. P0420"
+        default_factory=list,
+        max_length=20,
+        description="OBD-II codes, e.g. P0420 (in a form: repeated, or comma-separated)",
     )
 
     @model_validator(mode="after")
-    def _something_to_diagnose(self) -> DiagnoseRequest:
+    def _something_to_diagnose(self) -> Self:
         if not (_has_text(self.q) or self.images or self.image or self.audio or self.dtc_codes):
             raise ValueError("send at least one of q, images, image, audio or dtc_codes")
         return self
+
+
+class DiagnoseRequest(DiagnoseFields[Base64Media]):
+    """diagnose2 as JSON: media as Base64 or data URLs; null reads as a field left out."""
+
+
+class DiagnoseForm(DiagnoseFields[FileMedia]):
+    """diagnose2 as multipart/form-data: media as file parts; `images` and `dtc_codes`
+    repeat their part."""
+
+    model_config = FORM
 
 
 def _has_text(value: str | None) -> bool:
@@ -98,6 +139,8 @@ def _has_text(value: str | None) -> bool:
 
 
 class Usage(OutputModel):
+    model_config = ConfigDict(extra="forbid")  # stored in AssistantTurn: see _StoredContent
+
     prompt_tokens: int
     completion_tokens: int
 
@@ -122,24 +165,35 @@ class LegacyDiagnoseQuery(InputModel):
     session_id: uuid.UUID | None = None
 
     @model_validator(mode="after")
-    def _something_to_diagnose(self) -> LegacyDiagnoseQuery:
+    def _something_to_diagnose(self) -> Self:
         if not _has_text(self.q):
             raise ValueError("send q, the question")
         return self
 
 
-class LegacyDiagnoseBody(LegacyDiagnoseQuery):
-    mods: LegacyModsText | LegacyModList | None = Field(
-        None, description="Comma-separated, or a list (up to 30, 100 characters each)"
-    )
-    image: MediaField | None = None
-    audio: MediaField | None = None
+class _LegacyDiagnoseWithMedia(LegacyDiagnoseQuery, Generic[M]):
+    image: M | None = None
+    audio: M | None = None
 
     @model_validator(mode="after")
-    def _something_to_diagnose(self) -> LegacyDiagnoseBody:
+    def _something_to_diagnose(self) -> Self:
         if not (_has_text(self.q) or self.image or self.audio):
             raise ValueError("send at least one of q, image or audio")
         return self
+
+
+class LegacyDiagnoseBody(_LegacyDiagnoseWithMedia[Base64Media]):
+    """POST Diagnose as JSON: media as Base64 or data URLs; mods also as a list."""
+
+    mods: LegacyModsText | LegacyModList | None = Field(
+        None, description="Comma-separated, or a list (up to 30, 100 characters each)"
+    )
+
+
+class LegacyDiagnoseForm(_LegacyDiagnoseWithMedia[FileMedia]):
+    """POST Diagnose as multipart/form-data: an image and a recording as file parts."""
+
+    model_config = FORM
 
 
 class LegacyDiagnoseResponse(OutputModel):
@@ -163,12 +217,61 @@ class ConversationSummary(OutputModel):
     last_message_preview: str | None
 
 
-class MessageOut(OutputModel):
+class _StoredContent(OutputModel):
+    """A message's content exactly as stored: a key this model does not know makes the
+    content another kind (in the end `LegacyTurn`), so nothing stored is ever left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Attachment(_StoredContent):
+    """A photo or recording sent with a question (its bytes stay on the server)."""
+
+    id: uuid.UUID
+    kind: Literal["image", "audio"]
+    mime_type: str
+    size_bytes: int
+    sha256: str
+
+
+class UserTurn(_StoredContent):
+    """A question: its text, the fault codes (sent or found in the text or recording), the
+    recording's transcript and sound analysis, and what was attached."""
+
+    text: str | None
+    dtc_codes: list[str]
+    transcript: str | None
+    sound_analysis: str | None
+    attachments: list[Attachment]
+
+
+class AssistantTurn(_StoredContent):
+    """An answer: the structured diagnosis, its Markdown, the model and its token usage."""
+
+    answer: str
+    diagnosis: Diagnosis
+    model: str
+    usage: Usage
+
+
+class LegacyTurn(RootModel[dict[str, Any]]):
+    """A turn migrated from the old history, as the old app stored it (any JSON object)."""
+
+
+class ConversationPage(Page[ConversationSummary]):
+    """A page of the caller's conversations."""
+
+
+class ConversationMessage(OutputModel):
     id: uuid.UUID
     role: Literal["user", "assistant"] | None = Field(
         description="null on some messages migrated from the old history"
     )
-    content: dict[str, Any] | None
+    content: UserTurn | AssistantTurn | LegacyTurn | None = Field(
+        union_mode="left_to_right",
+        description="A user's question (UserTurn), an answer (AssistantTurn), or a turn "
+        "migrated from the old history (LegacyTurn)",
+    )
     created_at: datetime
 
 
@@ -177,7 +280,7 @@ class ConversationDetail(OutputModel):
     title: str | None
     vehicle_id: uuid.UUID | None
     created_at: datetime
-    messages: list[MessageOut]
+    messages: list[ConversationMessage]
 
 
 class ConversationUpdate(InputModel):

@@ -21,7 +21,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from api.schemas.common import InputModel, MultiLine, OneLine, OutputModel
+from api.schemas.common import (
+    InputModel,
+    MultiLine,
+    OneLine,
+    OutputModel,
+    Page,
+    absent_or_value,
+)
 
 FIRST_CAR_YEAR = 1886  # Benz Patent-Motorwagen
 # The furthest-ahead UTC offset in use (UTC+14, Kiribati): a mod installed "today" where the
@@ -85,17 +92,6 @@ def _not_null(value: Any) -> Any:
     return value
 
 
-def _without_null(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
-    schema.update(next(s for s in schema.pop("anyOf") if s.get("type") != "null"))
-
-
-def _optional_never_null() -> Any:
-    """A PATCH field that may be left out but not sent as null (see `_not_null`); the
-    documented schema says so too."""
-    return Field(None, json_schema_extra=_without_null)
-
-
 def _trimmed(max_length: int, *, min_length: int = 0) -> StringConstraints:
     return StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length)
 
@@ -147,9 +143,9 @@ class VehicleCreate(InputModel):
     make: Make
     model: Model
     year: Year
-    submodel: Label | None = Field(None, description="Trim or variant, up to 64 characters")
-    vin: Vin | None = None
-    nickname: Label | None = Field(None, description="Up to 64 characters")
+    submodel: Label | None = Field(None, description="Trim or variant; null: none")
+    vin: Vin | None = Field(None, description="null: none")
+    nickname: Label | None = Field(None, description="null: none")
 
 
 class VehicleReplace(VehicleCreate):
@@ -160,20 +156,20 @@ class VehicleUpdate(InputModel):
     """PATCH: only the fields sent change. make, model and year cannot be null; null clears
     submodel, vin or nickname."""
 
-    make: Make | None = _optional_never_null()
-    model: Model | None = _optional_never_null()
-    year: Year | None = _optional_never_null()
-    submodel: Label | None = None
-    vin: Vin | None = None
-    nickname: Label | None = None
+    make: Make | None = absent_or_value()
+    model: Model | None = absent_or_value()
+    year: Year | None = absent_or_value()
+    submodel: Label | None = Field(None, description="Trim or variant; null clears it")
+    vin: Vin | None = Field(None, description="null clears it")
+    nickname: Label | None = Field(None, description="null clears it")
 
     _required_stay_set = field_validator("make", "model", "year")(_not_null)
 
 
 class ModCreate(InputModel):
     name: ModName
-    description: Description | None = Field(None, description="Up to 5,000 characters")
-    installed_on: InstalledOn | None = None
+    description: Description | None = Field(None, description="Up to 5,000 characters; null: none")
+    installed_on: InstalledOn | None = Field(None, description="null: unknown")
 
 
 class ModReplace(ModCreate):
@@ -184,9 +180,9 @@ class ModUpdate(InputModel):
     """PATCH: only the fields sent change. name cannot be null; null clears description or
     installed_on."""
 
-    name: ModName | None = _optional_never_null()
-    description: Description | None = None
-    installed_on: InstalledOn | None = None
+    name: ModName | None = absent_or_value()
+    description: Description | None = Field(None, description="null clears it")
+    installed_on: InstalledOn | None = Field(None, description="null clears it")
 
     _required_stay_set = field_validator("name")(_not_null)
 
@@ -215,3 +211,11 @@ class ModPublic(OutputModel):
 
 class VehicleDetail(VehiclePublic):
     mods: list[ModPublic] = Field(description="Newest first")
+
+
+class VehiclePage(Page[VehiclePublic]):
+    """A page of the caller's vehicles."""
+
+
+class ModPage(Page[ModPublic]):
+    """A page of a vehicle's mods."""
