@@ -53,6 +53,11 @@ HEADERS: dict[str, dict[str, Any]] = {
         "required": True,
         "schema": {"type": "string"},
     },
+    "Cache-Control": {
+        "description": "no-store, except for the docs page's assets (cached for a year)",
+        "required": True,
+        "schema": {"type": "string"},
+    },
     "Location": {
         "description": "Path of the created resource",
         "required": True,
@@ -70,6 +75,17 @@ HEADERS: dict[str, dict[str, Any]] = {
     },
 }
 ERROR_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After",)}
+PARAMETERS = {
+    REQUEST_ID_HEADER: {
+        "name": REQUEST_ID_HEADER,
+        "in": "header",
+        "required": False,
+        "description": "Your own id for the request (to find it in logs): echoed back when "
+        "it is 1-128 letters, digits, '.', '_' or '-'; otherwise the server makes one",
+        "schema": {"type": "string"},
+    }
+}
+REQUEST_ID_PARAMETER = {"$ref": f"#/components/parameters/{REQUEST_ID_HEADER}"}
 
 
 def build_openapi(routers: Iterable[Router], *, version: str) -> dict[str, Any]:
@@ -92,6 +108,7 @@ def build_openapi(routers: Iterable[Router], *, version: str) -> dict[str, Any]:
         "components": {
             "schemas": components,
             "headers": HEADERS,
+            "parameters": PARAMETERS,
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },
@@ -115,7 +132,7 @@ def _operation(op: Operation, refs: dict) -> dict[str, Any]:
         "operationId": op.operation_id,
         "summary": op.summary,
         "tags": [op.tag],
-        "parameters": _path_parameters(op) + _query_parameters(op),
+        "parameters": [*_path_parameters(op), *_query_parameters(op), REQUEST_ID_PARAMETER],
         "responses": _responses(op, refs),
     }
     if op.description:
@@ -163,7 +180,8 @@ def _present(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _headers(*names: str) -> dict[str, Any]:
-    return {name: {"$ref": f"#/components/headers/{name}"} for name in (REQUEST_ID_HEADER, *names)}
+    every = (REQUEST_ID_HEADER, "Cache-Control")  # see api.endpoints.dispatch
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in (*every, *names)}
 
 
 def _success_schema(op: Operation, refs: dict) -> dict[str, Any]:
