@@ -42,7 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov
+	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov tests/openapi/typescript/node_modules
 
 # Swagger UI for /api/docs, served by the app itself (no CDN, works offline): only the files
 # the page needs from the npm package swagger-ui-dist (Apache-2.0), with its licence and
