@@ -83,7 +83,12 @@ def page_response() -> func.HttpResponse:
 
 
 def asset_response(name: str, accept_encoding: str | None) -> func.HttpResponse:
-    """One of the page's assets, gzipped when the client takes it; anything else is 404."""
+    """One of the page's assets, gzipped when the client takes it; anything else is 404.
+
+    Compressed here because nothing else does: Azure's Functions host writes the headers
+    and body bytes a worker returns as they are (azure-functions-host,
+    src/WebJobs.Script/Binding/Http/RawScriptResult.cs) and does not compress responses on
+    Linux plans (azure-functions-host issue #7285)."""
     from werkzeug.http import parse_accept_header
 
     if name not in ASSETS:
