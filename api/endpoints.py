@@ -93,8 +93,9 @@ class Reply:
 
 @dataclass(frozen=True)
 class Form:
-    """A multipart/form-data alternative to an operation's JSON body: its own model (media
-    are file parts there, Base64 text in JSON) and the parser that reads the parts."""
+    """A multipart/form-data alternative to an operation's JSON body: its own model, a
+    subclass of the body's that documents it (media are file parts there, Base64 text in
+    JSON), and the parser that reads the parts."""
 
     model: type[BaseModel]
     parse: Callable[[func.HttpRequest], dict[str, Any]]
@@ -123,6 +124,10 @@ class Operation:
     # False: an empty body (no bytes at all) reads as `{}`, for bodies whose fields are all
     # optional (clients need not invent one).
     body_required: bool = True
+
+    def __post_init__(self) -> None:
+        if self.form and not (self.body and issubclass(self.form.model, self.body)):
+            raise TypeError(f"{self.method} {self.route}: a form's model subclasses the body's")
 
     @property
     def content_types(self) -> tuple[str, ...]:

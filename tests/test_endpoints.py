@@ -8,7 +8,7 @@ import httpx
 import pytest
 from pydantic import Field
 
-from api.endpoints import Reply, Request, Router
+from api.endpoints import Form, Reply, Request, Router
 from api.errors import ConflictError
 from api.schemas.common import InputModel, OutputModel, Pagination
 from devhost.host import create_app
@@ -302,3 +302,15 @@ def test_database_errors_do_not_carry_query_parameters(connection) -> None:
     with pytest.raises(DBAPIError) as error, connection.begin_nested():
         connection.execute(text("INSERT INTO no_such_table VALUES (:value)"), {"value": "secret"})
     assert "secret" not in str(error.value)  # what a logged traceback would show
+
+
+def test_a_form_model_must_be_a_kind_of_the_json_body() -> None:
+    """A handler gets either body through one type, so the form's model subclasses it."""
+
+    class Unrelated(InputModel):
+        name: str
+
+    form = Form(Unrelated, lambda req: {})
+    with pytest.raises(TypeError, match="a form's model subclasses the body's"):
+        router.operation("POST", "forms", summary="Form", body=Widget, form=form)(create_widget)
+    assert [op.route for op in router.operations].count("forms") == 0

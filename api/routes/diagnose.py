@@ -91,7 +91,7 @@ def _v2_response(result: DiagnoseResult) -> DiagnoseResponse:
     errors=DIAGNOSE_ERRORS,
 )
 def diagnose_v2(request: Request) -> DiagnoseResponse:
-    body: DiagnoseRequest | DiagnoseForm = request.body
+    body: DiagnoseRequest = request.body  # or a DiagnoseForm, its multipart subclass
     result = diagnose(
         session=request.db,
         user=request.current_user,
@@ -156,7 +156,7 @@ def diagnose_legacy_get(request: Request) -> LegacyDiagnoseResponse:
     errors=DIAGNOSE_ERRORS,
 )
 def diagnose_legacy_post(request: Request) -> LegacyDiagnoseResponse:
-    body: LegacyDiagnoseBody | LegacyDiagnoseForm = request.body
+    body: LegacyDiagnoseBody = request.body  # or its multipart subclass
     result = diagnose(
         session=request.db,
         user=request.current_user,

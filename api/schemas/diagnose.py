@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -33,6 +33,7 @@ from api.schemas.common import (
     Pagination,
     without_nul,
 )
+from api.utils.media import MediaField
 
 MAX_QUESTION_CHARS = 4000
 MAX_TITLE_CHARS = 200
@@ -80,12 +81,13 @@ class Diagnosis(_ModelReply):
 # --- v2 -------------------------------------------------------------------------------------
 
 # How media travel: Base64 text (or a data URL) in JSON; in multipart/form-data, a file part
-# (raw bytes) — or a text part holding Base64, which is read the same way.
+# (raw bytes) — or a text part holding Base64, which is read the same way. One Python type
+# (`MediaField`) for both, so a form body is a `DiagnoseRequest` too; the schemas differ.
 Base64Media = Annotated[
-    str, WithJsonSchema({"type": "string", "description": "Base64, or a data: URL"})
+    MediaField, WithJsonSchema({"type": "string", "description": "Base64, or a data: URL"})
 ]
 FileMedia = Annotated[
-    bytes | str,
+    MediaField,
     WithJsonSchema(
         {
             "type": "string",
@@ -95,21 +97,23 @@ FileMedia = Annotated[
         }
     ),
 ]
-M = TypeVar("M")  # Base64Media or FileMedia
+IMAGES = "Up to 4 images, 8 MB each"
+IMAGE = "One image (older clients)"
+AUDIO = "A recording, up to 25 MB"
 
 
-class DiagnoseFields(InputModel, Generic[M]):
-    """At least one of q, images, image, audio or dtc_codes (the same fields in JSON and in
-    multipart/form-data; only the media differ)."""
+class DiagnoseRequest(InputModel):
+    """diagnose2 as JSON: at least one of q, images, image, audio or dtc_codes; media as
+    Base64 or data URLs; null reads as a field left out."""
 
     q: FreeText | None = Field(None, max_length=MAX_QUESTION_CHARS, description="The question")
     vehicle_id: uuid.UUID | None = Field(None, description="One of your vehicles, for context")
     session_id: uuid.UUID | None = Field(
         None, description="Conversation to continue; without it, a new one"
     )
-    images: list[M] = Field(default_factory=list, description="Up to 4 images, 8 MB each")
-    image: M | None = Field(None, description="One image (older clients)")
-    audio: M | None = Field(None, description="A recording, up to 25 MB")
+    images: list[Base64Media] = Field(default_factory=list, description=IMAGES)
+    image: Base64Media | None = Field(None, description=IMAGE)
+    audio: Base64Media | None = Field(None, description=AUDIO)
     dtc_codes: list[DtcCode] = Field(
         default_factory=list,
         max_length=20,
@@ -123,15 +127,15 @@ class DiagnoseFields(InputModel, Generic[M]):
         return self
 
 
-class DiagnoseRequest(DiagnoseFields[Base64Media]):
-    """diagnose2 as JSON: media as Base64 or data URLs; null reads as a field left out."""
-
-
-class DiagnoseForm(DiagnoseFields[FileMedia]):
-    """diagnose2 as multipart/form-data: media as file parts; `images` and `dtc_codes`
-    repeat their part."""
+class DiagnoseForm(DiagnoseRequest):
+    """diagnose2 as multipart/form-data: the same fields, media as file parts; `images` and
+    `dtc_codes` repeat their part."""
 
     model_config = FORM
+
+    images: list[FileMedia] = Field(default_factory=list, description=IMAGES)
+    image: FileMedia | None = Field(None, description=IMAGE)
+    audio: FileMedia | None = Field(None, description=AUDIO)
 
 
 def _has_text(value: str | None) -> bool:
@@ -171,9 +175,14 @@ class LegacyDiagnoseQuery(InputModel):
         return self
 
 
-class _LegacyDiagnoseWithMedia(LegacyDiagnoseQuery, Generic[M]):
-    image: M | None = None
-    audio: M | None = None
+class LegacyDiagnoseBody(LegacyDiagnoseQuery):
+    """POST Diagnose as JSON: media as Base64 or data URLs; mods also as a list."""
+
+    mods: LegacyModsText | LegacyModList | None = Field(
+        None, description="Comma-separated, or a list (up to 30, 100 characters each)"
+    )
+    image: Base64Media | None = None
+    audio: Base64Media | None = None
 
     @model_validator(mode="after")
     def _something_to_diagnose(self) -> Self:
@@ -182,18 +191,15 @@ class _LegacyDiagnoseWithMedia(LegacyDiagnoseQuery, Generic[M]):
         return self
 
 
-class LegacyDiagnoseBody(_LegacyDiagnoseWithMedia[Base64Media]):
-    """POST Diagnose as JSON: media as Base64 or data URLs; mods also as a list."""
-
-    mods: LegacyModsText | LegacyModList | None = Field(
-        None, description="Comma-separated, or a list (up to 30, 100 characters each)"
-    )
-
-
-class LegacyDiagnoseForm(_LegacyDiagnoseWithMedia[FileMedia]):
-    """POST Diagnose as multipart/form-data: an image and a recording as file parts."""
+class LegacyDiagnoseForm(LegacyDiagnoseBody):
+    """POST Diagnose as multipart/form-data: an image and a recording as file parts (a
+    repeated part counts once: its last value)."""
 
     model_config = FORM
+
+    mods: LegacyModsText | None = Field(None, description="Comma-separated")
+    image: FileMedia | None = None
+    audio: FileMedia | None = None
 
 
 class LegacyDiagnoseResponse(OutputModel):
