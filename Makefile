@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint format migrate bench clean swagger-ui
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
+
+.PHONY: dev test lint lint-infra format migrate bench clean swagger-ui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +18,13 @@ $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
+# checkov lives in its own venv: its pins (packaging<24, boto3, ...) clash with the project's.
+$(INFRA_STAMP): requirements-infra.txt
+	rm -rf $(INFRA_VENV)
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-infra.txt
+	touch $(INFRA_STAMP)
+
 # A developer's own settings: the example's values plus a fresh random JWT secret.
 local.settings.json: | $(BIN)/python
 	$(BIN)/python -m devhost.local_settings local.settings.example.json $@
@@ -22,12 +32,18 @@ local.settings.json: | $(BIN)/python
 dev: $(STAMP) local.settings.json
 	$(BIN)/python -m devhost
 
-test: $(STAMP) lint
+test: $(STAMP) lint lint-infra
 	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# checkov over infra/*.bicep; skips are inline, each with its reason. --skip-download keeps
+# it offline (no guideline download from the vendor's platform).
+lint-infra: $(INFRA_STAMP)
+	$(INFRA_VENV)/bin/checkov --directory infra --framework bicep --quiet --compact --skip-download
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -42,7 +58,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov tests/openapi/typescript/node_modules
+	rm -rf $(VENV) $(INFRA_VENV) .pytest_cache .ruff_cache .mypy_cache .coverage htmlcov \
+		tests/openapi/typescript/node_modules
 
 # Swagger UI for /api/docs, served by the app itself (no CDN, works offline): only the files
 # the page needs from the npm package swagger-ui-dist (Apache-2.0), with its licence and

@@ -1,14 +1,26 @@
 """Declaring HTTP operations once: routing, parsing, auth, sessions, errors, OpenAPI.
 
-Each area has a `Router`; handlers are plain functions decorated with `router.operation(...)`
-that take a `Request` (validated body/query/route values, session, user) and return a model,
-an ORM object the response schema can read, or a `Reply`. `Router.blueprint()` turns the
-operations into one Azure function per route template; that function answers CORS
-preflights, dispatches on the method and is the single place errors become problem+json.
+Each area has a `Router`; handlers are plain functions decorated with `router.operation(...)`.
+A handler's signature is its contract, read once at registration:
+
+- its first parameter is the request, typed `Request`, `DbRequest` or `UserRequest`
+  (no database, a session, a session and the authenticated caller), subscripted with the
+  body and query models to validate: `UserRequest[VehicleCreate]`,
+  `UserRequest[None, Pagination]` (left out, a model is None and nothing is read);
+- its other parameters are the route's `{name}` parameters, typed `uuid.UUID` or `str`
+  (a value that is not a UUID answers 404, like an unknown id);
+- it returns what the `response` model reads (a model, an ORM object, a dataclass), a
+  `Reply` for another status or extra headers, or None: declared `-> None`, the
+  operation answers 204 No Content.
+
+`Router.blueprint()` turns the operations into one Azure function per route template; that
+function answers CORS preflights, dispatches on the method and is the single place errors
+become problem+json.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import re
@@ -18,11 +30,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 import azure.functions as func
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from typing_extensions import TypeVar as DefaultTypeVar
 
 from api.errors import (
     AppError,
@@ -50,44 +63,59 @@ log = logging.getLogger("api.http")
 ROUTE_PREFIX = "api"  # host.json extensions.http.routePrefix (a test keeps them equal)
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
-_ROUTE_PARAM = re.compile(r"{\*?(\w+)(?::\w+)?\??}")
+# A route is literal segments and whole-segment `{name}` parameters: exactly the forms the
+# Functions host and devhost match the same way (no constraints, optional or catch-all
+# parameters; a parameter's type is its handler parameter's annotation).
+_LITERAL_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+_PARAMETER_SEGMENT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# What a route parameter may be declared as, and how its text becomes that.
+PATH_TYPES: dict[type, Callable[[str], object]] = {uuid.UUID: uuid.UUID, str: str}
 
-Handler = Callable[["Request"], Any]
+BodyT = DefaultTypeVar("BodyT", bound=BaseModel | None, default=None, covariant=True)
+QueryT = DefaultTypeVar("QueryT", bound=BaseModel | None, default=None, covariant=True)
+HandlerT = TypeVar("HandlerT", bound=Callable[..., object])
 
 
-@dataclass
-class Request:
-    """What a handler gets: the raw request plus everything already validated."""
+class RouteError(Exception):
+    """An operation declared in a way the Router cannot serve (raised at import time)."""
+
+
+@dataclass(frozen=True)
+class Request(Generic[BodyT, QueryT]):
+    """What a handler gets: the raw request, its id, the validated body and query."""
 
     http: func.HttpRequest
     request_id: str
-    route: dict[str, Any]
-    body: Any = None
-    query: Any = None
-    session: Session | None = None
-    caller: Caller | None = None  # who the access token stands for, on operations with auth
+    body: BodyT
+    query: QueryT
+
+
+@dataclass(frozen=True)
+class DbRequest(Request[BodyT, QueryT]):
+    """A request with the invocation's session: committed when the handler returns, rolled
+    back when it raises (see `api.db.session_scope`)."""
+
+    session: Session
+
+
+@dataclass(frozen=True)
+class UserRequest(DbRequest[BodyT, QueryT]):
+    """A request with a valid access token: `caller` (the user and the session the token
+    was issued with) is always set; without a token the handler never runs (401)."""
+
+    caller: Caller
 
     @property
-    def user(self) -> User | None:
-        return self.caller.user if self.caller else None
-
-    @property
-    def db(self) -> Session:
-        assert self.session is not None, "operation declared db=False"
-        return self.session
-
-    @property
-    def current_user(self) -> User:
-        assert self.user is not None, "operation declared auth=False"
-        return self.user
+    def user(self) -> User:
+        return self.caller.user
 
 
-@dataclass
+@dataclass(frozen=True)
 class Reply:
     """An explicit response: a status other than the operation's, or extra headers."""
 
-    body: Any = None
-    status: int = 200
+    body: object = None
+    status: int | None = None  # None: the operation's status
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -102,32 +130,36 @@ class Form:
 
 
 @dataclass(frozen=True)
+class Signature:
+    """What a handler's signature declares (see the module's doc)."""
+
+    request_type: type[Request[Any, Any]]
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    path_params: dict[str, type]  # name -> declared type, in route order
+    returns_nothing: bool  # declared `-> None`: 204 No Content
+
+
+@dataclass(frozen=True)
 class Operation:
+    """One method on one route: its handler, what its signature declares, and the rest."""
+
     method: str
     route: str
-    handler: Handler
+    handler: Callable[..., object]
+    signature: Signature
     summary: str
     tag: str
-    body: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
-    response: Any = None
-    status: int = 200
-    auth: bool = True
-    db: bool = True
-    errors: tuple[int, ...] = ()
+    response: type[BaseModel] | None  # what the Router validates results as
+    status: int
+    errors: tuple[int, ...]
+    description: str | None
     # A cap above MAX_BODY_BYTES; a callable reads it from settings at request time.
-    max_body_bytes: int | Callable[[], int] | None = None
-    form: Form | None = None
-    response_mimetype: str = JSON
-    response_headers: tuple[str, ...] = ()  # sent with the success response (documented)
-    description: str | None = None
-    # False: an empty body (no bytes at all) reads as `{}`, for bodies whose fields are all
-    # optional (clients need not invent one).
-    body_required: bool = True
-
-    def __post_init__(self) -> None:
-        if self.form and not (self.body and issubclass(self.form.model, self.body)):
-            raise TypeError(f"{self.method} {self.route}: a form's model subclasses the body's")
+    max_body_bytes: int | Callable[[], int] | None
+    form: Form | None
+    response_mimetype: str
+    response_headers: tuple[str, ...]  # sent with the success response (documented)
+    body_required: bool
 
     @property
     def content_types(self) -> tuple[str, ...]:
@@ -138,11 +170,27 @@ class Operation:
         return self.handler.__name__
 
     @property
-    def route_params(self) -> list[str]:
-        return _ROUTE_PARAM.findall(self.route)
+    def body(self) -> type[BaseModel] | None:
+        return self.signature.body
+
+    @property
+    def query(self) -> type[BaseModel] | None:
+        return self.signature.query
+
+    @property
+    def path_params(self) -> dict[str, type]:
+        return self.signature.path_params
+
+    @property
+    def auth(self) -> bool:
+        return issubclass(self.signature.request_type, UserRequest)
+
+    @property
+    def db(self) -> bool:
+        return issubclass(self.signature.request_type, DbRequest)
 
     @cached_property
-    def response_adapter(self) -> TypeAdapter | None:
+    def response_adapter(self) -> TypeAdapter[Any] | None:
         return TypeAdapter(self.response) if self.response is not None else None
 
 
@@ -152,6 +200,24 @@ def function_name_for(route: str) -> str:
     return re.sub(r"[^0-9A-Za-z]+", "_", route).strip("_") or "root"
 
 
+def route_parameters(route: str) -> list[str]:
+    """The `{name}` parameters of a route, in order; RouteError for any other form."""
+    names = []
+    for segment in route.split("/"):
+        parameter = _PARAMETER_SEGMENT.fullmatch(segment)
+        if parameter:
+            names.append(parameter.group(1))
+        elif not _LITERAL_SEGMENT.fullmatch(segment):
+            raise RouteError(
+                f"Route {route!r}: {segment!r} is neither a literal segment nor a {{name}} "
+                "parameter (constraints, optional and catch-all parameters are not supported; "
+                "type a parameter in the handler's signature)"
+            )
+    if len(set(names)) != len(names):
+        raise RouteError(f"Route {route!r} names a parameter twice")
+    return names
+
+
 class Router:
     """The operations of one area, turned into one `func.Blueprint`."""
 
@@ -159,16 +225,59 @@ class Router:
         self.tag = tag
         self.operations: list[Operation] = []
 
-    def operation(self, method: str, route: str, *, summary: str, **options: Any):
-        def register(handler: Handler) -> Handler:
+    def operation(
+        self,
+        method: str,
+        route: str,
+        *,
+        summary: str,
+        description: str | None = None,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        errors: tuple[int, ...] = (),
+        max_body_bytes: int | Callable[[], int] | None = None,
+        form: Form | None = None,
+        response_mimetype: str = JSON,
+        response_headers: tuple[str, ...] = (),
+        body_required: bool = True,
+    ) -> Callable[[HandlerT], HandlerT]:
+        """Register the decorated handler for `method` on `route`: what it takes and answers
+        is read from its signature (see the module's doc); `response` is the model results
+        are validated into; `errors`, the statuses it may answer beyond the ones every
+        operation of its kind can; `form`, a multipart/form-data body beside the JSON one;
+        `response_headers`, the headers its success response carries (for the document).
+        `body_required=False`: an empty body (no bytes) reads as `{}`, for bodies whose
+        fields are all optional. RouteError when the declaration cannot be served."""
+        method = method.upper()
+
+        def register(handler: HandlerT) -> HandlerT:
+            where = f"{method} {route} ({handler.__name__})"
+            signature = _read_signature(handler, route, where)
+            if signature.returns_nothing and (response is not None or status != 200):
+                raise RouteError(f"{where}: a handler returning None answers 204, no body")
+            if status == 204:
+                raise RouteError(f"{where}: answer 204 by declaring the handler `-> None`")
+            if any(op.method == method and op.route == route for op in self.operations):
+                raise RouteError(f"{where}: {method} {route} is declared twice")
+            if form and not (signature.body and issubclass(form.model, signature.body)):
+                raise RouteError(f"{where}: a form's model subclasses the body's model")
             self.operations.append(
                 Operation(
-                    method=method.upper(),
+                    method=method,
                     route=route,
                     handler=handler,
+                    signature=signature,
                     summary=summary,
                     tag=self.tag,
-                    **options,
+                    response=response,
+                    status=204 if signature.returns_nothing else status,
+                    errors=errors,
+                    description=description,
+                    max_body_bytes=max_body_bytes,
+                    form=form,
+                    response_mimetype=response_mimetype,
+                    response_headers=response_headers,
+                    body_required=body_required,
                 )
             )
             return handler
@@ -185,7 +294,55 @@ class Router:
         return blueprint
 
 
-def _register_route(blueprint: func.Blueprint, route: str, by_method: dict[str, Operation]):
+def _read_signature(handler: Callable[..., object], route: str, where: str) -> Signature:
+    """The handler's declaration, or RouteError naming what is wrong with it."""
+    hints = get_type_hints(handler)
+    parameters = list(inspect.signature(handler).parameters.values())
+    if not parameters or parameters[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        raise RouteError(f"{where}: the handler takes the request as its first parameter")
+    request, *others = parameters
+    request_type, body, query = _request_parts(hints.get(request.name), where)
+    if [p.name for p in others] != route_parameters(route):
+        raise RouteError(
+            f"{where}: the parameters after the request must be the route's, in order: "
+            f"{route_parameters(route)}"
+        )
+    path_params: dict[str, type] = {}
+    for parameter in others:
+        declared = hints.get(parameter.name)
+        if not (isinstance(declared, type) and declared in PATH_TYPES):
+            raise RouteError(f"{where}: type {parameter.name!r} as uuid.UUID or str")
+        path_params[parameter.name] = declared
+    if "return" not in hints:
+        raise RouteError(f"{where}: annotate what the handler returns")
+    return Signature(request_type, body, query, path_params, hints["return"] is type(None))
+
+
+def _request_parts(
+    hint: object, where: str
+) -> tuple[type[Request[Any, Any]], type[BaseModel] | None, type[BaseModel] | None]:
+    """`UserRequest[Body, Query]` → (UserRequest, Body, Query); a model left out is None."""
+    request_type = get_origin(hint) or hint
+    if not (isinstance(request_type, type) and issubclass(request_type, Request)):
+        raise RouteError(
+            f"{where}: the first parameter must be typed Request, DbRequest or UserRequest"
+        )
+    body, query = [_model(arg, where) for arg in get_args(hint)] or [None, None]
+    return request_type, body, query
+
+
+def _model(arg: object, where: str) -> type[BaseModel] | None:
+    if arg is None or arg is type(None):
+        return None
+    if isinstance(arg, type) and issubclass(arg, BaseModel):
+        return arg
+    raise RouteError(f"{where}: a request's body and query are pydantic models (or None)")
+
+
+def _register_route(blueprint: func.Blueprint, route: str, by_method: dict[str, Operation]) -> None:
     def handle(req: func.HttpRequest) -> func.HttpResponse:
         return dispatch(req, by_method)
 
@@ -245,30 +402,39 @@ def dispatch(req: func.HttpRequest, by_method: dict[str, Operation]) -> func.Htt
 def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResponse:
     """Authenticate first (a caller without a valid token learns nothing about ids or
     bodies), then validate the route, query and body, then run the handler."""
+    if not op.db:
+        path, body, query = _inputs(op, req)
+        return _serialise(op, op.handler(Request(req, request_id, body, query), **path))
     token = _bearer_token(req) if op.auth else None  # refused before touching the database
-    with _unit_of_work(op) as session:
-        caller = None
-        if token is not None:
-            from api.services.auth import authenticate
-
-            caller = authenticate(session=session, token=token)
-        request = Request(
-            http=req,
-            request_id=request_id,
-            route=_route_values(op, req.route_params),
-            query=_validate(op.query, dict(req.params), "query") if op.query else None,
-            body=_parse_body(op, req) if op.body else None,
-            session=session,
-            caller=caller,
+    with _unit_of_work() as session:
+        caller = _authenticate(session, token) if token is not None else None
+        path, body, query = _inputs(op, req)
+        request = (
+            DbRequest(req, request_id, body, query, session)
+            if caller is None
+            else UserRequest(req, request_id, body, query, session, caller)
         )
-        return _serialise(op, op.handler(request))
+        return _serialise(op, op.handler(request, **path))
+
+
+def _authenticate(session: Session, token: str) -> Caller:
+    from api.services.auth import authenticate
+
+    return authenticate(session=session, token=token)
+
+
+def _inputs(
+    op: Operation, req: func.HttpRequest
+) -> tuple[dict[str, object], BaseModel | None, BaseModel | None]:
+    """The route values, body and query, validated in that order."""
+    path = _path_values(op, req.route_params)
+    query = _validate(op.query, dict(req.params), "query") if op.query else None
+    body = _parse_body(op, op.body, req) if op.body else None
+    return path, body, query
 
 
 @contextmanager
-def _unit_of_work(op: Operation) -> Iterator[Session | None]:
-    if not (op.db or op.auth):
-        yield None
-        return
+def _unit_of_work() -> Iterator[Session]:
     from sqlalchemy.exc import OperationalError, TimeoutError
 
     from api.db import session_scope
@@ -285,18 +451,15 @@ def _unit_of_work(op: Operation) -> Iterator[Session | None]:
         ) from None
 
 
-def _route_values(op: Operation, raw: dict[str, str]) -> dict[str, Any]:
-    """Re-check route values in Python: direct calls bypass the host's constraints, and a
-    malformed id must look exactly like one that does not exist."""
-    values: dict[str, Any] = {}
-    for name in op.route_params:
-        value = raw.get(name)
-        if name.endswith("_id"):
-            try:
-                value = uuid.UUID(value or "")
-            except ValueError:
-                raise NotFoundError(f"No such {name.removesuffix('_id')}") from None
-        values[name] = value
+def _path_values(op: Operation, raw: dict[str, str]) -> dict[str, object]:
+    """Re-check route values in Python: the host checks nothing, and a malformed id must
+    look exactly like one that does not exist."""
+    values: dict[str, object] = {}
+    for name, declared in op.path_params.items():
+        try:
+            values[name] = PATH_TYPES[declared](raw[name])
+        except (KeyError, ValueError):
+            raise NotFoundError(f"No such {name.removesuffix('_id')}") from None
     return values
 
 
@@ -311,10 +474,10 @@ def media_type(req: func.HttpRequest) -> str:
     return (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
 
 
-def _parse_body(op: Operation, req: func.HttpRequest) -> BaseModel:
+def _parse_body(op: Operation, model: type[BaseModel], req: func.HttpRequest) -> BaseModel:
     raw = req.get_body() or b""
     if not raw and not op.body_required:
-        return _validate(op.body, {}, "body")
+        return _validate(model, {}, "body")
     limit = op.max_body_bytes() if callable(op.max_body_bytes) else op.max_body_bytes
     limit = limit or get_settings().max_body_bytes
     if len(raw) > limit:
@@ -331,14 +494,18 @@ def _parse_body(op: Operation, req: func.HttpRequest) -> BaseModel:
         data = json.loads(raw)
     # RecursionError: nesting deeper than the parser can follow, not a bug of ours.
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        where = f" (line {exc.lineno}, column {exc.colno})" if hasattr(exc, "lineno") else ""
+        where = (
+            f" (line {exc.lineno}, column {exc.colno})"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
         raise BadRequestError(
             f"The request body is not valid JSON{where}", code="malformed_json"
         ) from None
-    return _validate(op.body, data, "body")
+    return _validate(model, data, "body")
 
 
-def _validate(model: type[BaseModel], data: Any, where: str) -> BaseModel:
+def _validate(model: type[BaseModel], data: object, where: str) -> BaseModel:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -350,12 +517,13 @@ def _validate(model: type[BaseModel], data: Any, where: str) -> BaseModel:
         ) from None
 
 
-def _serialise(op: Operation, result: Any) -> func.HttpResponse:
+def _serialise(op: Operation, result: object) -> func.HttpResponse:
     if isinstance(result, func.HttpResponse):
         return result
-    reply = result if isinstance(result, Reply) else Reply(body=result, status=op.status)
+    reply = result if isinstance(result, Reply) else Reply(body=result)
+    status = reply.status or op.status
     if reply.body is None:
-        return func.HttpResponse(status_code=reply.status, headers=reply.headers)
+        return func.HttpResponse(status_code=status, headers=reply.headers)
     body = reply.body
     if op.response_adapter is not None:
         body = op.response_adapter.dump_python(
@@ -365,4 +533,4 @@ def _serialise(op: Operation, result: Any) -> func.HttpResponse:
         )
     elif isinstance(body, BaseModel):
         body = body.model_dump(mode="json")
-    return http.json_response(body, status=reply.status, headers=reply.headers)
+    return http.json_response(body, status=status, headers=reply.headers)

@@ -1,10 +1,14 @@
-"""Domain errors. Services raise these; `api.utils.http.problem_from_error` is the one place
-that turns them into HTTP responses, so a service never knows about status codes' wire form."""
+"""Domain errors. Services raise these; `api.endpoints.dispatch` is the one place that turns
+them into HTTP responses (`api.utils.http.problem_response`), so a service never knows about
+status codes' wire form."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, ClassVar
+
+from api.utils.waits import whole_seconds
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,7 @@ class AppError(Exception):
 
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal Server Error"
-    code: ClassVar[str] = "internal_error"
+    code: str = "internal_error"  # a class's default; an instance may name its own
 
     def __init__(
         self,
@@ -93,13 +97,13 @@ class ValidationFailedError(AppError):
 class RateLimitedError(AppError):
     status, title, code = 429, "Too Many Requests", "rate_limited"
 
-    def __init__(self, detail: str, *, retry_after_s: int, code: str | None = None) -> None:
-        retry_after_s = max(1, int(retry_after_s))
+    def __init__(self, detail: str, *, retry_after: timedelta, code: str | None = None) -> None:
+        seconds = whole_seconds(retry_after)
         super().__init__(
             detail,
             code=code,
-            headers={"Retry-After": str(retry_after_s)},
-            extra={"retry_after": retry_after_s},
+            headers={"Retry-After": str(seconds)},
+            extra={"retry_after": seconds},
         )
 
 

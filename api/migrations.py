@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import ProgrammingError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 # The newest revision in api/alembic/versions (a test keeps the two in step). Comparing
 # against a constant lets an up-to-date instance skip importing Alembic on a cold start.
@@ -29,7 +33,7 @@ def current_revision(connection: Connection) -> str | None:
         return None
 
 
-def alembic_config(connection: Connection | None = None):  # -> alembic.config.Config
+def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config for our script directory, optionally bound to an open connection."""
     from alembic.config import Config
 

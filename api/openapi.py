@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
-from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from pydantic.json_schema import JsonSchemaValue, models_json_schema
 
 from api.endpoints import JSON, MULTIPART, ROUTE_PREFIX, Operation, Router
 from api.schemas.common import Problem, without_null
 from api.utils.http import PROBLEM_JSON, REQUEST_ID_HEADER
 
 REF_TEMPLATE = "#/components/schemas/{model}"
-_CONSTRAINT = re.compile(r"{\*?(\w+)(?::\w+)?\??}")
 
 # Statuses every operation of a kind can answer, beyond what it declares itself.
 BODY_ERRORS = (400, 413, 415, 422)
@@ -41,8 +39,7 @@ STATUS_TEXT = {
 
 
 def openapi_path(route: str) -> str:
-    template = _CONSTRAINT.sub(lambda match: "{" + match.group(1) + "}", route)
-    return f"/{ROUTE_PREFIX}/{template}"
+    return f"/{ROUTE_PREFIX}/{route}"
 
 
 # Response headers (components/headers), declared where the server sends them.
@@ -116,18 +113,23 @@ def build_openapi(routers: Iterable[Router], *, version: str) -> dict[str, Any]:
     }
 
 
-def _component_schemas(operations: list[Operation]):
+Mode = Literal["validation", "serialization"]
+Refs = dict[tuple[type[BaseModel], Mode], JsonSchemaValue]
+
+
+def _component_schemas(operations: list[Operation]) -> tuple[Refs, dict[str, Any]]:
     """Every body and response model, once each (queries become parameters instead)."""
-    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Problem, "serialization")]
+    models: list[tuple[type[BaseModel], Mode]] = [(Problem, "serialization")]
     for op in operations:
         models += [(m, "validation") for m in (op.body, op.form and op.form.model) if m]
-        if isinstance(op.response, type) and issubclass(op.response, BaseModel):
+        if op.response is not None:
             models.append((op.response, "serialization"))
-    refs, schema = models_json_schema(list(dict.fromkeys(models)), ref_template=REF_TEMPLATE)
-    return refs, schema.get("$defs", {})
+    keys = list(dict.fromkeys(models))
+    refs, schema = models_json_schema(keys, ref_template=REF_TEMPLATE)
+    return {key: refs[key] for key in keys}, schema.get("$defs", {})
 
 
-def _operation(op: Operation, refs: dict) -> dict[str, Any]:
+def _operation(op: Operation, refs: Refs) -> dict[str, Any]:
     document: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,
@@ -153,11 +155,9 @@ def _path_parameters(op: Operation) -> list[dict[str, Any]]:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "format": "uuid"}
-            if name.endswith("_id")
-            else {"type": "string"},
+            "schema": TypeAdapter(declared).json_schema(),
         }
-        for name in op.route_params
+        for name, declared in op.path_params.items()
     ]
 
 
@@ -184,29 +184,30 @@ def _headers(*names: str) -> dict[str, Any]:
     return {name: {"$ref": f"#/components/headers/{name}"} for name in (*every, *names)}
 
 
-def _success_schema(op: Operation, refs: dict) -> dict[str, Any]:
+def _success_content(op: Operation, refs: Refs) -> dict[str, Any] | None:
     if op.response_mimetype != JSON:
-        return {"type": "string"}
-    if (op.response, "serialization") in refs:
-        return refs[(op.response, "serialization")]
-    return TypeAdapter(op.response).json_schema(mode="serialization")
+        return {op.response_mimetype: {"schema": {"type": "string"}}}
+    if op.response is None:
+        return None
+    return {JSON: {"schema": refs[(op.response, "serialization")]}}
 
 
-def _responses(op: Operation, refs: dict) -> dict[str, Any]:
+def _responses(op: Operation, refs: Refs) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     success: dict[str, Any] = {
         "description": STATUS_TEXT.get(op.status, "Success"),
         "headers": _headers(*op.response_headers),
     }
-    if op.response is not None:
-        success["content"] = {op.response_mimetype: {"schema": _success_schema(op, refs)}}
+    content = _success_content(op, refs)
+    if content:
+        success["content"] = content
     responses[str(op.status)] = success
     errors = set(op.errors)
     if op.body is not None:
         errors.update(BODY_ERRORS)
     if op.query is not None:
         errors.add(422)
-    if op.route_params:
+    if op.path_params:
         errors.add(404)
     if op.auth:
         errors.update(AUTH_ERRORS)

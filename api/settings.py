@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Shipped in local.settings.example.json so a fresh checkout runs; refused in production.
 DEVELOPMENT_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105
+
+# On Azure a secret setting is a Key Vault reference (infra/main.bicep). One the platform
+# cannot resolve (no such secret, or the app's identity may not read it) reaches the app as
+# its literal "@Microsoft.KeyVault(...)" text ("Use Key Vault references for App Service and
+# Azure Functions", Troubleshooting). That text is public, so it must never act as a secret.
+KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
 
 
 class Settings(BaseSettings):
@@ -83,6 +89,21 @@ class Settings(BaseSettings):
     smtp_username: str = Field("", alias="SMTP_USERNAME")
     smtp_password: str = Field("", alias="SMTP_PASSWORD", repr=False)
     smtp_starttls: bool = Field(True, alias="SMTP_STARTTLS")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unresolved_key_vault_references(cls, data: dict[str, Any]) -> dict[str, Any]:
+        unresolved = sorted(
+            name.upper()
+            for name, value in data.items()
+            if isinstance(value, str) and value.strip().startswith(KEY_VAULT_REFERENCE)
+        )
+        if unresolved:
+            raise ValueError(
+                f"{', '.join(unresolved)}: unresolved Key Vault reference; create the "
+                "secret and grant the app's identity Key Vault Secrets User"
+            )
+        return data
 
     @field_validator("cors_allowed_origins", mode="before")
     @classmethod

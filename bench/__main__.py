@@ -16,6 +16,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+    from sqlalchemy.orm import Session
+
+    from api.models import User
 
 HEAVY_MODULES = ("alembic", "openai", "sendgrid", "obd")
 COLD_START_RUNS = 5
@@ -69,7 +77,7 @@ def timed(label: str, call: Callable[[], object], runs: int = REQUESTS_PER_ROUTE
     )
 
 
-def garage_owner(session, vehicles: int):
+def garage_owner(session: Session, vehicles: int) -> User:
     """A new user with `vehicles` vehicles of MODS_PER_VEHICLE mods each."""
     import uuid
 
@@ -87,6 +95,10 @@ def garage_owner(session, vehicles: int):
         )
     session.commit()
     return user
+
+
+def get_ok(client: httpx.Client, path: str, headers: dict[str, str] | None = None) -> None:
+    client.get(path, headers=headers).raise_for_status()
 
 
 def request_latency() -> None:
@@ -108,7 +120,7 @@ def request_latency() -> None:
     transport = httpx.WSGITransport(app=create_app(app))
     with httpx.Client(transport=transport, base_url="http://bench/api") as client:
         for path in ("/health", "/openapi.json"):
-            timed(f"GET /api{path}", lambda path=path: client.get(path).raise_for_status())
+            timed(f"GET /api{path}", partial(get_ok, client, path))
         with Session(engine, expire_on_commit=False) as session:
             owners = {count: garage_owner(session, count) for count in (1, 50)}
         for count, owner in owners.items():
@@ -118,7 +130,7 @@ def request_latency() -> None:
             print(f"GET /api/vehicles with {count} vehicles: {len(statements)} SQL statements")
             timed(
                 f"GET /api/vehicles with {count} vehicles",
-                lambda headers=headers: client.get("/vehicles", headers=headers).raise_for_status(),
+                partial(get_ok, client, "/vehicles", headers),
             )
 
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import waitress
-from waitress.server import BaseWSGIServer
+import waitress.server
+from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from devhost.database import PGDATA
 from devhost.host import FunctionHost, create_app
@@ -119,11 +119,13 @@ def _display_host(host: str) -> str:
     return "localhost" if address.is_loopback or address.is_unspecified else host
 
 
-def listen(server: DevServer) -> BaseWSGIServer:
+def listen(server: DevServer) -> MultiSocketServer | BaseWSGIServer:
     """Bind the port, or end with one line saying what to do (before anything claims to
     serve, and before the database starts)."""
     try:
-        return waitress.create_server(server.app, host=server.host, port=server.port, threads=8)
+        return waitress.server.create_server(
+            server.app, host=server.host, port=server.port, threads=8
+        )
     except OSError as error:
         raise SystemExit(f"devhost: {_cannot_listen(server, error)}") from None
 

@@ -6,28 +6,32 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from functools import cache
-from types import SimpleNamespace
+from contextlib import ExitStack
 
+import azure.functions as func
 import httpx
 import pytest
+from pytest_httpserver import HTTPServer
 from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.orm import Session
 
+from api.endpoints import ROUTE_PREFIX
+from api.models import User
 from devhost.database import Server, embedded_server
-
-TEST_JWT_SECRET = "test-secret-" + "k" * 40
+from tests.factories import create_user
+from tests.fake_openai import FakeOpenAI
+from tests.harness import (
+    TEST_ENVIRONMENT,
+    changed_settings,
+    index_function_app,
+    local_host,
+    reload_settings,
+)
+from tests.outbox import Outbox
 
 # Set before anything reads settings (they are cached after the first read).
-os.environ.update(
-    {
-        "AXLY_ENV": "test",
-        "JWT_SECRET": TEST_JWT_SECRET,
-        "CORS_ALLOWED_ORIGINS": "https://app.axly.pro,http://localhost:19006",
-        "BCRYPT_ROUNDS": "10",  # the lowest cost the settings allow: keeps the suite fast
-    }
-)
+os.environ.update(TEST_ENVIRONMENT)
 
 
 @pytest.fixture(scope="session")
@@ -64,29 +68,12 @@ def make_database(pg_server: Server) -> Iterator[Callable[..., str]]:
         janitor.drop()
 
 
-def use_settings(**env: str) -> None:
-    """Change settings for the rest of a test (pair with monkeypatch.setenv for undo)."""
-    from api import db
-    from api.settings import get_settings
-
-    os.environ.update(env)
-    get_settings.cache_clear()
-    db.dispose_engine()
-
-
 @pytest.fixture
-def override_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
-    """Switch settings for one test, e.g. `override_settings(DB_URI="...")`; the previous
-    ones (with a fresh engine and schema check) are back afterwards."""
-
-    def apply(**env: str) -> None:
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        use_settings()
-
-    yield apply
-    monkeypatch.undo()
-    use_settings()
+def override_settings() -> Iterator[Callable[..., None]]:
+    """Switch settings for the rest of one test, e.g. `override_settings(DB_URI="...")`;
+    the previous ones (with a fresh engine and schema check) are back afterwards."""
+    with ExitStack() as changes:
+        yield lambda **env: changes.enter_context(changed_settings(**env))
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +86,7 @@ def database_uri(make_database: Callable[..., str]) -> Iterator[str]:
     with engine.connect() as connection:
         migrations.upgrade_to_head(connection)
     engine.dispose()
-    use_settings(DB_URI=uri)
+    reload_settings(DB_URI=uri)
     yield uri
     db.dispose_engine()
 
@@ -125,50 +112,39 @@ def session(connection: Connection) -> Iterator[Session]:
         yield db_session
 
 
-@cache
-def index_function_app() -> list:
-    """`function_app.app.get_functions()`, called once per run as the worker does (a second
-    call on the same app raises)."""
-    from function_app import app
-
-    return app.get_functions()
-
-
-@cache
-def local_host():
-    """The local Functions host (WSGI) serving the real app, built once per run."""
-    from devhost.host import create_app
-
-    return create_app(SimpleNamespace(get_functions=index_function_app))
+@pytest.fixture
+def user(session: Session) -> User:
+    """A user of the test's own, to call the API as (`auth_headers(user)`)."""
+    return create_user(session)
 
 
 @pytest.fixture(scope="session")
-def indexed_functions() -> list:
+def indexed_functions() -> list[func.Function]:
     return index_function_app()
 
 
-@pytest.fixture(scope="session")
-def wsgi_app():
-    return local_host()
-
-
 @pytest.fixture
-def client(wsgi_app, connection: Connection) -> Iterator[httpx.Client]:
+def client(connection: Connection) -> Iterator[httpx.Client]:
     """The API as a client sees it: through the local Functions host, in-process."""
-    transport = httpx.WSGITransport(app=wsgi_app)
-    with httpx.Client(transport=transport, base_url="http://testserver/api") as http_client:
+    transport = httpx.WSGITransport(app=local_host())
+    base_url = f"http://testserver/{ROUTE_PREFIX}"
+    with httpx.Client(transport=transport, base_url=base_url) as http_client:
         yield http_client
 
 
 @pytest.fixture
-def openai(httpserver, client: httpx.Client):
+def openai(httpserver: HTTPServer, client: httpx.Client) -> Iterator[FakeOpenAI]:
     """The AI provider: a local OpenAI-compatible server the real SDK is pointed at."""
-    from tests.fake_openai import FakeOpenAI, openai_settings
-
-    with openai_settings(
+    with changed_settings(
         OPENAI_API_KEY="sk-test",
         OPENAI_BASE_URL=httpserver.url_for("/v1"),
         OPENAI_MAX_RETRIES="0",
         OPENAI_TIMEOUT_S="5",
     ):
         yield FakeOpenAI(httpserver)
+
+
+@pytest.fixture
+def outbox(caplog: pytest.LogCaptureFixture) -> Outbox:
+    """The e-mails the console backend sends during the test."""
+    return Outbox(caplog)

@@ -1,14 +1,40 @@
-"""Small helpers that arrange test data through the models (not through the API)."""
+"""Test data: rows arranged through the models (not through the API), accounts signed up
+through the API, small media samples, and rows read back for assertions."""
 
 from __future__ import annotations
 
+import base64
 import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import httpx
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from api.models import ChatAttachment, ChatMessage, User
+from api.models import Base, ChatAttachment, ChatMessage, Conversation, User
 from api.services.auth import issue_access_token
 from api.utils.hashing import hash_password
+from tests.outbox import Outbox
+
+PASSWORD = "Correct horse battery staple 42"
+
+# The smallest files the media sniffing accepts as each type.
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(40))
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(40))
+WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40)
+OGG = b"OggS\x00\x02" + bytes(40)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# --- accounts ---------------------------------------------------------------------------------
+
+
+def new_email() -> str:
+    return f"driver-{uuid.uuid4().hex[:10]}@example.com"
 
 
 def create_user(session: Session, *, email: str | None = None, password: str | None = None) -> User:
@@ -25,7 +51,55 @@ def create_user(session: Session, *, email: str | None = None, password: str | N
 
 def auth_headers(user: User) -> dict[str, str]:
     """A Bearer header with a fresh access token for `user` (at its current token version)."""
-    return {"Authorization": f"Bearer {issue_access_token(user)}"}
+    return bearer(issue_access_token(user))
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def sign_up(
+    client: httpx.Client, outbox: Outbox, email: str | None = None, password: str = PASSWORD
+) -> dict[str, Any]:
+    """Sign a new user up through the API; returns the token bundle."""
+    email = email or new_email()
+    assert client.post("/request_pin", json={"email": email}).status_code == 202
+    pin = outbox.pin_for(email)
+    response = client.post(
+        "/confirm_signup", json={"email": email, "password": password, "pin": pin}
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+# --- conversations ----------------------------------------------------------------------------
+
+
+def add_conversation(session: Session, user_id: uuid.UUID, **fields: Any) -> Conversation:
+    """A conversation of the user's (title, vehicle_id, ... as given), stored."""
+    conversation = Conversation(user_id=user_id, **fields)
+    session.add(conversation)
+    session.flush()
+    return conversation
+
+
+def add_message(
+    session: Session,
+    conversation: Conversation,
+    role: str | None,
+    content: dict[str, Any],
+    minutes_ago: int,
+) -> ChatMessage:
+    message = ChatMessage(
+        conversation_id=conversation.id,
+        role=role,
+        content=content,
+        created_at=datetime.now(UTC) - timedelta(minutes=minutes_ago),
+    )
+    session.add(message)
+    session.flush()
+    return message
 
 
 def add_image(session: Session, message: ChatMessage) -> ChatAttachment:
@@ -41,3 +115,24 @@ def add_image(session: Session, message: ChatMessage) -> ChatAttachment:
     )
     session.add(attachment)
     return attachment
+
+
+# --- reading back -----------------------------------------------------------------------------
+
+
+def count(session: Session, model: type[Base], *where: ColumnElement[bool]) -> int:
+    """Rows of `model` now (after what requests committed), optionally filtered."""
+    session.expire_all()
+    return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def stored_turns(session: Session, conversation_id: uuid.UUID) -> list[ChatMessage]:
+    """A conversation's messages as stored now, oldest first."""
+    session.expire_all()
+    return list(
+        session.scalars(
+            select(ChatMessage)
+            .where(ChatMessage.conversation_id == conversation_id)
+            .order_by(ChatMessage.created_at, ChatMessage.id)
+        )
+    )

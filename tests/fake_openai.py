@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
-
-from tests.conftest import use_settings
 
 DIAGNOSIS = {
     "summary": "The catalytic converter is likely failing.",
@@ -138,16 +133,3 @@ class FakeOpenAI:
     @property
     def untouched(self) -> bool:
         return not (self.chat_bodies or self.transcriptions)
-
-
-@contextmanager
-def openai_settings(**env: str) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        use_settings()
-        try:
-            yield
-        finally:
-            patch.undo()
-            use_settings()

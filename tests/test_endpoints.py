@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+import re
+import uuid
+from typing import Any
+
 import azure.functions as func
 import httpx
 import pytest
 from pydantic import Field
+from sqlalchemy import text
 
-from api.endpoints import Form, Reply, Request, Router
+from api.endpoints import DbRequest, Form, Reply, Request, RouteError, Router, UserRequest
 from api.errors import ConflictError
+from api.openapi import build_openapi
 from api.schemas.common import InputModel, OutputModel, Pagination
 from devhost.host import create_app
 
@@ -27,54 +33,52 @@ class WidgetOut(OutputModel):
 
 
 @router.operation(
-    "POST",
-    "widgets",
-    summary="Create",
-    body=Widget,
-    response=WidgetOut,
-    status=201,
-    auth=False,
-    db=False,
-    max_body_bytes=2048,
+    "POST", "widgets", summary="Create", response=WidgetOut, status=201, max_body_bytes=2048
 )
-def create_widget(request: Request) -> Reply:
+def create_widget(request: Request[Widget]) -> Reply:
     if request.body.name == "taken":
         raise ConflictError("That name is taken")
-    return Reply(request.body, status=201, headers={"Location": "/api/widgets/1"})
+    return Reply(request.body, headers={"Location": "/api/widgets/1"})
 
 
-@router.operation(
-    "PUT", "widgets/{widget_id}", summary="Replace", body=Widget, auth=False, db=False
-)
-def replace_widget(request: Request) -> dict:
+@router.operation("PUT", "widgets/{widget_id}", summary="Replace")
+def replace_widget(request: Request[Widget], widget_id: uuid.UUID) -> dict[str, object]:
     return request.body.model_dump()
 
 
-@router.operation("GET", "widgets", summary="List", query=Pagination, auth=False, db=False)
-def list_widgets(request: Request) -> dict:
+@router.operation("GET", "widgets", summary="List")
+def list_widgets(request: Request[None, Pagination]) -> dict[str, int]:
     return {"limit": request.query.limit, "offset": request.query.offset}
 
 
-@router.operation("GET", "widgets/{widget_id}", summary="Get", auth=False, db=False)
-def get_widget(request: Request) -> dict:
-    return {"id": str(request.route["widget_id"])}
+@router.operation("GET", "widgets/{widget_id}", summary="Get")
+def get_widget(request: Request, widget_id: uuid.UUID) -> dict[str, str]:
+    return {"id": str(widget_id)}
 
 
-@router.operation(
-    "DELETE", "widgets/{widget_id}", summary="Delete", status=204, auth=False, db=False
-)
-def delete_widget(request: Request) -> None:
+@router.operation("DELETE", "widgets/{widget_id}", summary="Delete")
+def delete_widget(request: Request, widget_id: uuid.UUID) -> None:
     return None
 
 
-@router.operation("GET", "boom", summary="Fails", auth=False, db=False)
-def boom(request: Request) -> dict:
+@router.operation("GET", "boom", summary="Fails")
+def boom(request: Request) -> dict[str, str]:
     raise RuntimeError("secret internals: password=hunter2")
 
 
-@router.operation("GET", "private", summary="Needs a token", db=False)
-def private(request: Request) -> dict:  # pragma: no cover - never reached without a token
-    return {}
+@router.operation("GET", "private", summary="Needs a token")
+def private(request: UserRequest) -> dict[str, str]:
+    return {}  # pragma: no cover - never reached without a token
+
+
+@router.operation("GET", "counted", summary="Uses the database")
+def counted(request: DbRequest) -> dict[str, int]:
+    return {"one": request.session.scalar(text("SELECT 1")) or 0}
+
+
+@router.operation("GET", "labels/{name}/{token}", summary="Typed by declaration, not by name")
+def label(request: Request, name: str, token: uuid.UUID) -> dict[str, str]:
+    return {"name": name, "token": str(token)}
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +173,19 @@ def test_non_uuid_id_is_404(api: httpx.Client) -> None:
     assert ok.json() == {"id": "3f2504e0-4f89-11d3-9a0c-0305e82c3301"}
 
 
+def test_route_parameters_are_typed_by_their_declaration(api: httpx.Client) -> None:
+    token = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+    assert api.get(f"/labels/not-a-uuid/{token}").json() == {"name": "not-a-uuid", "token": token}
+    body = assert_problem(api.get("/labels/x/not-a-uuid"), 404, "not_found")
+    assert body["detail"] == "No such token"
+    document = build_openapi([router], version="test")
+    parameters = document["paths"]["/api/labels/{name}/{token}"]["get"]["parameters"]
+    assert [(p["name"], p["schema"]) for p in parameters if p.get("in") == "path"] == [
+        ("name", {"type": "string"}),
+        ("token", {"type": "string", "format": "uuid"}),
+    ]
+
+
 def test_no_content_reply(api: httpx.Client) -> None:
     response = api.delete("/widgets/3f2504e0-4f89-11d3-9a0c-0305e82c3301")
     assert response.status_code == 204
@@ -243,7 +260,7 @@ def test_log_records_carry_the_request_id(
     request_id = response.headers["X-Request-ID"]
     records = [r for r in caplog.records if r.name == "api.http"]
     assert records
-    assert all(record.request_id == request_id for record in records)
+    assert all(vars(record)["request_id"] == request_id for record in records)
 
 
 def test_database_lost_mid_request_is_503_not_500(
@@ -304,13 +321,113 @@ def test_database_errors_do_not_carry_query_parameters(connection) -> None:
     assert "secret" not in str(error.value)  # what a logged traceback would show
 
 
-def test_a_form_model_must_be_a_kind_of_the_json_body() -> None:
-    """A handler gets either body through one type, so the form's model subclasses it."""
+def declare(route: str, handler, **options) -> None:
+    Router("test").operation("GET", route, summary="Declared", **options)(handler)
 
-    class Unrelated(InputModel):
-        name: str
 
-    form = Form(Unrelated, lambda req: {})
-    with pytest.raises(TypeError, match="a form's model subclasses the body's"):
-        router.operation("POST", "forms", summary="Form", body=Widget, form=form)(create_widget)
-    assert [op.route for op in router.operations].count("forms") == 0
+def takes_name(request: Request, name: str) -> None: ...
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "things/{name:int}",  # host constraints: the app would never see a malformed value
+        "things/{name:guid}",
+        "things/{name?}",  # optional and catch-all parameters
+        "things/{*name}",
+        "things/{name=x}",
+        "things/x{name}",  # a parameter inside a segment
+        "things/{name}.json",
+        "things//{name}",
+        "/things/{name}",
+        "things/{name}/",
+        "things/{name}/{name}",
+    ],
+)
+def test_router_refuses_route_forms_other_than_literals_and_plain_parameters(route: str) -> None:
+    with pytest.raises(RouteError, match="Route"):
+        declare(route, takes_name)
+
+
+def untyped_name(request: Request, name) -> None: ...
+
+
+def int_name(request: Request, name: int) -> None: ...
+
+
+def no_return_annotation(request: Request, name: str): ...
+
+
+def raw_request(request: func.HttpRequest, name: str) -> None: ...
+
+
+def any_body(request: Request[Any], name: str) -> None: ...
+
+
+def extra_parameter(request: Request, name: str, other: str) -> None: ...
+
+
+def returns_widget(request: Request, name: str) -> WidgetOut:
+    return WidgetOut(name=name, size=1)
+
+
+@pytest.mark.parametrize(
+    ("handler", "options", "problem"),
+    [
+        (untyped_name, {}, "type 'name' as uuid.UUID or str"),
+        (int_name, {}, "type 'name' as uuid.UUID or str"),
+        (no_return_annotation, {}, "annotate what the handler returns"),
+        (raw_request, {}, "typed Request, DbRequest or UserRequest"),
+        (any_body, {}, "pydantic models"),
+        (extra_parameter, {}, "must be the route's"),
+        (takes_name, {"response": WidgetOut}, "answers 204"),
+        (takes_name, {"status": 202}, "answers 204"),
+        (returns_widget, {"status": 204}, "declaring the handler `-> None`"),
+    ],
+)
+def test_router_refuses_handlers_whose_signature_does_not_declare_the_operation(
+    handler, options: dict, problem: str
+) -> None:
+    with pytest.raises(RouteError, match=re.escape(problem)):
+        declare("things/{name}", handler, **options)
+
+
+def test_one_method_on_one_route_is_declared_once() -> None:
+    twice = Router("test")
+    twice.operation("GET", "things/{name}", summary="First")(takes_name)
+    with pytest.raises(RouteError, match="declared twice"):
+        twice.operation("GET", "things/{name}", summary="Again")(takes_name)
+
+
+def test_only_operations_that_take_a_session_touch_the_database(
+    api: httpx.Client, override_settings
+) -> None:
+    override_settings(DB_URI="postgresql://postgres@127.0.0.1:1/gone")
+    assert api.get("/widgets").status_code == 200  # Request: no session, no database
+    assert_problem(api.get("/counted"), 503, "database_unavailable")
+
+
+def test_a_db_request_runs_in_the_invocations_session(api: httpx.Client, connection) -> None:
+    assert api.get("/counted").json() == {"one": 1}
+
+
+def takes_widget(request: Request[Widget]) -> None: ...
+
+
+class WidgetForm(Widget):
+    """A widget as multipart/form-data (the same fields)."""
+
+
+class Unrelated(InputModel):
+    name: str
+
+
+def no_parts(req: func.HttpRequest) -> dict[str, Any]:
+    return {}
+
+
+def test_a_form_model_is_a_kind_of_the_json_body() -> None:
+    """A handler reads either body through one type, so the form's model subclasses it."""
+    with pytest.raises(RouteError, match="a form's model subclasses the body's model"):
+        declare("forms", takes_widget, form=Form(Unrelated, no_parts))
+    declare("forms", takes_widget, form=Form(WidgetForm, no_parts))

@@ -9,8 +9,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.conftest import local_host
 from tests.factories import auth_headers, create_user
+from tests.harness import local_host
 
 # Services enforce rules JSON Schema cannot state (a year up to *next* calendar year, no
 # control characters, dates not in the future), so a schema-valid body may fairly get a 422:
@@ -19,7 +19,10 @@ from tests.factories import auth_headers, create_user
 EXCLUDED_CHECKS = [positive_data_acceptance]
 
 schema = schemathesis.openapi.from_wsgi("/api/openapi.json", local_host())
-schema.config.generation.update(modes=["positive", "negative"], database="none")
+schema.config.generation.update(
+    modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE],
+    database="none",
+)
 
 
 @schema.parametrize()

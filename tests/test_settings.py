@@ -1,5 +1,7 @@
 """Settings refuse what would make the API insecure, and parse what operators type."""
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
@@ -9,7 +11,8 @@ STRONG_SECRET = "s" * 32
 
 
 def make(**env: str) -> Settings:
-    return Settings(_env_file=None, **{"JWT_SECRET": STRONG_SECRET, **env})
+    values: dict[str, Any] = {"JWT_SECRET": STRONG_SECRET, **env}  # text, as operators type it
+    return Settings(_env_file=None, **values)
 
 
 @pytest.mark.parametrize("secret", ["tiny-secret", "x" * 31])
@@ -43,3 +46,17 @@ def test_cors_origins_are_split_and_normalised() -> None:
 def test_cors_wildcard_is_refused() -> None:
     with pytest.raises(ValidationError, match="exact allowlist"):
         make(CORS_ALLOWED_ORIGINS="*")
+
+
+def test_an_unresolved_key_vault_reference_is_refused_not_taken_as_the_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What Azure passes on when the vault has no such secret or denies the app's identity.
+    reference = "@Microsoft.KeyVault(VaultName=kv-axly;SecretName=jwt-secret)"
+    monkeypatch.setenv("JWT_SECRET", reference)
+    monkeypatch.setenv("SENDGRID_KEY", reference)
+    with pytest.raises(
+        ValidationError, match="JWT_SECRET, SENDGRID_KEY: unresolved Key Vault"
+    ) as error:
+        Settings(_env_file=None)
+    assert "kv-axly" not in str(error.value)

@@ -2,7 +2,7 @@
 or opens one from DB_URI (the `alembic upgrade head` deploy step)."""
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import Connection, create_engine, pool
 
 from api.models import Base
 
@@ -10,7 +10,7 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def _run(connection) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection, target_metadata=target_metadata, transaction_per_migration=True
     )

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from api.endpoints import ROUTE_PREFIX, Reply, Request, Router
+from api.endpoints import ROUTE_PREFIX, DbRequest, Reply, Router, UserRequest
+from api.models import User
 from api.schemas.auth import (
     AccountDeletion,
     LoginRequest,
@@ -20,9 +19,6 @@ from api.schemas.auth import (
 )
 from api.services import auth
 
-if TYPE_CHECKING:
-    from api.models import User
-
 router = Router("auth")
 
 # One body whatever the e-mail, so the answer never tells whether an account exists.
@@ -37,14 +33,12 @@ ACCOUNT_LOCATION = f"/{ROUTE_PREFIX}/me"  # where a new account lives (201 Locat
     summary="E-mail a sign-up PIN",
     description="Answers the same for new and registered e-mails; a registered one gets a "
     "'you already have an account' e-mail instead of a PIN.",
-    body=PinRequest,
     response=Message,
     status=202,
-    auth=False,
     errors=(429, 503),
 )
-def request_pin(request: Request) -> Message:
-    auth.request_signup_pin(session=request.db, email=request.body.email)
+def request_pin(request: DbRequest[PinRequest]) -> Message:
+    auth.request_signup_pin(session=request.session, email=request.body.email)
     return Message(message=PIN_SENT)
 
 
@@ -52,45 +46,41 @@ def request_pin(request: Request) -> Message:
     "POST",
     "confirm_signup",
     summary="Create the account with the e-mailed PIN",
-    body=SignupConfirmation,
     response=TokenBundle,
     status=201,
     response_headers=("Location",),
-    auth=False,
     errors=(403, 409),
 )
-def confirm_signup(request: Request) -> Reply:
+def confirm_signup(request: DbRequest[SignupConfirmation]) -> Reply:
     body = request.body
     tokens = auth.confirm_signup(
-        session=request.db, email=body.email, password=body.password, pin=body.pin
+        session=request.session, email=body.email, password=body.password, pin=body.pin
     )
-    return Reply(tokens, status=201, headers={"Location": ACCOUNT_LOCATION})
+    return Reply(tokens, headers={"Location": ACCOUNT_LOCATION})
 
 
 @router.operation(
     "POST",
     "login",
     summary="Log in with e-mail and password",
-    body=LoginRequest,
     response=TokenBundle,
-    auth=False,
     errors=(401, 429),
 )
-def login(request: Request) -> auth.IssuedTokens:
-    return auth.login(session=request.db, email=request.body.email, password=request.body.password)
+def login(request: DbRequest[LoginRequest]) -> auth.IssuedTokens:
+    return auth.login(
+        session=request.session, email=request.body.email, password=request.body.password
+    )
 
 
 @router.operation(
     "POST",
     "auth/refresh",
     summary="Swap a refresh token for new tokens (the old one stops working)",
-    body=RefreshRequest,
     response=TokenBundle,
-    auth=False,
     errors=(401,),
 )
-def refresh(request: Request) -> auth.IssuedTokens:
-    return auth.refresh_session(session=request.db, refresh_token=request.body.refresh_token)
+def refresh(request: DbRequest[RefreshRequest]) -> auth.IssuedTokens:
+    return auth.refresh_session(session=request.session, refresh_token=request.body.refresh_token)
 
 
 @router.operation(
@@ -100,13 +90,11 @@ def refresh(request: Request) -> auth.IssuedTokens:
     description="With no body (or neither field) the session this access token was issued "
     "with ends; with `refresh_token`, that token's session; with `all: true`, every session "
     "of the account, access tokens included.",
-    body=LogoutRequest,
     body_required=False,
-    status=204,
 )
-def logout(request: Request) -> None:
+def logout(request: UserRequest[LogoutRequest]) -> None:
     auth.logout(
-        session=request.db,
+        session=request.session,
         caller=request.caller,
         refresh_token=request.body.refresh_token,
         everywhere=request.body.all,
@@ -118,14 +106,12 @@ def logout(request: Request) -> None:
     "request_password_reset_pin",
     summary="E-mail a password reset PIN",
     description="Answers the same whether or not an account uses the e-mail.",
-    body=PinRequest,
     response=Message,
     status=202,
-    auth=False,
     errors=(429, 503),
 )
-def request_password_reset_pin(request: Request) -> Message:
-    auth.request_password_reset_pin(session=request.db, email=request.body.email)
+def request_password_reset_pin(request: DbRequest[PinRequest]) -> Message:
+    auth.request_password_reset_pin(session=request.session, email=request.body.email)
     return Message(message=RESET_PIN_SENT)
 
 
@@ -133,15 +119,13 @@ def request_password_reset_pin(request: Request) -> Message:
     "POST",
     "confirm_password_reset",
     summary="Set a new password with the e-mailed PIN; every older token stops working",
-    body=PasswordResetConfirmation,
     response=TokenBundle,
-    auth=False,
     errors=(403,),
 )
-def confirm_password_reset(request: Request) -> auth.IssuedTokens:
+def confirm_password_reset(request: DbRequest[PasswordResetConfirmation]) -> auth.IssuedTokens:
     body = request.body
     return auth.confirm_password_reset(
-        session=request.db, email=body.email, pin=body.pin, new_password=body.new_password
+        session=request.session, email=body.email, pin=body.pin, new_password=body.new_password
     )
 
 
@@ -149,33 +133,28 @@ def confirm_password_reset(request: Request) -> auth.IssuedTokens:
     "POST",
     "change_password",
     summary="Change the password; every other session ends",
-    body=PasswordChange,
     response=TokenBundle,
     errors=(403, 429),
 )
-def change_password(request: Request) -> auth.IssuedTokens:
+def change_password(request: UserRequest[PasswordChange]) -> auth.IssuedTokens:
     return auth.change_password(
-        session=request.db,
-        user=request.current_user,
+        session=request.session,
+        user=request.user,
         current_password=request.body.current_password,
         new_password=request.body.new_password,
     )
 
 
 @router.operation("GET", "me", summary="The logged-in account", response=UserPublic)
-def me(request: Request) -> User:
-    return request.current_user
+def me(request: UserRequest) -> User:
+    return request.user
 
 
 @router.operation(
     "DELETE",
     "me",
     summary="Delete the account and everything it owns",
-    body=AccountDeletion,
-    status=204,
     errors=(403, 429),
 )
-def delete_me(request: Request) -> None:
-    auth.delete_account(
-        session=request.db, user=request.current_user, password=request.body.password
-    )
+def delete_me(request: UserRequest[AccountDeletion]) -> None:
+    auth.delete_account(session=request.session, user=request.user, password=request.body.password)

@@ -7,15 +7,18 @@ service call (`services.diagnose.diagnose`); only the wire shapes differ.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import azure.functions as func
 
-from api.endpoints import Form, Reply, Request, Router
+from api.endpoints import Form, Router, UserRequest
+from api.models import Conversation
 from api.schemas.diagnose import (
     ConversationDetail,
     ConversationPage,
     ConversationQuery,
+    ConversationSummary,
     ConversationUpdate,
     DiagnoseForm,
     DiagnoseRequest,
@@ -30,6 +33,7 @@ from api.services.diagnose import DiagnoseInput, DiagnoseResult, diagnose
 from api.services.listing import Listing
 from api.services.prompt import LegacyMod, LegacyVehicle
 from api.settings import get_settings
+from api.utils.media import MediaField
 from api.utils.multipart import parse_form
 
 router = Router("diagnose")
@@ -68,33 +72,22 @@ def _v2_form(req: func.HttpRequest) -> dict[str, Any]:
     return data
 
 
-def _v2_response(result: DiagnoseResult) -> DiagnoseResponse:
-    return DiagnoseResponse(
-        session_id=result.session_id,
-        message_id=result.message_id,
-        answer=result.answer,
-        diagnosis=result.diagnosis,
-        usage=result.usage,
-    )
-
-
 @router.operation(
     "POST",
     "diagnose2",
     summary="Diagnose a problem from text, photos, a recording and fault codes",
     description="JSON with Base64 media, or multipart/form-data with the same field names "
     "and media as file parts. Omit session_id to start a new conversation.",
-    body=DiagnoseRequest,
-    form=Form(DiagnoseForm, _v2_form),
     response=DiagnoseResponse,
+    form=Form(DiagnoseForm, _v2_form),
     max_body_bytes=_max_body_bytes,
     errors=DIAGNOSE_ERRORS,
 )
-def diagnose_v2(request: Request) -> DiagnoseResponse:
-    body: DiagnoseRequest = request.body  # or a DiagnoseForm, its multipart subclass
-    result = diagnose(
-        session=request.db,
-        user=request.current_user,
+def diagnose_v2(request: UserRequest[DiagnoseRequest]) -> DiagnoseResult:
+    body = request.body
+    return diagnose(
+        session=request.session,
+        user=request.user,
         request=DiagnoseInput(
             text=body.q,
             session_id=body.session_id,
@@ -105,10 +98,14 @@ def diagnose_v2(request: Request) -> DiagnoseResponse:
             dtc_codes=body.dtc_codes,
         ),
     )
-    return _v2_response(result)
 
 
-def _legacy_input(fields: LegacyDiagnoseQuery, **media: Any) -> DiagnoseInput:
+def _legacy_input(
+    fields: LegacyDiagnoseQuery | LegacyDiagnoseBody,
+    *,
+    image: MediaField | None = None,
+    audio: MediaField | None = None,
+) -> DiagnoseInput:
     mods = fields.mods.split(",") if isinstance(fields.mods, str) else fields.mods or []
     described = any((fields.make, fields.model, fields.year)) or any(m.strip() for m in mods)
     vehicle = LegacyVehicle(
@@ -121,62 +118,56 @@ def _legacy_input(fields: LegacyDiagnoseQuery, **media: Any) -> DiagnoseInput:
         text=fields.q,
         session_id=fields.session_id,
         legacy_vehicle=vehicle if described else None,
+        image=image,
+        audio=audio,
         channel="legacy",
-        **media,
     )
-
-
-def _legacy_response(result: DiagnoseResult) -> LegacyDiagnoseResponse:
-    return LegacyDiagnoseResponse(answer=result.answer, session_id=result.session_id)
 
 
 @router.operation(
     "GET",
     "Diagnose",
     summary="Legacy diagnosis from query parameters (old app builds)",
-    query=LegacyDiagnoseQuery,
     response=LegacyDiagnoseResponse,
     errors=DIAGNOSE_ERRORS,
 )
-def diagnose_legacy_get(request: Request) -> LegacyDiagnoseResponse:
-    result = diagnose(
-        session=request.db, user=request.current_user, request=_legacy_input(request.query)
+def diagnose_legacy_get(request: UserRequest[None, LegacyDiagnoseQuery]) -> DiagnoseResult:
+    return diagnose(
+        session=request.session, user=request.user, request=_legacy_input(request.query)
     )
-    return _legacy_response(result)
 
 
 @router.operation(
     "POST",
     "Diagnose",
     summary="Legacy diagnosis with an optional image and recording (old app builds)",
-    body=LegacyDiagnoseBody,
-    form=Form(LegacyDiagnoseForm, _form),
     response=LegacyDiagnoseResponse,
+    form=Form(LegacyDiagnoseForm, _form),
     max_body_bytes=_max_body_bytes,
     errors=DIAGNOSE_ERRORS,
 )
-def diagnose_legacy_post(request: Request) -> LegacyDiagnoseResponse:
-    body: LegacyDiagnoseBody = request.body  # or its multipart subclass
-    result = diagnose(
-        session=request.db,
-        user=request.current_user,
+def diagnose_legacy_post(request: UserRequest[LegacyDiagnoseBody]) -> DiagnoseResult:
+    body = request.body
+    return diagnose(
+        session=request.session,
+        user=request.user,
         request=_legacy_input(body, image=body.image, audio=body.audio),
     )
-    return _legacy_response(result)
 
 
 @router.operation(
     "GET",
     "conversations",
     summary="Your conversations, most recently active first",
-    query=ConversationQuery,
     response=ConversationPage,
 )
-def list_conversations(request: Request) -> Listing[conversations.ConversationListItem]:
-    query: ConversationQuery = request.query
+def list_conversations(
+    request: UserRequest[None, ConversationQuery],
+) -> Listing[ConversationSummary]:
+    query = request.query
     return conversations.list_conversations(
-        session=request.db,
-        user=request.current_user,
+        session=request.session,
+        user=request.user,
         limit=query.limit,
         offset=query.offset,
         vehicle_id=query.vehicle_id,
@@ -189,11 +180,9 @@ def list_conversations(request: Request) -> Listing[conversations.ConversationLi
     summary="One conversation with its messages",
     response=ConversationDetail,
 )
-def get_conversation(request: Request):
+def get_conversation(request: UserRequest, conversation_id: uuid.UUID) -> Conversation:
     return conversations.get_conversation(
-        session=request.db,
-        user=request.current_user,
-        conversation_id=request.route["conversation_id"],
+        session=request.session, user=request.user, conversation_id=conversation_id
     )
 
 
@@ -201,14 +190,15 @@ def get_conversation(request: Request):
     "PATCH",
     "conversations/{conversation_id}",
     summary="Rename a conversation",
-    body=ConversationUpdate,
     response=ConversationDetail,
 )
-def rename_conversation(request: Request):
+def rename_conversation(
+    request: UserRequest[ConversationUpdate], conversation_id: uuid.UUID
+) -> Conversation:
     return conversations.rename_conversation(
-        session=request.db,
-        user=request.current_user,
-        conversation_id=request.route["conversation_id"],
+        session=request.session,
+        user=request.user,
+        conversation_id=conversation_id,
         title=request.body.title,
     )
 
@@ -217,12 +207,8 @@ def rename_conversation(request: Request):
     "DELETE",
     "conversations/{conversation_id}",
     summary="Delete a conversation with its messages and attachments",
-    status=204,
 )
-def delete_conversation(request: Request) -> Reply:
+def delete_conversation(request: UserRequest, conversation_id: uuid.UUID) -> None:
     conversations.delete_conversation(
-        session=request.db,
-        user=request.current_user,
-        conversation_id=request.route["conversation_id"],
+        session=request.session, user=request.user, conversation_id=conversation_id
     )
-    return Reply(status=204)

@@ -9,7 +9,7 @@ import azure.functions as func
 
 from api import docs as docs_page
 from api.endpoints import Reply, Request, Router
-from api.schemas.health import Health
+from api.schemas.health import Health, OpenAPIDocument
 from api.services.health import check_health
 from api.settings import get_settings
 
@@ -21,24 +21,15 @@ router = Router("health")
     "health",
     summary="Is the API able to serve?",
     response=Health,
-    auth=False,
-    db=False,
     errors=(503,),
 )
 def health(request: Request) -> Reply:
     report = check_health()
-    body = Health(
-        status=report.status,
-        database=report.database,
-        schema=report.schema,
-        version=report.version,
-        detail=report.detail,
-    )
-    return Reply(body, status=200 if report.healthy else 503)
+    return Reply(report, status=200 if report.healthy else 503)
 
 
 @cache
-def _openapi_document() -> dict:
+def _openapi_document() -> dict[str, Any]:
     from api.openapi import build_openapi
     from api.routes import ROUTERS
 
@@ -49,9 +40,7 @@ def _openapi_document() -> dict:
     "GET",
     "openapi.json",
     summary="This API's OpenAPI 3.1 description",
-    response=dict[str, Any],
-    auth=False,
-    db=False,
+    response=OpenAPIDocument,
 )
 def openapi(request: Request) -> dict[str, Any]:
     return _openapi_document()
@@ -61,9 +50,6 @@ def openapi(request: Request) -> dict[str, Any]:
     "GET",
     "docs",
     summary="Human-readable API docs (HTML; Swagger UI served by this API, no CDN)",
-    response=str,
-    auth=False,
-    db=False,
     response_mimetype="text/html",
 )
 def docs(request: Request) -> func.HttpResponse:
@@ -74,10 +60,6 @@ def docs(request: Request) -> func.HttpResponse:
     "GET",
     "docs/{asset}",
     summary="The docs page's scripts and styles (cached for a year: their URLs change with them)",
-    auth=False,
-    db=False,
 )
-def docs_asset(request: Request) -> func.HttpResponse:
-    return docs_page.asset_response(
-        request.route["asset"], request.http.headers.get("Accept-Encoding")
-    )
+def docs_asset(request: Request, asset: str) -> func.HttpResponse:
+    return docs_page.asset_response(asset, request.http.headers.get("Accept-Encoding"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from api.endpoints import ROUTE_PREFIX, Reply, Request, Router
+import uuid
+
+from api.endpoints import ROUTE_PREFIX, Reply, Router, UserRequest
 from api.models import Vehicle, VehicleMod
 from api.schemas.common import Pagination
 from api.schemas.vehicles import (
@@ -38,14 +40,10 @@ def mod_location(mod: VehicleMod) -> str:
 
 
 @router.operation(
-    "GET",
-    VEHICLES,
-    summary="The caller's vehicles, newest first",
-    query=Pagination,
-    response=VehiclePage,
+    "GET", VEHICLES, summary="The caller's vehicles, newest first", response=VehiclePage
 )
-def list_vehicles(request: Request) -> Listing[Vehicle]:
-    return garage.list_vehicles(session=request.db, user=request.current_user, page=request.query)
+def list_vehicles(request: UserRequest[None, Pagination]) -> Listing[Vehicle]:
+    return garage.list_vehicles(session=request.session, user=request.user, page=request.query)
 
 
 @router.operation(
@@ -54,41 +52,35 @@ def list_vehicles(request: Request) -> Listing[Vehicle]:
     summary="Add a vehicle",
     description="409 when the VIN is already on another of the caller's vehicles, or when "
     "the caller has MAX_VEHICLES_PER_USER vehicles.",
-    body=VehicleCreate,
     response=VehiclePublic,
     status=201,
     response_headers=("Location",),
     errors=(409,),
 )
-def create_vehicle(request: Request) -> Reply:
-    vehicle = garage.create_vehicle(
-        session=request.db, user=request.current_user, data=request.body
-    )
-    return Reply(vehicle, status=201, headers={"Location": vehicle_location(vehicle)})
+def create_vehicle(request: UserRequest[VehicleCreate]) -> Reply:
+    vehicle = garage.create_vehicle(session=request.session, user=request.user, data=request.body)
+    return Reply(vehicle, headers={"Location": vehicle_location(vehicle)})
 
 
 @router.operation(
     "GET", VEHICLE, summary="A vehicle with its mods (newest first)", response=VehicleDetail
 )
-def get_vehicle(request: Request) -> Vehicle:
-    return garage.get_vehicle(
-        session=request.db, user=request.current_user, vehicle_id=request.route["vehicle_id"]
-    )
+def get_vehicle(request: UserRequest, vehicle_id: uuid.UUID) -> Vehicle:
+    return garage.get_vehicle(session=request.session, user=request.user, vehicle_id=vehicle_id)
 
 
 @router.operation(
     "PATCH",
     VEHICLE,
     summary="Change some of a vehicle's fields",
-    body=VehicleUpdate,
     response=VehiclePublic,
     errors=(409,),
 )
-def update_vehicle(request: Request) -> Vehicle:
+def update_vehicle(request: UserRequest[VehicleUpdate], vehicle_id: uuid.UUID) -> Vehicle:
     return garage.update_vehicle(
-        session=request.db,
-        user=request.current_user,
-        vehicle_id=request.route["vehicle_id"],
+        session=request.session,
+        user=request.user,
+        vehicle_id=vehicle_id,
         changes=request.body.model_dump(exclude_unset=True),
     )
 
@@ -97,44 +89,29 @@ def update_vehicle(request: Request) -> Vehicle:
     "PUT",
     VEHICLE,
     summary="Replace a vehicle's fields (optional ones left out are cleared)",
-    body=VehicleReplace,
     response=VehiclePublic,
     errors=(409,),
 )
-def replace_vehicle(request: Request) -> Vehicle:
+def replace_vehicle(request: UserRequest[VehicleReplace], vehicle_id: uuid.UUID) -> Vehicle:
     return garage.update_vehicle(
-        session=request.db,
-        user=request.current_user,
-        vehicle_id=request.route["vehicle_id"],
+        session=request.session,
+        user=request.user,
+        vehicle_id=vehicle_id,
         changes=request.body.model_dump(),
     )
 
 
 @router.operation(
-    "DELETE",
-    VEHICLE,
-    summary="Delete a vehicle and its mods; its conversations are kept, unlinked",
-    status=204,
+    "DELETE", VEHICLE, summary="Delete a vehicle and its mods; its conversations are kept, unlinked"
 )
-def delete_vehicle(request: Request) -> None:
-    garage.delete_vehicle(
-        session=request.db, user=request.current_user, vehicle_id=request.route["vehicle_id"]
-    )
+def delete_vehicle(request: UserRequest, vehicle_id: uuid.UUID) -> None:
+    garage.delete_vehicle(session=request.session, user=request.user, vehicle_id=vehicle_id)
 
 
-@router.operation(
-    "GET",
-    MODS,
-    summary="A vehicle's mods, newest first",
-    query=Pagination,
-    response=ModPage,
-)
-def list_mods(request: Request) -> Listing[VehicleMod]:
+@router.operation("GET", MODS, summary="A vehicle's mods, newest first", response=ModPage)
+def list_mods(request: UserRequest[None, Pagination], vehicle_id: uuid.UUID) -> Listing[VehicleMod]:
     return garage.list_mods(
-        session=request.db,
-        user=request.current_user,
-        vehicle_id=request.route["vehicle_id"],
-        page=request.query,
+        session=request.session, user=request.user, vehicle_id=vehicle_id, page=request.query
     )
 
 
@@ -143,36 +120,35 @@ def list_mods(request: Request) -> Listing[VehicleMod]:
     MODS,
     summary="Add a mod to a vehicle",
     description="409 when the vehicle has MAX_MODS_PER_VEHICLE mods.",
-    body=ModCreate,
     response=ModPublic,
     status=201,
     response_headers=("Location",),
     errors=(409,),
 )
-def create_mod(request: Request) -> Reply:
+def create_mod(request: UserRequest[ModCreate], vehicle_id: uuid.UUID) -> Reply:
     mod = garage.create_mod(
-        session=request.db,
-        user=request.current_user,
-        vehicle_id=request.route["vehicle_id"],
-        data=request.body,
+        session=request.session, user=request.user, vehicle_id=vehicle_id, data=request.body
     )
-    return Reply(mod, status=201, headers={"Location": mod_location(mod)})
+    return Reply(mod, headers={"Location": mod_location(mod)})
 
 
 @router.operation("GET", MOD, summary="One mod of a vehicle", response=ModPublic)
-def get_mod(request: Request) -> VehicleMod:
-    return garage.get_mod(session=request.db, user=request.current_user, **request.route)
+def get_mod(request: UserRequest, vehicle_id: uuid.UUID, mod_id: uuid.UUID) -> VehicleMod:
+    return garage.get_mod(
+        session=request.session, user=request.user, vehicle_id=vehicle_id, mod_id=mod_id
+    )
 
 
-@router.operation(
-    "PATCH", MOD, summary="Change some of a mod's fields", body=ModUpdate, response=ModPublic
-)
-def update_mod(request: Request) -> VehicleMod:
+@router.operation("PATCH", MOD, summary="Change some of a mod's fields", response=ModPublic)
+def update_mod(
+    request: UserRequest[ModUpdate], vehicle_id: uuid.UUID, mod_id: uuid.UUID
+) -> VehicleMod:
     return garage.update_mod(
-        session=request.db,
-        user=request.current_user,
+        session=request.session,
+        user=request.user,
+        vehicle_id=vehicle_id,
+        mod_id=mod_id,
         changes=request.body.model_dump(exclude_unset=True),
-        **request.route,
     )
 
 
@@ -180,18 +156,22 @@ def update_mod(request: Request) -> VehicleMod:
     "PUT",
     MOD,
     summary="Replace a mod's fields (optional ones left out are cleared)",
-    body=ModReplace,
     response=ModPublic,
 )
-def replace_mod(request: Request) -> VehicleMod:
+def replace_mod(
+    request: UserRequest[ModReplace], vehicle_id: uuid.UUID, mod_id: uuid.UUID
+) -> VehicleMod:
     return garage.update_mod(
-        session=request.db,
-        user=request.current_user,
+        session=request.session,
+        user=request.user,
+        vehicle_id=vehicle_id,
+        mod_id=mod_id,
         changes=request.body.model_dump(),
-        **request.route,
     )
 
 
-@router.operation("DELETE", MOD, summary="Delete a mod", status=204)
-def delete_mod(request: Request) -> None:
-    garage.delete_mod(session=request.db, user=request.current_user, **request.route)
+@router.operation("DELETE", MOD, summary="Delete a mod")
+def delete_mod(request: UserRequest, vehicle_id: uuid.UUID, mod_id: uuid.UUID) -> None:
+    garage.delete_mod(
+        session=request.session, user=request.user, vehicle_id=vehicle_id, mod_id=mod_id
+    )

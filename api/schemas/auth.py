@@ -14,7 +14,7 @@ from pydantic import (
     StrictBool,
 )
 
-from api.schemas.common import InputModel, OutputModel
+from api.schemas.common import InputModel, Omittable, OutputModel
 from api.utils.hashing import is_common_password
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -87,8 +87,7 @@ class RefreshRequest(InputModel):
 class LogoutRequest(InputModel):
     """Which session to end: every one (`all`), a refresh token's, else the caller's own."""
 
-    # Absent, never null: `str` with a None default keeps null out of the schema.
-    refresh_token: JsonWebToken = Field(None, description="End this token's session")  # type: ignore[assignment]
+    refresh_token: Omittable[JsonWebToken] = Field(None, description="End this token's session")
     all: StrictBool = Field(False, description="End every session, access tokens included")
 
 

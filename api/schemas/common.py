@@ -6,7 +6,7 @@ How the documented schemas read (they are what clients are generated from):
   non-trivial default is told in its description instead): openapi-typescript 7 turns every
   property with a default into a required one, so `{make, model, year}` would not compile;
 - it is nullable only when the server accepts null there (`null` then means what its
-  description says); `absent_or_value()` declares a field that may be left out but never null;
+  description says); `Omittable[X]` declares a field that may be left out but never null;
 - a response field is required whenever the server always sends it (null or not).
 """
 
@@ -72,11 +72,15 @@ def without_null(schema: dict[str, Any]) -> None:
         schema["anyOf"] = branches
 
 
-def absent_or_value(**field: Any) -> Any:
-    """A field that may be left out but is never null: `X | None` in Python (None stands
-    for "left out"), plain `X` in the documented schema. Only for fields that refuse null
-    (a validator) or are never sent as null (response documentation)."""
-    return Field(None, json_schema_extra=without_null, **field)
+def _not_null(value: T | None) -> T:
+    if value is None:
+        raise PydanticCustomError("not_null", "Cannot be null; leave the field out to keep it")
+    return value
+
+
+Omittable = Annotated[T | None, AfterValidator(_not_null), Field(json_schema_extra=without_null)]
+"""A field that may be left out (it then reads None: give it `= None`) but never sent as
+null, e.g. a PATCH field that cannot be cleared; the documented schema says so too."""
 
 
 def _form_schema(schema: dict[str, Any]) -> None:
@@ -136,12 +140,12 @@ class Problem(BaseModel):
     status: int
     detail: str = Field(description="What went wrong, for people")
     code: str = Field(description="Stable machine-readable name, e.g. vin_taken")
-    field: str | None = absent_or_value(
-        description="The request field a media error is about (400, 413, 415), e.g. images[1]"
+    field: Omittable[str] = Field(
+        None, description="The request field a media error is about (400, 413, 415), e.g. images[1]"
     )
-    errors: list[FieldProblem] | None = absent_or_value(
-        description="Validation errors, one per field (422)"
+    errors: Omittable[list[FieldProblem]] = Field(
+        None, description="Validation errors, one per field (422)"
     )
-    retry_after: int | None = absent_or_value(
-        description="Seconds to wait, as in Retry-After (429 rate limits)", ge=1
+    retry_after: Omittable[int] = Field(
+        None, description="Seconds to wait, as in Retry-After (429 rate limits)", ge=1
     )

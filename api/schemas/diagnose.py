@@ -160,11 +160,16 @@ class DiagnoseResponse(OutputModel):
 # --- legacy `Diagnose` ----------------------------------------------------------------------
 
 
-class LegacyDiagnoseQuery(InputModel):
+class _LegacyFields(InputModel):
+    """What both legacy forms carry; `mods` differs (a query can only hold text)."""
+
     q: FreeText | None = Field(None, max_length=MAX_QUESTION_CHARS)
     make: FreeText | None = Field(None, max_length=100)
     model: FreeText | None = Field(None, max_length=100)
     year: FreeText | None = Field(None, max_length=10)
+
+
+class LegacyDiagnoseQuery(_LegacyFields):
     mods: LegacyModsText | None = Field(None, description="Comma-separated")
     session_id: uuid.UUID | None = None
 
@@ -175,12 +180,13 @@ class LegacyDiagnoseQuery(InputModel):
         return self
 
 
-class LegacyDiagnoseBody(LegacyDiagnoseQuery):
+class LegacyDiagnoseBody(_LegacyFields):
     """POST Diagnose as JSON: media as Base64 or data URLs; mods also as a list."""
 
     mods: LegacyModsText | LegacyModList | None = Field(
         None, description="Comma-separated, or a list (up to 30, 100 characters each)"
     )
+    session_id: uuid.UUID | None = None
     image: Base64Media | None = None
     audio: Base64Media | None = None
 

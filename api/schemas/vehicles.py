@@ -17,18 +17,10 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
-    field_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from api.schemas.common import (
-    InputModel,
-    MultiLine,
-    OneLine,
-    OutputModel,
-    Page,
-    absent_or_value,
-)
+from api.schemas.common import InputModel, MultiLine, Omittable, OneLine, OutputModel, Page
 
 FIRST_CAR_YEAR = 1886  # Benz Patent-Motorwagen
 # The furthest-ahead UTC offset in use (UTC+14, Kiribati): a mod installed "today" where the
@@ -83,12 +75,6 @@ def _installed_on_text(value: Any) -> Any:
 def _not_in_future(value: date) -> date:
     if value > (datetime.now(UTC) + FURTHEST_AHEAD_OFFSET).date():
         raise PydanticCustomError("date_in_future", "Must not be in the future")
-    return value
-
-
-def _not_null(value: Any) -> Any:
-    if value is None:
-        raise PydanticCustomError("not_null", "Cannot be null; leave the field out to keep it")
     return value
 
 
@@ -156,14 +142,12 @@ class VehicleUpdate(InputModel):
     """PATCH: only the fields sent change. make, model and year cannot be null; null clears
     submodel, vin or nickname."""
 
-    make: Make | None = absent_or_value()
-    model: Model | None = absent_or_value()
-    year: Year | None = absent_or_value()
+    make: Omittable[Make] = None
+    model: Omittable[Model] = None
+    year: Omittable[Year] = None
     submodel: Label | None = Field(None, description="Trim or variant; null clears it")
     vin: Vin | None = Field(None, description="null clears it")
     nickname: Label | None = Field(None, description="null clears it")
-
-    _required_stay_set = field_validator("make", "model", "year")(_not_null)
 
 
 class ModCreate(InputModel):
@@ -180,11 +164,9 @@ class ModUpdate(InputModel):
     """PATCH: only the fields sent change. name cannot be null; null clears description or
     installed_on."""
 
-    name: ModName | None = absent_or_value()
+    name: Omittable[ModName] = None
     description: Description | None = Field(None, description="null clears it")
     installed_on: InstalledOn | None = Field(None, description="null clears it")
-
-    _required_stay_set = field_validator("name")(_not_null)
 
 
 class VehiclePublic(OutputModel):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
@@ -33,12 +33,15 @@ from api.utils.media import Media
 
 if TYPE_CHECKING:
     from openai import OpenAI
+    from openai.types.chat import ChatCompletionContentPartParam
+    from openai.types.chat import ChatCompletionMessageParam as ChatTurn
+    from openai.types.shared_params import ResponseFormatJSONSchema
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DIAGNOSIS_FORMAT = {
+DIAGNOSIS_FORMAT: ResponseFormatJSONSchema = {
     "type": "json_schema",
     "json_schema": {"name": "diagnosis", "strict": True, "schema": Diagnosis.model_json_schema()},
 }
@@ -51,7 +54,8 @@ USAGE_FIELDS = {  # chat completions' names, then transcriptions'
     "prompt": ("prompt_tokens", "input_tokens"),
     "completion": ("completion_tokens", "output_tokens"),
 }
-INPUT_AUDIO_FORMATS = {"audio/wav": "wav", "audio/mpeg": "mp3"}  # what chat models accept
+# What chat models accept.
+INPUT_AUDIO_FORMATS: dict[str, Literal["wav", "mp3"]] = {"audio/wav": "wav", "audio/mpeg": "mp3"}
 SOUND_PROMPT = (
     "This is a recording from a vehicle. Describe the sounds you hear that matter for "
     "diagnosing a fault (knocks, squeals, misfires, hisses, rattles; when they occur), "
@@ -82,10 +86,6 @@ class Completion:
 def _provider() -> tuple[Provider, str]:
     """The configured provider and the chat model (or Azure deployment) name."""
     settings = get_settings()
-    common = {
-        "timeout_s": settings.openai_timeout_s,
-        "max_retries": settings.openai_max_retries,
-    }
     if settings.azure_openai_endpoint:
         if not (settings.azure_openai_api_key and settings.azure_openai_deployment):
             raise _not_configured()
@@ -94,7 +94,8 @@ def _provider() -> tuple[Provider, str]:
             base_url="",
             azure_endpoint=settings.azure_openai_endpoint,
             azure_api_version=settings.azure_openai_api_version,
-            **common,
+            timeout_s=settings.openai_timeout_s,
+            max_retries=settings.openai_max_retries,
         )
         return provider, settings.azure_openai_deployment
     if not settings.openai_api_key:
@@ -104,7 +105,8 @@ def _provider() -> tuple[Provider, str]:
         base_url=settings.openai_base_url,
         azure_endpoint="",
         azure_api_version="",
-        **common,
+        timeout_s=settings.openai_timeout_s,
+        max_retries=settings.openai_max_retries,
     )
     return provider, settings.openai_model
 
@@ -239,7 +241,7 @@ def _time_left(deadline: Deadline, action: str) -> float:
     return left
 
 
-def diagnose(messages: list[dict[str, Any]], deadline: Deadline) -> Completion:
+def diagnose(messages: list[ChatTurn], deadline: Deadline) -> Completion:
     """The structured diagnosis for `messages`; one retry when the reply breaks the schema."""
     prompt_tokens = completion_tokens = 0
     for _ in range(SCHEMA_ATTEMPTS):
@@ -286,7 +288,7 @@ def analyse_sound(audio: Media, deadline: Deadline) -> str | None:
     audio_format = INPUT_AUDIO_FORMATS.get(audio.mime_type)
     if not model or audio_format is None:
         return None
-    content = [
+    content: list[ChatCompletionContentPartParam] = [
         {"type": "text", "text": SOUND_PROMPT},
         {"type": "input_audio", "input_audio": {"data": audio.base64, "format": audio_format}},
     ]
@@ -301,7 +303,7 @@ def analyse_sound(audio: Media, deadline: Deadline) -> str | None:
     return _reply_text(response) or None
 
 
-def title_for(messages: list[dict[str, Any]], deadline: Deadline) -> str | None:
+def title_for(messages: list[ChatTurn], deadline: Deadline) -> str | None:
     """A short title from a cheap call; None when the provider cannot make one, or when less
     than TITLE_MIN_S is left. No retries: the diagnosis is already paid for and a fallback
     title exists, so the turn should not wait on a struggling provider for a nicety."""

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import Session
 
 from api.errors import AuthenticationError, ConflictError, ForbiddenError, RateLimitedError
@@ -23,7 +23,8 @@ from api.services.tokens import decode_token, encode_token, token_digest
 from api.settings import get_settings
 from api.utils import hashing
 from api.utils.locks import lock_for
-from api.utils.waits import whole_minutes, whole_seconds
+from api.utils.throttle import wait_for_slot
+from api.utils.waits import whole_minutes
 
 LOGIN_FAILURE_LIMIT = 10
 LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
@@ -112,7 +113,7 @@ def _end_every_session(session: Session, user: User) -> None:
     _revoke(session, RefreshToken.user_id == user.id)
 
 
-def _revoke(session: Session, which) -> None:
+def _revoke(session: Session, which: ColumnElement[bool]) -> None:
     session.execute(
         update(RefreshToken)
         .where(which, RefreshToken.revoked_at.is_(None))
@@ -185,15 +186,23 @@ def _check_password(session: Session, *, email: str, password: str, user: User |
     throttle applies to unknown e-mails too, so a 429 says nothing about an account."""
     now = utcnow()
     lock_for(session, "login", email)
-    recent = session.scalars(
-        select(LoginFailure.created_at)
-        .where(LoginFailure.email == email, LoginFailure.created_at > now - LOGIN_FAILURE_WINDOW)
-        .order_by(LoginFailure.created_at.desc())
-        .limit(LOGIN_FAILURE_LIMIT)
-    ).all()
-    if len(recent) >= LOGIN_FAILURE_LIMIT:
-        raise _too_many_failures(recent[-1] + LOGIN_FAILURE_WINDOW - now)
-    if hashing.verify_password(password, user.password_hash if user else None):
+    wait = wait_for_slot(
+        session,
+        LoginFailure.created_at,
+        LoginFailure.email == email,
+        limit=LOGIN_FAILURE_LIMIT,
+        window=LOGIN_FAILURE_WINDOW,
+        now=now,
+    )
+    if wait is not None:
+        raise RateLimitedError(
+            "Too many wrong passwords for this account; "
+            f"try again in {whole_minutes(wait)} minutes",
+            retry_after=wait,
+            code="too_many_login_failures",
+        )
+    verified = hashing.verify_password(password, user.password_hash if user else None)
+    if verified and user is not None:  # a missing user's dummy hash never verifies
         session.execute(delete(LoginFailure).where(LoginFailure.email == email))
         if hashing.needs_rehash(user.password_hash):
             user.password_hash = hashing.hash_password(password)
@@ -206,14 +215,6 @@ def _check_password(session: Session, *, email: str, password: str, user: User |
     session.add(LoginFailure(email=email, created_at=now))
     session.flush()
     return False
-
-
-def _too_many_failures(wait: timedelta) -> RateLimitedError:
-    return RateLimitedError(
-        f"Too many wrong passwords for this account; try again in {whole_minutes(wait)} minutes",
-        retry_after_s=whole_seconds(wait),
-        code="too_many_login_failures",
-    )
 
 
 def _user_by_email(session: Session, email: str) -> User | None:

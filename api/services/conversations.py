@@ -4,8 +4,6 @@ is answered exactly like one that does not exist."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -13,19 +11,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from api.errors import NotFoundError
 from api.models import ChatMessage, Conversation, User, utcnow
+from api.schemas.diagnose import ConversationSummary
 from api.services.listing import Listing
 
 PREVIEW_CHARS = 120
-
-
-@dataclass(frozen=True)
-class ConversationListItem:
-    id: uuid.UUID
-    title: str | None
-    vehicle_id: uuid.UUID | None
-    created_at: datetime
-    updated_at: datetime
-    last_message_preview: str | None
 
 
 def owned_conversation(
@@ -72,7 +61,7 @@ def message_preview(content: dict[str, Any] | None) -> str | None:
 
 def list_conversations(
     *, session: Session, user: User, limit: int, offset: int, vehicle_id: uuid.UUID | None
-) -> Listing[ConversationListItem]:
+) -> Listing[ConversationSummary]:
     """The user's conversations, most recently active first."""
     owned = [Conversation.user_id == user.id]
     if vehicle_id is not None:
@@ -93,7 +82,7 @@ def list_conversations(
     ).all()
     total = session.scalar(select(func.count()).select_from(Conversation).where(*owned)) or 0
     items = [
-        ConversationListItem(
+        ConversationSummary(
             id=conversation.id,
             title=conversation.title,
             vehicle_id=conversation.vehicle_id,

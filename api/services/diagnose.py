@@ -50,12 +50,12 @@ from api.utils import metrics
 from api.utils.deadline import Deadline
 from api.utils.locks import try_lock_for
 from api.utils.media import Media, MediaField, load_images, load_media
-from api.utils.waits import whole_seconds
+from api.utils.throttle import wait_for_slot
 
 TITLE_FALLBACK_WORDS = 8
 MAX_EXPLAINED_CODES = 30  # dtc_codes holds up to 20; the text and transcript may add a few
 QUOTA_WINDOW = timedelta(days=1)
-IN_PROGRESS_RETRY_S = 5  # a turn usually takes a few seconds
+IN_PROGRESS_RETRY = timedelta(seconds=5)  # a turn usually takes a few seconds
 
 
 @dataclass(frozen=True)
@@ -190,19 +190,21 @@ def _check_caps(session: Session, user: User, conversation: Conversation | None)
     if not try_lock_for(session, "diagnoses", str(user.id)):
         raise RateLimitedError(
             "A diagnosis is already running for your account; wait for it to finish",
-            retry_after_s=IN_PROGRESS_RETRY_S,
+            retry_after=IN_PROGRESS_RETRY,
             code="diagnosis_in_progress",
         )
-    since = utcnow() - QUOTA_WINDOW
-    oldest, count = session.execute(
-        select(func.min(DiagnosisUsage.created_at), func.count()).where(
-            DiagnosisUsage.user_id == user.id, DiagnosisUsage.created_at > since
-        )
-    ).one()
-    if count >= settings.diagnoses_per_day:
+    wait = wait_for_slot(
+        session,
+        DiagnosisUsage.created_at,
+        DiagnosisUsage.user_id == user.id,
+        limit=settings.diagnoses_per_day,
+        window=QUOTA_WINDOW,
+        now=utcnow(),
+    )
+    if wait is not None:
         raise RateLimitedError(
             f"You have used your {settings.diagnoses_per_day} diagnoses for the last 24 hours",
-            retry_after_s=whole_seconds(oldest - since),
+            retry_after=wait,
             code="diagnosis_quota_exceeded",
         )
     if conversation is None:

@@ -107,7 +107,8 @@ def _generic_descriptions() -> dict[str, str]:
     except ImportError:
         log.warning("python-OBD is not installed: fault codes get no standard descriptions")
         return {}
-    return DTC
+    table: dict[str, str] = DTC
+    return table
 
 
 def explain(code: str) -> DtcInfo:

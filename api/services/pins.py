@@ -16,13 +16,14 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from api.errors import ForbiddenError, RateLimitedError
 from api.models import EmailVerification, utcnow
 from api.settings import get_settings
 from api.utils.locks import lock_for
+from api.utils.throttle import wait_for_slot
 from api.utils.waits import whole_minutes, whole_seconds
 
 Purpose = Literal["signup", "password_reset"]
@@ -77,29 +78,21 @@ def issue_pin(*, session: Session, email: str, purpose: Purpose) -> str:
 
 
 def _check_send_rate(session: Session, *, email: str, purpose: Purpose, now: datetime) -> None:
-    oldest, newest, count = session.execute(
-        select(
-            func.min(EmailVerification.created_at),
-            func.max(EmailVerification.created_at),
-            func.count(),
-        ).where(
-            EmailVerification.email == email,
-            EmailVerification.purpose == purpose,
-            EmailVerification.created_at > now - SEND_WINDOW,
-        )
-    ).one()
-    if count >= SENDS_PER_WINDOW:
-        wait = oldest + SEND_WINDOW - now
+    """SENDS_PER_WINDOW an hour, and none within SEND_INTERVAL of the last one."""
+    sent = (EmailVerification.email == email, EmailVerification.purpose == purpose)
+    at = EmailVerification.created_at
+    wait = wait_for_slot(session, at, *sent, limit=SENDS_PER_WINDOW, window=SEND_WINDOW, now=now)
+    if wait is not None:
         raise RateLimitedError(
             f"At most {SENDS_PER_WINDOW} PINs an hour are sent to one address; "
             f"try again in {whole_minutes(wait)} minutes",
-            retry_after_s=whole_seconds(wait),
+            retry_after=wait,
         )
-    if newest is not None and now - newest < SEND_INTERVAL:
-        wait = newest + SEND_INTERVAL - now
+    wait = wait_for_slot(session, at, *sent, limit=1, window=SEND_INTERVAL, now=now)
+    if wait is not None:
         raise RateLimitedError(
             f"A PIN was sent moments ago; wait {whole_seconds(wait)} seconds before asking again",
-            retry_after_s=whole_seconds(wait),
+            retry_after=wait,
         )
 
 

@@ -13,32 +13,40 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from api.services.dtc import DtcInfo
 from api.utils.media import Media
 
-PROMPT_FILE = Path(__file__).resolve().parent.parent / "prompts" / "diagnostician.md"
+if TYPE_CHECKING:  # the SDK's shapes of a message and of a message part
+    from openai.types.chat import ChatCompletionContentPartParam as ChatPart
+    from openai.types.chat import ChatCompletionMessageParam as ChatTurn
 
-ChatPart = dict[str, Any]
-ChatTurn = dict[str, Any]
+PROMPT_FILE = Path(__file__).resolve().parent.parent / "prompts" / "diagnostician.md"
 
 
 class ModLike(Protocol):
-    name: str
-    description: str | None
-    installed_on: date | None
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def installed_on(self) -> date | None: ...
 
 
 class VehicleLike(Protocol):
-    """A garage `Vehicle`, or the make/model/year a legacy client sends."""
+    """A garage `Vehicle`, or the make/model/year a legacy client sends (read only)."""
 
-    year: str
-    make: str
-    model: str
-    submodel: str | None
-    vin: str | None
-
+    @property
+    def year(self) -> str: ...
+    @property
+    def make(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def submodel(self) -> str | None: ...
+    @property
+    def vin(self) -> str | None: ...
     @property
     def mods(self) -> Sequence[ModLike]: ...
 
@@ -146,6 +154,7 @@ def replay_turn(role: str, content: dict[str, Any] | None) -> ChatTurn:
     if role == "assistant":
         return {"role": "assistant", "content": _assistant_text(content)}
     legacy = content.get("content")
+    text: object
     if isinstance(legacy, list):  # old inline parts: keep the text, count the images
         text = "\n".join(p.get("text", "") for p in legacy if isinstance(p, dict))
         photos = sum(1 for p in legacy if isinstance(p, dict) and p.get("type") == "image_url")
@@ -166,8 +175,9 @@ def replay_turn(role: str, content: dict[str, Any] | None) -> ChatTurn:
 
 def _assistant_text(content: dict[str, Any]) -> str:
     for key in ("answer", "content"):
-        if isinstance(content.get(key), str):
-            return content[key]
+        value = content.get(key)
+        if isinstance(value, str):
+            return value
     return "(no answer)"
 
 

@@ -8,7 +8,7 @@ details take a fixed number of statements, however many vehicles or mods there a
 from __future__ import annotations
 
 import uuid
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +22,7 @@ from api.services.listing import Listing
 from api.settings import get_settings
 
 T = TypeVar("T", Vehicle, VehicleMod)
+Row = TypeVarTuple("Row")
 
 
 def list_vehicles(*, session: Session, user: User, page: Pagination) -> Listing[Vehicle]:
@@ -120,11 +121,11 @@ def delete_mod(*, session: Session, user: User, vehicle_id: uuid.UUID, mod_id: u
     session.flush()
 
 
-def _owned_vehicle(user: User, vehicle_id: uuid.UUID) -> Select[tuple[Vehicle]]:
+def _owned_vehicle(user: User, vehicle_id: uuid.UUID) -> Select[Vehicle]:
     return select(Vehicle).where(Vehicle.id == vehicle_id, Vehicle.user_id == user.id)
 
 
-def _vehicle_or_404(session: Session, query: Select[tuple[Vehicle]]) -> Vehicle:
+def _vehicle_or_404(session: Session, query: Select[Vehicle]) -> Vehicle:
     vehicle = session.scalar(query)
     if vehicle is None:
         raise NotFoundError("No such vehicle")
@@ -166,7 +167,7 @@ def _newest_first(
     return Listing(items=list(items), total=_count(session, entity, where))
 
 
-def _locked_for_cap_check(query: Select) -> Select:
+def _locked_for_cap_check(query: Select[*Row]) -> Select[*Row]:
     """Caps are checked by counting and then inserting, so two concurrent requests could both
     count limit - 1 and both insert. Locking the parent row first (the user for vehicles, the
     vehicle for mods) makes such requests take turns: the second waits until the first

@@ -16,7 +16,7 @@ from api.errors import AppError, ValidationFailedError
 
 PROBLEM_JSON = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-ID"
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 # Headers a browser client may read from our responses, and may send to us.
 EXPOSED_HEADERS = "Location, Retry-After, WWW-Authenticate, X-Request-ID"
@@ -28,8 +28,9 @@ current_request_id: ContextVar[str] = ContextVar("current_request_id", default="
 
 
 def request_id_for(incoming: str | None) -> str:
-    """Echo a client's request id when it is safe to log, else mint one."""
-    if incoming and _SANE_REQUEST_ID.match(incoming):
+    """The request-id rule, for every response: echo a client's X-Request-ID when it is safe
+    to log (1-128 letters, digits, '.', '_' or '-'), else mint one (32 hex digits)."""
+    if incoming and _SAFE_REQUEST_ID.fullmatch(incoming):
         return incoming
     return uuid.uuid4().hex
 

@@ -1,13 +1,14 @@
 """Logging set-up: every record carries the current invocation's request id."""
 
 import logging
+from typing import Any
 
 from api.utils.http import current_request_id
 
 _base_factory = logging.getLogRecordFactory()
 
 
-def _record_with_request_id(*args, **kwargs) -> logging.LogRecord:
+def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
     record = _base_factory(*args, **kwargs)
     record.request_id = current_request_id.get()
     return record

@@ -11,41 +11,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, bindparam, create_engine, inspect, text
+from sqlalchemy import Connection, bindparam, inspect, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.pool import NullPool
 
 from api import migrations
-from api.models import Base
+from tests.harness import migrate, schema_differences
 
 SCRIPT = ScriptDirectory.from_config(migrations.alembic_config())
 # Oldest first: the order `alembic upgrade` applies them in.
 REVISIONS = list(reversed(list(SCRIPT.walk_revisions())))
-
-
-@pytest.fixture
-def fresh_connection(make_database: Callable[..., str]) -> Iterator[Connection]:
-    """A connection to a new, empty database (no transaction open)."""
-    engine = create_engine(make_database(), poolclass=NullPool)
-    with engine.connect() as conn:
-        yield conn
-    engine.dispose()
-
-
-def upgrade(conn: Connection, revision: str) -> None:
-    command.upgrade(migrations.alembic_config(conn), revision)
-    conn.commit()
-
-
-def downgrade(conn: Connection, revision: str) -> None:
-    command.downgrade(migrations.alembic_config(conn), revision)
-    conn.commit()
 
 
 def revision_of(conn: Connection) -> str | None:
@@ -245,17 +222,17 @@ def test_the_known_revisions_are_in_the_script_directory():
     assert [rev.revision for rev in REVISIONS][: len(REVISION_CHECKS)] == list(REVISION_CHECKS)
 
 
-def test_every_revision_upgrades_and_downgrades(fresh_connection: Connection):
+def test_every_revision_upgrades_and_downgrades(fresh_db: Connection):
     """Walk base → head one revision at a time, then back to base: each step lands on its
     revision with the schema it promises, and each downgrade restores exactly the schema
     the previous revision had."""
-    conn = fresh_connection
+    conn = fresh_db
     assert revision_of(conn) is None
     snapshots: dict[str | None, dict[str, dict[str, Any]]] = {None: schema_snapshot(conn)}
     assert snapshots[None] == {}
 
     for rev in REVISIONS:
-        upgrade(conn, rev.revision)
+        migrate(conn, rev.revision)
         assert revision_of(conn) == rev.revision
         snapshot = schema_snapshot(conn)
         assert_uuid_ids_are_generated(snapshot)
@@ -268,7 +245,7 @@ def test_every_revision_upgrades_and_downgrades(fresh_connection: Connection):
     for rev in reversed(REVISIONS):
         target = rev.down_revision
         assert isinstance(target, str | None), "branched history is not supported"
-        downgrade(conn, target or "base")
+        migrate(conn, target or "base", down=True)
         assert revision_of(conn) == target
         assert schema_snapshot(conn) == snapshots[target], f"downgrade of {rev.revision}"
 
@@ -315,9 +292,9 @@ HISTORIES: dict[str, list[dict[str, Any]] | None] = {
 }
 
 
-def test_04_moves_every_history_turn_into_chat_messages_and_back(fresh_connection: Connection):
-    conn = fresh_connection
-    upgrade(conn, "03_conv_vehicle_fk")
+def test_04_moves_every_history_turn_into_chat_messages_and_back(fresh_db: Connection):
+    conn = fresh_db
+    migrate(conn, "03_conv_vehicle_fk")
     ids: dict[str, uuid.UUID] = {}
     with conn.begin():
         users = [
@@ -343,7 +320,7 @@ def test_04_moves_every_history_turn_into_chat_messages_and_back(fresh_connectio
                 },
             ).scalar_one()
 
-    upgrade(conn, "04_chat_messages")
+    migrate(conn, "04_chat_messages")
 
     with rolled_back(conn):
         total = conn.execute(text("SELECT count(*) FROM chat_messages")).scalar_one()
@@ -362,11 +339,11 @@ def test_04_moves_every_history_turn_into_chat_messages_and_back(fresh_connectio
             ]
             assert [tuple(row) for row in rows] == expected, name
 
-    downgrade(conn, "03_conv_vehicle_fk")
+    migrate(conn, "03_conv_vehicle_fk", down=True)
 
     with rolled_back(conn):
         query = text("SELECT id, history_json FROM conversations")
-        restored = dict(conn.execute(query).all())
+        restored: dict[uuid.UUID, Any] = dict(conn.execute(query).all())
         assert "chat_messages" not in inspect(conn).get_table_names()
     for name, history in HISTORIES.items():
         if history:
@@ -377,12 +354,9 @@ def test_04_moves_every_history_turn_into_chat_messages_and_back(fresh_connectio
 # --- models ↔ migrations -----------------------------------------------------------------
 
 
-def test_models_match_the_migrated_schema(fresh_connection: Connection):
-    conn = fresh_connection
-    upgrade(conn, "head")
-    with rolled_back(conn):
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    assert diff == []
+def test_models_match_the_migrated_schema(fresh_db: Connection):
+    migrate(fresh_db, "head")
+    assert schema_differences(fresh_db) == []
 
 
 def test_schema_head_constant_is_the_single_alembic_head():

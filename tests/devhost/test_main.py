@@ -18,6 +18,7 @@ import azure.functions as func
 import httpx
 import pytest
 import waitress
+import waitress.server
 
 from devhost import __main__ as cli
 from devhost import create_app
@@ -91,7 +92,7 @@ def served(monkeypatch: pytest.MonkeyPatch, started: None) -> list[FakeServer]:
         servers.append(FakeServer(app, **options))
         return servers[-1]
 
-    monkeypatch.setattr(waitress, "create_server", create_server)
+    monkeypatch.setattr(waitress.server, "create_server", create_server)
     return servers
 
 

@@ -3,13 +3,12 @@ really sends (real responses are checked against it)."""
 
 from __future__ import annotations
 
-import base64
 import re
 from typing import Any
 
 import httpx
 import pytest
-from jsonschema import Draft202012Validator
+from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -17,12 +16,8 @@ from sqlalchemy.orm import Session
 
 from api.models import ChatMessage, User
 from api.schemas.common import without_null
-from tests.accounts import new_email
-from tests.factories import auth_headers, create_user
+from tests.factories import PNG, WAV, auth_headers, b64, new_email
 from tests.fake_openai import FakeOpenAI
-
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(40))
-WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40)
 
 # Generated clients name their functions after these: renaming one breaks every client.
 OPERATION_IDS = {
@@ -75,7 +70,7 @@ def errors_against(document: dict[str, Any], name: str, instance: Any) -> list[s
     resource = Resource.from_contents(document, default_specification=DRAFT202012)
     registry = Registry().with_resource("urn:axly", resource)
     schema = {"$ref": f"urn:axly#/components/schemas/{name}"}
-    validator = Draft202012Validator(schema, registry=registry)
+    validator = OAS31Validator(schema, registry=registry)
     return [error.message for error in validator.iter_errors(instance)]
 
 
@@ -167,11 +162,6 @@ def test_json_and_multipart_bodies_have_their_own_schemas(
     ]["audio"]["anyOf"]
 
 
-@pytest.fixture
-def user(session: Session) -> User:
-    return create_user(session)
-
-
 def test_problem_bodies_are_what_the_document_says(
     client: httpx.Client, openai: FakeOpenAI, user: User, openapi_document: dict[str, Any]
 ) -> None:
@@ -184,7 +174,7 @@ def test_problem_bodies_are_what_the_document_says(
         "not_authenticated": client.get("/me"),
         "validation_failed": client.post("/vehicles", json={"make": "VW"}, headers=headers),
         "unsupported_image_type": client.post(
-            "/diagnose2", json={"images": [base64.b64encode(b"text").decode()]}, headers=headers
+            "/diagnose2", json={"images": [b64(b"text")]}, headers=headers
         ),
         "rate_limited": client.post("/request_pin", json=pin_request),
     }
@@ -216,8 +206,8 @@ def test_stored_messages_conform_to_their_own_kind(
         json={
             "q": "Rattle from the exhaust",
             "dtc_codes": ["P0420"],
-            "images": [base64.b64encode(PNG).decode()],
-            "audio": base64.b64encode(WAV).decode(),
+            "images": [b64(PNG)],
+            "audio": b64(WAV),
         },
         headers=headers,
     )

@@ -16,11 +16,12 @@ from types import ModuleType
 import httpx
 import pytest
 
-from tests.accounts import PASSWORD, Outbox, new_email
+from tests.factories import PASSWORD, PNG, new_email
 from tests.fake_openai import FakeOpenAI
+from tests.harness import local_host
+from tests.outbox import Outbox
 
 PACKAGE = "axly_generated_client"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(40))
 
 
 class RecordingTransport(httpx.WSGITransport):
@@ -72,17 +73,15 @@ def operations(tag: str, *names: str) -> list[ModuleType]:
 
 def test_generated_client_signs_up_adds_a_vehicle_and_diagnoses_as_json_and_multipart(
     generated_client: ModuleType,
-    wsgi_app,
     client: httpx.Client,  # the test's database transaction
     openai: FakeOpenAI,
-    caplog: pytest.LogCaptureFixture,
+    outbox: Outbox,
 ) -> None:
     models, types = module("models"), module("types")
     request_pin, confirm_signup = operations("auth", "request_pin", "confirm_signup")
     (create_vehicle,) = operations("vehicles", "create_vehicle")
     diagnose_v2, get_conversation = operations("diagnose", "diagnose_v2", "get_conversation")
-    outbox = Outbox(caplog)
-    transport = RecordingTransport(wsgi_app)
+    transport = RecordingTransport(local_host())
     connection = {"base_url": "http://testserver", "httpx_args": {"transport": transport}}
     anonymous = generated_client.Client(**connection)
 

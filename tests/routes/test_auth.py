@@ -23,16 +23,20 @@ from api.models import (
     VehicleMod,
 )
 from api.services.pins import pin_hmac
-from tests.accounts import PASSWORD, Outbox, bearer, new_email, sign_up
-from tests.factories import add_image, auth_headers, create_user
+from tests.factories import (
+    PASSWORD,
+    add_conversation,
+    add_image,
+    auth_headers,
+    bearer,
+    create_user,
+    new_email,
+    sign_up,
+)
+from tests.outbox import Outbox
 
 NEW_PASSWORD = "An entirely new passphrase 7"
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def outbox(caplog: pytest.LogCaptureFixture) -> Outbox:
-    return Outbox(caplog)
 
 
 def assert_token_bundle(body: dict, email: str) -> None:
@@ -199,9 +203,7 @@ def test_delete_me_removes_every_row_the_user_owned(
     session.add(vehicle)
     session.flush()
     session.add(VehicleMod(vehicle_id=vehicle.id, name="Coilovers"))
-    conversation = Conversation(user_id=user_id, vehicle_id=vehicle.id, title="Rough idle")
-    session.add(conversation)
-    session.flush()
+    conversation = add_conversation(session, user_id, vehicle_id=vehicle.id, title="Rough idle")
     message = ChatMessage(conversation_id=conversation.id, role="user", content={"t": "hi"})
     session.add(message)
     session.flush()

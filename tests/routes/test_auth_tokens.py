@@ -14,13 +14,8 @@ import time_machine
 from sqlalchemy.orm import Session
 
 from api.settings import get_settings
-from tests.accounts import PASSWORD, Outbox, bearer, new_email, sign_up
-from tests.factories import auth_headers, create_user
-
-
-@pytest.fixture
-def outbox(caplog: pytest.LogCaptureFixture) -> Outbox:
-    return Outbox(caplog)
+from tests.factories import PASSWORD, auth_headers, bearer, create_user, new_email, sign_up
+from tests.outbox import Outbox
 
 
 def assert_rejected(client: httpx.Client, token: str) -> dict:

@@ -18,7 +18,9 @@ from tests.factories import auth_headers, create_user
 
 MX5 = {"make": "Mazda", "model": "MX-5", "year": 1990, "vin": "JM1NA3512L0100001"}
 
-VEHICLE_ROUTES = [
+Route = tuple[str, str, dict[str, object] | None]  # method, path, body
+
+VEHICLE_ROUTES: list[Route] = [
     ("GET", "/vehicles/{vehicle}", None),
     ("PATCH", "/vehicles/{vehicle}", {"nickname": "Mine now"}),
     ("PUT", "/vehicles/{vehicle}", {"make": "Mine", "model": "Now", "year": 2000}),
@@ -26,7 +28,7 @@ VEHICLE_ROUTES = [
     ("GET", "/vehicles/{vehicle}/mods", None),
     ("POST", "/vehicles/{vehicle}/mods", {"name": "Tracker"}),
 ]
-MOD_ROUTES = [
+MOD_ROUTES: list[Route] = [
     ("GET", "/vehicles/{vehicle}/mods/{mod}", None),
     ("PATCH", "/vehicles/{vehicle}/mods/{mod}", {"name": "Stolen"}),
     ("PUT", "/vehicles/{vehicle}/mods/{mod}", {"name": "Stolen"}),

@@ -18,7 +18,8 @@ from aiosmtpd.controller import Controller
 from pytest_httpserver import HTTPServer
 
 from api.services import email as mail
-from tests.accounts import PASSWORD, new_email, pin_in
+from tests.factories import PASSWORD, new_email
+from tests.outbox import pin_in
 
 SENDGRID_KEY = "SG.test-key-not-real"
 

@@ -17,7 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from api import db, migrations
 from api.errors import ServiceUnavailableError
-from tests.conftest import TEST_JWT_SECRET
+from tests.harness import TEST_JWT_SECRET, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,13 +54,10 @@ def table_names(uri: str) -> set[str]:
         engine.dispose()
 
 
-def migrate(uri: str, revision: str = "head") -> None:
-    from alembic import command
-
+def migrate_database(uri: str, revision: str = "head") -> None:
     engine = create_engine(uri, poolclass=NullPool)
     with engine.connect() as conn:
-        command.upgrade(migrations.alembic_config(conn), revision)
-        conn.commit()
+        migrate(conn, revision)
     engine.dispose()
 
 
@@ -108,7 +105,7 @@ def test_empty_database_is_migrated_to_head_on_first_check(make_database, overri
 
 def test_outdated_database_is_brought_to_head_keeping_its_rows(make_database, override_settings):
     uri = make_database()
-    migrate(uri, "03_conv_vehicle_fk")
+    migrate_database(uri, "03_conv_vehicle_fk")
     engine = create_engine(uri, poolclass=NullPool)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO users (email, password_hash) VALUES ('old@x.io', 'h')"))
@@ -156,7 +153,7 @@ def test_unreachable_database_gives_an_error_status_instead_of_raising(override_
 
 def test_a_database_at_head_is_checked_without_importing_alembic(make_database):
     uri = make_database()
-    migrate(uri)
+    migrate_database(uri)
 
     report = report_of(start_api_process(uri))
 

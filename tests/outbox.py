@@ -1,18 +1,14 @@
-"""Helpers for the accounts tests: read the e-mails the console backend sends (what a
-developer sees in the log) and sign users up through the API."""
+"""The e-mails the console backend sends (what a developer sees in the log), read back."""
 
 from __future__ import annotations
 
 import logging
 import re
-import uuid
 from dataclasses import dataclass
 
-import httpx
 import pytest
 
 EMAIL_LOGGER = "api.services.email"
-PASSWORD = "Correct horse battery staple 42"
 
 
 @dataclass(frozen=True)
@@ -32,7 +28,7 @@ class Outbox:
     @property
     def messages(self) -> list[Sent]:
         return [
-            Sent(*record.args)
+            Sent(*map(str, record.args or ()))
             for record in self._caplog.records
             if record.name == EMAIL_LOGGER and record.levelno == logging.INFO
         ]
@@ -48,25 +44,3 @@ def pin_in(text: str) -> str:
     match = re.search(r"(?m)^(\d{6})\r?$", text)  # SMTP bodies end lines with CRLF
     assert match, f"no PIN in: {text!r}"
     return match.group(1)
-
-
-def new_email() -> str:
-    return f"driver-{uuid.uuid4().hex[:10]}@example.com"
-
-
-def sign_up(
-    client: httpx.Client, outbox: Outbox, email: str | None = None, password: str = PASSWORD
-) -> dict:
-    """Sign a new user up through the API; returns the token bundle."""
-    email = email or new_email()
-    assert client.post("/request_pin", json={"email": email}).status_code == 202
-    pin = outbox.pin_for(email)
-    response = client.post(
-        "/confirm_signup", json={"email": email, "password": password, "pin": pin}
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,187 @@
+"""The accounts service on the real database: what login, refresh, logout, password changes
+and deletion store and revoke, and what each refusal says (code, Retry-After, whether the
+failed request's writes are kept)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.errors import AuthenticationError, ConflictError, ForbiddenError, RateLimitedError
+from api.models import EmailVerification, LoginFailure, RefreshToken, User
+from api.services import auth, pins
+from api.services.tokens import decode_token, token_digest
+from tests.factories import PASSWORD, count, create_user, new_email
+from tests.outbox import Outbox
+
+T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def account(session: Session) -> User:
+    return create_user(session, email=new_email(), password=PASSWORD)
+
+
+def family(session: Session, tokens: auth.IssuedTokens) -> list[RefreshToken]:
+    """Every refresh token of the session `tokens` belongs to, oldest first."""
+    session.flush()
+    stored = session.scalars(
+        select(RefreshToken).where(RefreshToken.token_hash == token_digest(tokens.refresh_token))
+    ).one()
+    return list(
+        session.scalars(
+            select(RefreshToken)
+            .where(RefreshToken.family_id == stored.family_id)
+            .order_by(RefreshToken.created_at)
+        )
+    )
+
+
+def test_login_starts_a_session_the_access_token_names(session: Session, account: User) -> None:
+    tokens = auth.login(session=session, email=account.email, password=PASSWORD)
+    (stored,) = family(session, tokens)
+    claims = decode_token(tokens.access_token, "access")
+    assert claims["sub"] == account.id
+    assert claims["sid"] == stored.family_id
+    assert stored.user_id == account.id
+    assert stored.token_hash != tokens.refresh_token  # only its digest is kept
+    assert auth.authenticate(session=session, token=tokens.access_token) == auth.Caller(
+        user=account, session_id=stored.family_id
+    )
+
+
+def test_failed_logins_are_recorded_then_throttled_with_retry_after(
+    session: Session, account: User
+) -> None:
+    with time_machine.travel(T0, tick=False) as clock:
+        for _ in range(auth.LOGIN_FAILURE_LIMIT):
+            with pytest.raises(AuthenticationError) as wrong:
+                auth.login(session=session, email=account.email, password="not it")
+            assert wrong.value.code == "invalid_credentials"
+            assert wrong.value.keep_changes  # the failure is recorded though the request fails
+            clock.shift(timedelta(minutes=1))
+        with pytest.raises(RateLimitedError) as throttled:
+            auth.login(session=session, email=account.email, password=PASSWORD)
+    assert throttled.value.code == "too_many_login_failures"
+    # The first failure (at T0) leaves the 15-minute window 5 minutes from now.
+    assert throttled.value.headers == {"Retry-After": "300"}
+    assert count(session, LoginFailure, LoginFailure.email == account.email) == 10
+
+
+def test_a_successful_login_clears_the_addresss_failures(session: Session, account: User) -> None:
+    with pytest.raises(AuthenticationError):
+        auth.login(session=session, email=account.email, password="not it")
+    auth.login(session=session, email=account.email, password=PASSWORD)
+    assert count(session, LoginFailure, LoginFailure.email == account.email) == 0
+
+
+def test_refresh_rotates_and_a_replayed_token_revokes_the_whole_family(
+    session: Session, account: User
+) -> None:
+    first = auth.login(session=session, email=account.email, password=PASSWORD)
+    second = auth.refresh_session(session=session, refresh_token=first.refresh_token)
+    old, new = family(session, second)
+    assert old.replaced_by_id == new.id
+    assert old.revoked_at is not None
+    assert new.revoked_at is None
+
+    with pytest.raises(AuthenticationError) as replayed:
+        auth.refresh_session(session=session, refresh_token=first.refresh_token)
+    assert replayed.value.code == "refresh_token_reused"
+    assert replayed.value.keep_changes  # the revocation outlives the refused request
+    assert all(token.revoked_at is not None for token in family(session, second))
+
+
+def test_logout_ends_the_callers_own_session_only(session: Session, account: User) -> None:
+    here = auth.login(session=session, email=account.email, password=PASSWORD)
+    elsewhere = auth.login(session=session, email=account.email, password=PASSWORD)
+    caller = auth.authenticate(session=session, token=here.access_token)
+    auth.logout(session=session, caller=caller, refresh_token=None, everywhere=False)
+    assert [token.revoked_at is not None for token in family(session, here)] == [True]
+    assert [token.revoked_at is not None for token in family(session, elsewhere)] == [False]
+
+
+def test_logout_ignores_another_users_refresh_token(session: Session, account: User) -> None:
+    other = create_user(session, email=new_email(), password=PASSWORD)
+    theirs = auth.login(session=session, email=other.email, password=PASSWORD)
+    mine = auth.login(session=session, email=account.email, password=PASSWORD)
+    caller = auth.authenticate(session=session, token=mine.access_token)
+    auth.logout(
+        session=session, caller=caller, refresh_token=theirs.refresh_token, everywhere=False
+    )
+    assert [token.revoked_at for token in family(session, theirs)] == [None]
+
+
+def test_logout_everywhere_ends_every_token_at_once(session: Session, account: User) -> None:
+    tokens = [auth.login(session=session, email=account.email, password=PASSWORD) for _ in "ab"]
+    caller = auth.authenticate(session=session, token=tokens[0].access_token)
+    auth.logout(session=session, caller=caller, refresh_token=None, everywhere=True)
+    assert all(t.revoked_at is not None for bundle in tokens for t in family(session, bundle))
+    with pytest.raises(AuthenticationError) as ended:
+        auth.authenticate(session=session, token=tokens[1].access_token)
+    assert ended.value.code == "session_ended"
+
+
+def test_changing_the_password_needs_the_current_one_and_ends_other_sessions(
+    session: Session, account: User
+) -> None:
+    old = auth.login(session=session, email=account.email, password=PASSWORD)
+    with pytest.raises(ForbiddenError) as wrong:
+        auth.change_password(
+            session=session, user=account, current_password="not it", new_password="x" * 12
+        )
+    assert wrong.value.code == "wrong_password"
+    assert wrong.value.keep_changes  # counts towards the login throttle
+
+    new = auth.change_password(
+        session=session, user=account, current_password=PASSWORD, new_password="x" * 12
+    )
+    assert family(session, old)[0].revoked_at is not None
+    assert count(session, LoginFailure, LoginFailure.email == account.email) == 0
+    assert auth.authenticate(session=session, token=new.access_token).user == account
+    with pytest.raises(AuthenticationError):
+        auth.authenticate(session=session, token=old.access_token)
+    auth.login(session=session, email=account.email, password="x" * 12)
+
+
+def test_sign_up_needs_the_pin_and_a_free_address(
+    session: Session, account: User, outbox: Outbox
+) -> None:
+    email = new_email()
+    auth.request_signup_pin(session=session, email=email)
+    tokens = auth.confirm_signup(
+        session=session, email=email, password=PASSWORD, pin=outbox.pin_for(email)
+    )
+    assert tokens.user.email == email
+
+    pin = pins.issue_pin(session=session, email=account.email, purpose="signup")
+    with pytest.raises(ConflictError):
+        auth.confirm_signup(session=session, email=account.email, password=PASSWORD, pin=pin)
+
+
+def test_deleting_the_account_removes_the_rows_keyed_by_its_address(
+    session: Session, account: User
+) -> None:
+    email, user_id = account.email, account.id
+    pins.issue_pin(session=session, email=email, purpose="password_reset")
+    auth.login(session=session, email=email, password=PASSWORD)
+    with pytest.raises(AuthenticationError):
+        auth.login(session=session, email=email, password="not it")
+
+    auth.delete_account(session=session, user=account, password=PASSWORD)
+    assert session.get(User, user_id) is None
+    assert count(session, EmailVerification, EmailVerification.email == email) == 0
+    assert count(session, LoginFailure, LoginFailure.email == email) == 0
+    assert count(session, RefreshToken, RefreshToken.user_id == user_id) == 0
+
+
+def test_a_token_of_a_deleted_account_is_refused(session: Session, account: User) -> None:
+    tokens = auth.login(session=session, email=account.email, password=PASSWORD)
+    auth.delete_account(session=session, user=account, password=PASSWORD)
+    with pytest.raises(AuthenticationError) as gone:
+        auth.authenticate(session=session, token=tokens.access_token)
+    assert gone.value.code == "invalid_token"
