@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import waitress.server
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
+import devhost.server
 from devhost.database import PGDATA
 from devhost.host import FunctionHost, create_app
 from devhost.settings import load_local_settings, read_route_prefix
@@ -123,7 +123,7 @@ def listen(server: DevServer) -> MultiSocketServer | BaseWSGIServer:
     """Bind the port, or end with one line saying what to do (before anything claims to
     serve, and before the database starts)."""
     try:
-        return waitress.server.create_server(
+        return devhost.server.create_server(
             server.app, host=server.host, port=server.port, threads=8
         )
     except OSError as error:

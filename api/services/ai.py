@@ -6,8 +6,8 @@ rate limiting, 5xx, connection errors and any other refusal are 502 (after
 OPENAI_MAX_RETRIES retries). A reply that does not fit the diagnosis schema is asked for
 once more, then 502.
 
-Every call spends the turn's `Deadline` (DIAGNOSE_DEADLINE_S) and records the tokens it
-was billed (`openai_tokens`): see `_call`. Text the provider returns is cleaned of NUL before
+Every call spends the turn's `Deadline` (DIAGNOSE_DEADLINE_S) and records the tokens each
+reply was billed (`openai_tokens`): see `_call`. Text the provider returns is cleaned of NUL before
 anyone stores it (PostgreSQL refuses it).
 """
 
@@ -50,9 +50,15 @@ TITLE_MAX_TOKENS = 20
 MIN_CALL_S = 1.0  # no provider call can answer in less: fail now rather than start one
 TITLE_MIN_S = 5.0  # the title is a nicety: with less left, the fallback title is used
 RETRY_BACKOFF_S = 0.5  # the pause before the first retry, doubled for each further one
-USAGE_FIELDS = {  # chat completions' names, then transcriptions'
-    "prompt": ("prompt_tokens", "input_tokens"),
-    "completion": ("completion_tokens", "output_tokens"),
+# Token counts as chat completions name them, then as transcriptions do.
+PROMPT_TOKEN_FIELDS = ("prompt_tokens", "input_tokens")
+COMPLETION_TOKEN_FIELDS = ("completion_tokens", "output_tokens")
+# How each call is named in messages to clients and in the log.
+CALL_LABELS: dict[metrics.ProviderCall, str] = {
+    "diagnosis": "diagnosis",
+    "title": "title",
+    "transcription": "transcription",
+    "sound": "sound analysis",
 }
 # What chat models accept.
 INPUT_AUDIO_FORMATS: dict[str, Literal["wav", "mp3"]] = {"audio/wav": "wav", "audio/mpeg": "mp3"}
@@ -97,7 +103,7 @@ def _provider() -> tuple[Provider, str]:
             timeout_s=settings.openai_timeout_s,
             max_retries=settings.openai_max_retries,
         )
-        return provider, settings.azure_openai_deployment
+        return provider, chat_model()
     if not settings.openai_api_key:
         raise _not_configured()
     provider = Provider(
@@ -108,7 +114,15 @@ def _provider() -> tuple[Provider, str]:
         timeout_s=settings.openai_timeout_s,
         max_retries=settings.openai_max_retries,
     )
-    return provider, settings.openai_model
+    return provider, chat_model()
+
+
+def chat_model() -> str:
+    """The diagnosis and title model (the Azure deployment with Azure OpenAI), as configured."""
+    settings = get_settings()
+    if settings.azure_openai_endpoint:
+        return settings.azure_openai_deployment
+    return settings.openai_model
 
 
 def _not_configured() -> ServiceUnavailableError:
@@ -166,7 +180,7 @@ def _upstream(action: str) -> Iterator[None]:
 
 
 def _call(
-    action: str,
+    call: metrics.ProviderCall,
     deadline: Deadline,
     request: Callable[[OpenAI, str], T],
     *,
@@ -183,6 +197,7 @@ def _call(
     fit; otherwise the failure is reported at once."""
     import openai
 
+    action = CALL_LABELS[call]
     provider, chat_model = _provider()
     model = model or chat_model
     retries = provider.max_retries if max_retries is None else max_retries
@@ -199,21 +214,22 @@ def _call(
                 if attempt >= retries or deadline.remaining() < pause + MIN_CALL_S:
                     raise
             else:
-                _record_tokens(response, action=action, model=model)
+                _record_tokens(response, call=call, model=model)
                 return response
             time.sleep(pause)
             attempt += 1
 
 
-def _record_tokens(response: Any, *, action: str, model: str) -> None:
+def _record_tokens(response: Any, *, call: metrics.ProviderCall, model: str) -> None:
     """Chat replies report prompt/completion tokens, transcriptions input/output tokens (or
-    only seconds of audio, which are not tokens and are not recorded)."""
+    only seconds of audio, which are not tokens: such a reply is recorded without counts)."""
     usage = getattr(response, "usage", None)
-    counts = {kind: _first_int(usage, names) for kind, names in USAGE_FIELDS.items()}
-    model = without_nul(getattr(response, "model", None) or model)
-    for kind, tokens in counts.items():
-        if tokens is not None:
-            metrics.record("openai_tokens", tokens, kind=kind, model=model, call=action)
+    metrics.provider_reply(
+        model=without_nul(getattr(response, "model", None) or model),
+        call=call,
+        prompt_tokens=_first_int(usage, PROMPT_TOKEN_FIELDS),
+        completion_tokens=_first_int(usage, COMPLETION_TOKEN_FIELDS),
+    )
 
 
 def _first_int(usage: Any, names: tuple[str, ...]) -> int | None:
@@ -293,7 +309,7 @@ def analyse_sound(audio: Media, deadline: Deadline) -> str | None:
         {"type": "input_audio", "input_audio": {"data": audio.base64, "format": audio_format}},
     ]
     response = _call(
-        "sound analysis",
+        "sound",
         deadline,
         lambda client, model: client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": content}]
