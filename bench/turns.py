@@ -59,11 +59,11 @@ DIAGNOSIS = {
 SERVER = """
 import sys
 from devhost.__main__ import build, prepare_database
-from devhost.server import serve
+from devhost.server import create_server
 port, threads = int(sys.argv[1]), int(sys.argv[2])
 server = build(["--port", str(port)])
 prepare_database()
-serve(server.app, host="127.0.0.1", port=port, threads=threads)
+create_server(server.app, host="127.0.0.1", port=port, threads=threads).run()
 """
 
 
