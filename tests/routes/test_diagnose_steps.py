@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import ColumnElement, create_engine, func, select, text
+from sqlalchemy import ColumnElement, create_engine, delete, func, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool, QueuePool
 
@@ -284,3 +284,28 @@ def test_one_turn_at_a_time_and_an_exact_daily_cap_with_parallel_requests(
     assert most_at_once == 1
     assert ledger(owner) == [(None, 0)] * 3
     assert rows(Conversation) == 3
+
+
+def test_a_turn_whose_reservation_was_taken_over_stores_nothing(
+    own_database: str,
+    owner: User,
+    headers: dict[str, str],
+    provider: FakeOpenAI,
+    new_client: Callable[[], httpx.Client],
+) -> None:
+    """A turn that overran its reservation (it expired and the user's next turn cleared it)
+    must not write after the fact."""
+
+    def expire() -> None:
+        with Session(db.get_engine()) as session:
+            session.execute(delete(DiagnosisUsage).where(DiagnosisUsage.pending_until.is_not(None)))
+            session.commit()
+
+    provider.meanwhile = expire
+    with new_client() as client:
+        response = client.post("/diagnose2", headers=headers, json={"q": "Clunk over bumps"})
+
+    assert response.status_code == 504
+    assert response.json()["code"] == "upstream_timeout"
+    for model in (Conversation, ChatMessage, DiagnosisUsage):
+        assert rows(model) == 0, model
