@@ -464,11 +464,15 @@ def _conversation_to_write(
         conversation = Conversation(user_id=user.id, created_at=received_at)
         session.add(conversation)
         return conversation
-    return session.scalar(
-        select(Conversation)
-        .where(Conversation.id == reservation.conversation_id, Conversation.user_id == user.id)
-        .with_for_update()
-    )
+    try:
+        return owned_conversation(
+            session=session,
+            user=user,
+            conversation_id=reservation.conversation_id,
+            for_update=True,
+        )
+    except NotFoundError:
+        return None
 
 
 def _charge(session: Session, charge: DiagnosisUsage, *, stored_bytes: int, at: datetime) -> None:

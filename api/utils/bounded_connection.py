@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def bound_waits(dbapi_connection: DBAPIConnection, limit_s: float) -> None:
-    """Make `connection` wait at most `limit_s` for any reply (statements, commit,
+    """Make the connection wait at most `limit_s` for any reply (statements, commit,
     rollback, the pool's ping), then close it and raise OperationalError.
 
     `Connection.wait` is where every synchronous psycopg operation waits on its socket, and
