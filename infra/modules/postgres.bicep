@@ -1,9 +1,10 @@
 // PostgreSQL Flexible Server with the application database, SSL required, the built-in
 // PgBouncer enabled (port 6432), backups, and network access as a parameter. The admin
 // password arrives as a secure parameter and leaves only into Key Vault, with the DB_URI
-// (through PgBouncer) and DB_MIGRATION_URI (direct) the app reads. Checked against the ARM reference of Microsoft.DBforPostgreSQL
-// flexibleServers@2024-08-01 (properties.network.publicNetworkAccess, backup, storage,
-// authConfig) and flexibleServers/configurations@2024-08-01 ({source, value}).
+// (through PgBouncer) and DB_MIGRATION_URI (direct) the app reads. Checked against the
+// ARM reference of Microsoft.DBforPostgreSQL flexibleServers@2024-08-01
+// (properties.network.publicNetworkAccess, backup, storage, authConfig) and
+// flexibleServers/configurations@2024-08-01 ({source, value}).
 
 @description('Azure region of the server.')
 param location string
