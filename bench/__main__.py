@@ -1,4 +1,5 @@
-"""`make bench`: figures for cold start and request latency (printed, never asserted).
+"""`make bench`: figures for cold start, request latency and diagnosis turns at scale
+(printed, never asserted). `python -m bench [cold|requests|turns] [--app-dir DIR]` runs one.
 
 Cold start: a fresh interpreter importing function_app and indexing it, as the Azure
 worker does, and which heavy modules that pulled in (telemetry's included: without a
@@ -6,7 +7,8 @@ connection string none may load); then what starting telemetry adds, with one. R
 median and p95 latency of routes served in-process by the local host against a real
 PostgreSQL (the server of DB_URI, else the embedded one) in a database of the benchmark's
 own, `axly_bench`, and the SQL statements a garage listing takes for 1 and for 50 vehicles
-with mods.
+with mods. Turns: bench/turns.py (`--app-dir`: another checkout's code, e.g. the design
+before).
 """
 
 from __future__ import annotations
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("BCRYPT_ROUNDS", "10")
     if args.part in (None, "cold"):
         cold_start()
+        telemetry_start()
     if args.part in (None, "requests"):
         request_latency()
     if args.part in (None, "turns"):
