@@ -31,6 +31,7 @@ of work of its own that is closed before the handler runs, and the handler passe
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import logging
@@ -40,8 +41,18 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin, get_type_hints
+from datetime import timedelta
+from functools import cached_property, partial
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Generic,
+    TypeVar,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 from urllib.parse import urlsplit
 
 import azure.functions as func
@@ -69,6 +80,7 @@ if TYPE_CHECKING:
     from api.db import UnitOfWork
     from api.models import User
     from api.services.auth import Caller
+    from api.services.idempotency import Idempotency, Key, StoredResponse
 
 log = logging.getLogger("api.http")
 
@@ -80,8 +92,17 @@ MULTIPART = "multipart/form-data"
 # parameters; a parameter's type is its handler parameter's annotation).
 _LITERAL_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 _PARAMETER_SEGMENT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-# What a route parameter may be declared as, and how its text becomes that.
+# What a route parameter may be declared as, and how its text becomes that; a parameter may
+# also be an `Annotated[str, ...]` pydantic type (e.g. a pattern), checked as the body is.
 PATH_TYPES: dict[type, Callable[[str], object]] = {uuid.UUID: uuid.UUID, str: str}
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+# The published key format (draft-ietf-httpapi-idempotency-key-header-07 asks for one): an
+# sf-string ("...", as the draft writes it) or the bare value (as Stripe's clients send it),
+# 8-255 characters of letters, digits and -._~:+/= (a UUID, a ULID, Base64 fit).
+_IDEMPOTENCY_KEY = re.compile(r'(")?([A-Za-z0-9\-._~:+/=]{8,255})(?(1)")')
+# How long a request of the one-transaction kind may own its key: nobody else sees the key
+# before that transaction commits, by which time the response is stored.
+REQUEST_RUNNING = timedelta(minutes=1)
 
 BodyT = DefaultTypeVar("BodyT", bound=BaseModel | None, default=None, covariant=True)
 QueryT = DefaultTypeVar("QueryT", bound=BaseModel | None, default=None, covariant=True)
@@ -131,6 +152,11 @@ class SlowUserRequest(Request[BodyT, QueryT]):
 
     caller: Caller
     unit_of_work: UnitOfWork
+    # The request's Idempotency-Key, when the operation is idempotent and the client sent
+    # one: the service claims it in its first unit of work and stores the response in its
+    # last (see api/services/idempotency.py); a handler result becomes a response with
+    # `render`.
+    idempotency: Idempotency[Any] | None = None
 
     @property
     def user(self) -> User:
@@ -163,7 +189,7 @@ class Signature:
     request_type: type[Request[Any, Any]]
     body: type[BaseModel] | None
     query: type[BaseModel] | None
-    path_params: dict[str, type]  # name -> declared type, in route order
+    path_params: dict[str, Any]  # name -> declared type, in route order
     returns_nothing: bool  # declared `-> None`: 204 No Content
 
 
@@ -185,8 +211,13 @@ class Operation:
     max_body_bytes: int | Callable[[], int] | None
     form: Form | None
     response_mimetype: str
+    response_files: tuple[str, ...]  # binary success bodies of these media types (ranges)
     response_headers: tuple[str, ...]  # sent with the success response (documented)
     body_required: bool
+    # Takes an Idempotency-Key (api/services/idempotency.py): a retry gets the first answer.
+    idempotent: bool
+    request_headers: tuple[str, ...]  # request headers it reads (documented)
+    error_headers: dict[int, tuple[str, ...]]  # headers of some error responses (documented)
 
     @property
     def content_types(self) -> tuple[str, ...]:
@@ -205,7 +236,7 @@ class Operation:
         return self.signature.query
 
     @property
-    def path_params(self) -> dict[str, type]:
+    def path_params(self) -> dict[str, Any]:
         return self.signature.path_params
 
     @property
@@ -219,6 +250,15 @@ class Operation:
     @cached_property
     def response_adapter(self) -> TypeAdapter[Any] | None:
         return TypeAdapter(self.response) if self.response is not None else None
+
+    @cached_property
+    def path_adapters(self) -> dict[str, TypeAdapter[Any]]:
+        """The route parameters declared with a pydantic type (see PATH_TYPES)."""
+        return {
+            name: TypeAdapter(declared)
+            for name, declared in self.path_params.items()
+            if not isinstance(declared, type)  # Annotated[str, ...]
+        }
 
 
 def function_name_for(route: str) -> str:
@@ -265,16 +305,25 @@ class Router:
         max_body_bytes: int | Callable[[], int] | None = None,
         form: Form | None = None,
         response_mimetype: str = JSON,
+        response_files: tuple[str, ...] = (),
         response_headers: tuple[str, ...] = (),
         body_required: bool = True,
+        idempotent: bool = False,
+        request_headers: tuple[str, ...] = (),
+        error_headers: dict[int, tuple[str, ...]] | None = None,
     ) -> Callable[[HandlerT], HandlerT]:
         """Register the decorated handler for `method` on `route`: what it takes and answers
         is read from its signature (see the module's doc); `response` is the model results
         are validated into; `errors`, the statuses it may answer beyond the ones every
         operation of its kind can; `form`, a multipart/form-data body beside the JSON one;
-        `response_headers`, the headers its success response carries (for the document).
+        `response_headers`, the headers its success response carries (for the document);
+        `response_files`, the media types (or ranges, `image/*`) of a binary success body.
         `body_required=False`: an empty body (no bytes) reads as `{}`, for bodies whose
-        fields are all optional. RouteError when the declaration cannot be served."""
+        fields are all optional. `idempotent`: an authenticated operation that takes an
+        Idempotency-Key (a retry with the same key gets the first response; see
+        api/services/idempotency.py). `request_headers` and `error_headers` document the
+        headers it reads and those some of its error responses carry. RouteError when the
+        declaration cannot be served."""
         method = method.upper()
 
         def register(handler: HandlerT) -> HandlerT:
@@ -288,6 +337,8 @@ class Router:
                 raise RouteError(f"{where}: {method} {route} is declared twice")
             if form and not (signature.body and issubclass(form.model, signature.body)):
                 raise RouteError(f"{where}: a form's model subclasses the body's model")
+            if idempotent and not issubclass(signature.request_type, UserRequest | SlowUserRequest):
+                raise RouteError(f"{where}: an idempotent operation's keys belong to a user")
             self.operations.append(
                 Operation(
                     method=method,
@@ -303,8 +354,12 @@ class Router:
                     max_body_bytes=max_body_bytes,
                     form=form,
                     response_mimetype=response_mimetype,
+                    response_files=response_files,
                     response_headers=response_headers,
                     body_required=body_required,
+                    idempotent=idempotent,
+                    request_headers=request_headers,
+                    error_headers=error_headers or {},
                 )
             )
             return handler
@@ -323,7 +378,7 @@ class Router:
 
 def _read_signature(handler: Callable[..., object], route: str, where: str) -> Signature:
     """The handler's declaration, or RouteError naming what is wrong with it."""
-    hints = get_type_hints(handler)
+    hints = get_type_hints(handler, include_extras=True)
     parameters = list(inspect.signature(handler).parameters.values())
     if not parameters or parameters[0].kind not in (
         inspect.Parameter.POSITIONAL_ONLY,
@@ -337,11 +392,14 @@ def _read_signature(handler: Callable[..., object], route: str, where: str) -> S
             f"{where}: the parameters after the request must be the route's, in order: "
             f"{route_parameters(route)}"
         )
-    path_params: dict[str, type] = {}
+    path_params: dict[str, Any] = {}
     for parameter in others:
         declared = hints.get(parameter.name)
-        if not (isinstance(declared, type) and declared in PATH_TYPES):
-            raise RouteError(f"{where}: type {parameter.name!r} as uuid.UUID or str")
+        constrained_text = get_origin(declared) is Annotated and get_args(declared)[0] is str
+        if not (constrained_text or (isinstance(declared, type) and declared in PATH_TYPES)):
+            raise RouteError(
+                f"{where}: type {parameter.name!r} as uuid.UUID, str or Annotated[str, ...]"
+            )
         path_params[parameter.name] = declared
     if "return" not in hints:
         raise RouteError(f"{where}: annotate what the handler returns")
@@ -423,30 +481,75 @@ def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResp
     """Authenticate first (a caller without a valid token learns nothing about ids or
     bodies), then validate the route, query and body, then run the handler."""
     if not op.db:
-        path, body, query = _inputs(op, req)
-        return _serialise(op, op.handler(Request(req, request_id, body, query), **path))
+        inputs = _inputs(op, req)
+        request = Request(req, request_id, inputs.body, inputs.query)
+        return _serialise(op, op.handler(request, **inputs.path))
     if issubclass(op.signature.request_type, SlowUserRequest):
         return _run_slow(op, req, request_id)
     token = _bearer_token(req) if op.auth else None  # refused before touching the database
     with _unit_of_work() as session:
         caller = _authenticate(session, token) if token is not None else None
-        path, body, query = _inputs(op, req)
+        inputs = _inputs(op, req)
         request = (
-            DbRequest(req, request_id, body, query, session)
+            DbRequest(req, request_id, inputs.body, inputs.query, session)
             if caller is None
-            else UserRequest(req, request_id, body, query, session, caller)
+            else UserRequest(req, request_id, inputs.body, inputs.query, session, caller)
         )
-        return _serialise(op, op.handler(request, **path))
+
+        def respond() -> func.HttpResponse:
+            return _serialise(op, op.handler(request, **inputs.path))
+
+        if caller is not None and inputs.idempotency_key is not None:
+            return _once(session, inputs.key_of(caller.user.id), respond)
+        return respond()
 
 
 def _run_slow(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResponse:
     """As `_run`, but the handler runs outside any unit of work (see the module's doc)."""
+    from api.services.idempotency import Idempotency
+
     token = _bearer_token(req)
     with _unit_of_work() as session:
         caller = _authenticate(session, token)
-    path, body, query = _inputs(op, req)
-    request = SlowUserRequest(req, request_id, body, query, caller, _unit_of_work)
-    return _serialise(op, op.handler(request, **path))
+    inputs = _inputs(op, req)
+    idempotency = (
+        Idempotency(inputs.key_of(caller.user.id), partial(_render, op))
+        if inputs.idempotency_key is not None
+        else None
+    )
+    request = SlowUserRequest(
+        req, request_id, inputs.body, inputs.query, caller, _unit_of_work, idempotency
+    )
+    return _serialise(op, op.handler(request, **inputs.path))
+
+
+def _once(
+    session: Session, key: Key, respond: Callable[[], func.HttpResponse]
+) -> func.HttpResponse:
+    """An idempotent request of the one-transaction kind: the key, the request's effects and
+    its response are committed together. A duplicate arriving meanwhile waits for that
+    commit (the database holds it at the key's unique index: milliseconds) and then gets
+    the replay; a failure rolls the key back with everything else."""
+    from api.models import utcnow
+    from api.services import idempotency
+
+    now = utcnow()
+    claim = idempotency.claim(
+        session=session, key=key, now=now, running_until=now + REQUEST_RUNNING
+    )
+    if not isinstance(claim, idempotency.Claim):
+        return _replayed(claim)
+    try:
+        response = respond()
+    except AppError as error:
+        if error.keep_changes:  # its writes are committed, so the key must go explicitly
+            idempotency.release(session=session, claim=claim)
+        raise
+    if response.status_code < 300:
+        idempotency.complete(session=session, claim=claim, response=_stored(response))
+    else:
+        idempotency.release(session=session, claim=claim)
+    return response
 
 
 def _authenticate(session: Session, token: str) -> Caller:
@@ -455,14 +558,55 @@ def _authenticate(session: Session, token: str) -> Caller:
     return authenticate(session=session, token=token)
 
 
-def _inputs(
-    op: Operation, req: func.HttpRequest
-) -> tuple[dict[str, object], BaseModel | None, BaseModel | None]:
-    """The route values, body and query, validated in that order."""
+@dataclass(frozen=True)
+class _Inputs:
+    """What a request carries, validated: route values, body, query, and the Idempotency-Key
+    of an idempotent operation with the request's fingerprint."""
+
+    path: dict[str, object]
+    body: BaseModel | None
+    query: BaseModel | None
+    idempotency_key: str | None = None
+    fingerprint: bytes = b""
+
+    def key_of(self, user_id: uuid.UUID) -> Key:
+        from api.services.idempotency import Key
+
+        assert self.idempotency_key is not None
+        return Key(user_id, self.idempotency_key, self.fingerprint)
+
+
+def _inputs(op: Operation, req: func.HttpRequest) -> _Inputs:
+    """The route values, query, Idempotency-Key and body, validated in that order."""
     path = _path_values(op, req.route_params)
     query = _validate(op.query, dict(req.params), "query") if op.query else None
-    body = _parse_body(op, op.body, req) if op.body else None
-    return path, body, query
+    key = _idempotency_key(req) if op.idempotent else None
+    # The fingerprint that tells a retry from another request under the same key: method,
+    # path and body (a form's parts rather than its bytes: see _parse_body).
+    digest = hashlib.sha256(f"{req.method.upper()} {urlsplit(req.url).path}\n".encode())
+    body = _parse_body(op, op.body, req, digest if key else None) if op.body else None
+    return _Inputs(path, body, query, key, digest.digest() if key else b"")
+
+
+def _idempotency_key(req: func.HttpRequest) -> str | None:
+    """The Idempotency-Key header's value (None when absent); 422 naming the header when it
+    is not of the published format."""
+    raw = req.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if raw is None:
+        return None
+    match = _IDEMPOTENCY_KEY.fullmatch(raw.strip())
+    if match is None:
+        raise ValidationFailedError(
+            [
+                FieldError(
+                    loc=["header", IDEMPOTENCY_KEY_HEADER],
+                    message="Send 8-255 letters, digits or -._~:+/= (e.g. a UUID), bare or "
+                    'as a quoted string ("...")',
+                    type="idempotency_key",
+                )
+            ]
+        )
+    return match.group(2)
 
 
 @contextmanager
@@ -485,9 +629,13 @@ def _unit_of_work() -> Iterator[Session]:
 
 def _path_values(op: Operation, raw: dict[str, str]) -> dict[str, object]:
     """Re-check route values in Python: the host checks nothing, and a malformed id must
-    look exactly like one that does not exist."""
+    look exactly like one that does not exist. A value that is not an id but fails its
+    declared constraints (a pattern) is a 422 naming `path.<name>`, like a bad query value."""
     values: dict[str, object] = {}
     for name, declared in op.path_params.items():
+        if name in op.path_adapters:
+            values[name] = _validate_value(op.path_adapters[name], raw.get(name), ["path", name])
+            continue
         try:
             values[name] = PATH_TYPES[declared](raw[name])
         except (KeyError, ValueError):
@@ -506,7 +654,15 @@ def media_type(req: func.HttpRequest) -> str:
     return (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
 
 
-def _parse_body(op: Operation, model: type[BaseModel], req: func.HttpRequest) -> BaseModel:
+def _parse_body(
+    op: Operation,
+    model: type[BaseModel],
+    req: func.HttpRequest,
+    fingerprint: hashlib._Hash | None = None,
+) -> BaseModel:
+    """The body, validated; `fingerprint` (when given) is fed what the body says: its bytes,
+    or a form's parts in order — not its bytes, which differ on every retry by the random
+    boundary a client picks each time it encodes the form."""
     raw = req.get_body() or b""
     if not raw and not op.body_required:
         return _validate(model, {}, "body")
@@ -521,7 +677,12 @@ def _parse_body(op: Operation, model: type[BaseModel], req: func.HttpRequest) ->
             + (f", not {mime}" if mime else "")
         )
     if mime == MULTIPART and op.form is not None:
-        return _validate(op.form.model, op.form.parse(req), "body")
+        form = op.form.parse(req)
+        if fingerprint is not None:
+            _fingerprint_form(fingerprint, form)
+        return _validate(op.form.model, form, "body")
+    if fingerprint is not None:
+        fingerprint.update(raw)
     try:
         data = json.loads(raw)
     # RecursionError: nesting deeper than the parser can follow, not a bug of ours.
@@ -537,6 +698,26 @@ def _parse_body(op: Operation, model: type[BaseModel], req: func.HttpRequest) ->
     return _validate(model, data, "body")
 
 
+def _fingerprint_form(fingerprint: hashlib._Hash, form: dict[str, Any]) -> None:
+    for name, value in form.items():
+        for item in value if isinstance(value, list) else [value]:
+            data = item if isinstance(item, bytes) else str(item).encode()
+            fingerprint.update(f"{name}\0{len(data)}\0".encode())
+            fingerprint.update(data)
+
+
+def _validate_value(adapter: TypeAdapter[Any], value: object, loc: list[str | int]) -> object:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        raise ValidationFailedError(
+            [
+                FieldError(loc=[*loc, *error["loc"]], message=error["msg"], type=error["type"])
+                for error in exc.errors(include_url=False, include_input=False)
+            ]
+        ) from None
+
+
 def _validate(model: type[BaseModel], data: object, where: str) -> BaseModel:
     try:
         return model.model_validate(data)
@@ -550,9 +731,13 @@ def _validate(model: type[BaseModel], data: object, where: str) -> BaseModel:
 
 
 def _serialise(op: Operation, result: object) -> func.HttpResponse:
+    from api.services.idempotency import StoredResponse
+
     if isinstance(result, func.HttpResponse):
         return result
     reply = result if isinstance(result, Reply) else Reply(body=result)
+    if isinstance(reply.body, StoredResponse):
+        return _replayed(reply.body, reply.headers)
     status = reply.status or op.status
     if reply.body is None:
         return func.HttpResponse(status_code=status, headers=reply.headers)
@@ -566,3 +751,36 @@ def _serialise(op: Operation, result: object) -> func.HttpResponse:
     elif isinstance(body, BaseModel):
         body = body.model_dump(mode="json")
     return http.json_response(body, status=status, headers=reply.headers)
+
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def _stored(response: func.HttpResponse) -> StoredResponse:
+    """A response as kept for replays: status, the headers its handler set, body."""
+    from api.services.idempotency import StoredResponse
+
+    headers = {
+        name: value for name, value in response.headers.items() if name.lower() != "content-type"
+    }
+    headers["Content-Type"] = response.headers.get("Content-Type") or response.mimetype
+    return StoredResponse(response.status_code, headers, response.get_body())
+
+
+def _render(op: Operation, result: object) -> StoredResponse:
+    """What a slow handler's result is sent as, for its service to keep (see `_run_slow`)."""
+    return _stored(_serialise(op, result))
+
+
+def _replayed(stored: StoredResponse, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    """A response sent again for a retried Idempotency-Key, with `headers` that are fresh
+    (e.g. the quota now) and `Idempotent-Replayed: true` (as Stripe says it)."""
+    kept = dict(stored.headers)
+    content_type = kept.pop("Content-Type", None)
+    response = func.HttpResponse(
+        stored.body, status_code=stored.status, headers=kept, mimetype=content_type
+    )
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    response.headers[REPLAYED_HEADER] = "true"
+    return response

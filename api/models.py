@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     Text,
     UniqueConstraint,
     Uuid,
@@ -191,6 +192,9 @@ class Conversation(Base):
     title: Mapped[str | None]
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(server_default=text("now()"), default=utcnow)
+    # The language answers are written in (api/services/language.py); NULL on conversations
+    # from before languages, which take the one their next request asks for.
+    language: Mapped[str | None]
 
     messages: Mapped[list[ChatMessage]] = relationship(
         back_populates="conversation",
@@ -293,3 +297,32 @@ class DiagnosisUsage(Base):
     pending_until: Mapped[datetime | None]
     # Bytes of attachments the turn stored anew (files the user had already sent count 0).
     attachment_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"), default=0)
+
+
+class IdempotencyKey(Base):
+    """An `Idempotency-Key` a user sent with an idempotent request (api/services/idempotency.py):
+    what the request was (`fingerprint`), `locked_until` while it runs, then the response
+    to replay. Lives until `expires_at` (24 hours)."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("user_id", "key", name="uq_idempotency_keys_user_key"),
+        CheckConstraint(
+            "(locked_until IS NULL) = (response_status IS NOT NULL)",
+            name="ck_idempotency_keys_running_or_answered",
+        ),
+        Index("ix_idempotency_keys_expires_at", "expires_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE", name="fk_idempotency_keys_user")
+    )
+    key: Mapped[str]
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
+    response_status: Mapped[int | None] = mapped_column(SmallInteger)
+    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSONB)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)

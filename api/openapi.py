@@ -8,9 +8,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaValue, models_json_schema
 
-from api.endpoints import JSON, MULTIPART, ROUTE_PREFIX, Operation, Router
+from api.endpoints import (
+    IDEMPOTENCY_KEY_HEADER,
+    JSON,
+    MULTIPART,
+    REPLAYED_HEADER,
+    ROUTE_PREFIX,
+    Operation,
+    Router,
+)
 from api.schemas.common import Problem, without_null
 from api.utils.http import PROBLEM_JSON, REQUEST_ID_HEADER
+from api.utils.ratelimit import LIMIT_FIELD, POLICY_FIELD
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 
@@ -70,6 +79,35 @@ HEADERS: dict[str, dict[str, Any]] = {
         "required": True,
         "schema": {"type": "string"},
     },
+    POLICY_FIELD: {
+        "description": "The quota policies (IETF draft-ietf-httpapi-ratelimit-headers-11, a "
+        'structured-field List): `"diagnoses";q=<DIAGNOSES_PER_DAY>;w=86400, '
+        '"attachment-bytes";q=<ATTACHMENT_BYTES_PER_DAY>;qu="content-bytes";w=86400`',
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    LIMIT_FIELD: {
+        "description": "What is left of each policy now (the same draft): "
+        '`"diagnoses";r=<remaining>;t=<seconds before any comes back>, '
+        '"attachment-bytes";r=<bytes>;t=<seconds>` (GET /api/me/usage says it in JSON)',
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Content-Language": {
+        "description": "The language the answer is written in",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Content-Disposition": {
+        "description": 'attachment; filename="axly-<kind>-<id>.<extension>"',
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    REPLAYED_HEADER: {
+        "description": "`true` when this is the stored response to an earlier request with "
+        "the same Idempotency-Key (nothing was done again)",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
 }
 ERROR_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After",)}
 PARAMETERS = {
@@ -80,7 +118,29 @@ PARAMETERS = {
         "description": "Your own id for the request (to find it in logs): echoed back when "
         "it is 1-128 letters, digits, '.', '_' or '-'; otherwise the server makes one",
         "schema": {"type": "string"},
-    }
+    },
+    IDEMPOTENCY_KEY_HEADER: {
+        "name": IDEMPOTENCY_KEY_HEADER,
+        "in": "header",
+        "required": False,
+        "description": "Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): "
+        "a new random key (a UUID) per request, the same key when retrying it. Within 24 hours "
+        "the same key with the same request (method, path and body) gets the first "
+        "successful response again (`Idempotent-Replayed: true`; nothing is done or charged "
+        "twice); with another request, 422 idempotency_key_reused; while the first still "
+        "runs, 409 request_in_progress with Retry-After. A failed request keeps nothing, so "
+        'its retry runs anew. Format: 8-255 of A-Z a-z 0-9 - . _ ~ : + / =, bare or as "..."',
+        "schema": {"type": "string", "minLength": 8, "maxLength": 257},
+    },
+    "Accept-Language": {
+        "name": "Accept-Language",
+        "in": "header",
+        "required": False,
+        "description": "Languages to answer in, most wanted first (q-values), e.g. "
+        "`es-ES, es;q=0.9, en;q=0.5`; a `language` field wins, and a conversation keeps the "
+        "language it was answered in. See SUPPORTED_LANGUAGES",
+        "schema": {"type": "string"},
+    },
 }
 REQUEST_ID_PARAMETER = {"$ref": f"#/components/parameters/{REQUEST_ID_HEADER}"}
 
@@ -134,7 +194,12 @@ def _operation(op: Operation, refs: Refs) -> dict[str, Any]:
         "operationId": op.operation_id,
         "summary": op.summary,
         "tags": [op.tag],
-        "parameters": [*_path_parameters(op), *_query_parameters(op), REQUEST_ID_PARAMETER],
+        "parameters": [
+            *_path_parameters(op),
+            *_query_parameters(op),
+            *_header_parameters(op),
+            REQUEST_ID_PARAMETER,
+        ],
         "responses": _responses(op, refs),
     }
     if op.description:
@@ -159,6 +224,11 @@ def _path_parameters(op: Operation) -> list[dict[str, Any]]:
         }
         for name, declared in op.path_params.items()
     ]
+
+
+def _header_parameters(op: Operation) -> list[dict[str, Any]]:
+    names = [*op.request_headers, *([IDEMPOTENCY_KEY_HEADER] if op.idempotent else [])]
+    return [{"$ref": f"#/components/parameters/{name}"} for name in names]
 
 
 def _query_parameters(op: Operation) -> list[dict[str, Any]]:
@@ -188,6 +258,9 @@ def _headers(*names: str) -> dict[str, Any]:
 
 
 def _success_content(op: Operation, refs: Refs) -> dict[str, Any] | None:
+    if op.response_files:  # what generators read as a file (see README, HTTP conventions)
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        return dict.fromkeys(op.response_files, binary)
     if op.response_mimetype != JSON:
         return {op.response_mimetype: {"schema": {"type": "string"}}}
     if op.response is None:
@@ -197,9 +270,10 @@ def _success_content(op: Operation, refs: Refs) -> dict[str, Any] | None:
 
 def _responses(op: Operation, refs: Refs) -> dict[str, Any]:
     responses: dict[str, Any] = {}
+    replayed = (REPLAYED_HEADER,) if op.idempotent else ()
     success: dict[str, Any] = {
         "description": STATUS_TEXT.get(op.status, "Success"),
-        "headers": _headers(*op.response_headers),
+        "headers": _headers(*op.response_headers, *replayed),
     }
     content = _success_content(op, refs)
     if content:
@@ -208,19 +282,23 @@ def _responses(op: Operation, refs: Refs) -> dict[str, Any]:
     errors = set(op.errors)
     if op.body is not None:
         errors.update(BODY_ERRORS)
-    if op.query is not None:
-        errors.add(422)
-    if op.path_params:
+    if op.query is not None or op.path_adapters or op.idempotent:
+        errors.add(422)  # idempotent: a malformed or reused Idempotency-Key
+    if len(op.path_adapters) < len(op.path_params):  # an id: unknown or malformed, 404
         errors.add(404)
+    if op.idempotent:
+        errors.add(409)
     if op.auth:
         errors.update(AUTH_ERRORS)
     if op.db or op.auth:
         errors.update(DB_ERRORS)
     problem = {"$ref": REF_TEMPLATE.format(model="Problem")}
+    error_headers = {**ERROR_HEADERS, **({409: ("Retry-After",)} if op.idempotent else {})}
     for status in sorted(errors):
+        names = (*error_headers.get(status, ()), *op.error_headers.get(status, ()))
         responses[str(status)] = {
             "description": STATUS_TEXT.get(status, "Error"),
-            "headers": _headers(*ERROR_HEADERS.get(status, ())),
+            "headers": _headers(*names),
             "content": {PROBLEM_JSON: {"schema": problem}},
         }
     return responses

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from api.services.language import TRANSLATIONS
 from api.utils.media import MAX_TURN_ATTACHMENT_BYTES
 
 # Shipped in local.settings.example.json so a fresh checkout runs; refused in production.
@@ -18,6 +19,13 @@ DEVELOPMENT_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S
 # its literal "@Microsoft.KeyVault(...)" text ("Use Key Vault references for App Service and
 # Azure Functions", Troubleshooting). That text is public, so it must never act as a secret.
 KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
+
+
+def _comma_list(value: object) -> object:
+    """A setting written as a comma list (`en,es,fr`): its items, trimmed and lower-cased."""
+    if isinstance(value, str):
+        return tuple(item.strip().lower() for item in value.split(",") if item.strip())
+    return value
 
 
 class Settings(BaseSettings):
@@ -95,6 +103,12 @@ class Settings(BaseSettings):
     diagnose_max_body_bytes: int = Field(
         60_000_000, alias="DIAGNOSE_MAX_BODY_BYTES", ge=1024, le=100_000_000
     )
+    # Languages diagnoses are answered in (comma list of language subtags); each needs its
+    # translations in api/services/language.py. Anything else asked for gets the default.
+    supported_languages: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)] = Field(
+        ("en", "es", "fr", "de", "pt"), alias="SUPPORTED_LANGUAGES"
+    )
+    default_language: str = Field("en", alias="DEFAULT_LANGUAGE", pattern=r"^[a-z]{2,3}$")
 
     # --- Accounts: PINs, password hashing, e-mail delivery ---------------------------------
     # ASVS 5.0 allows an e-mailed code to live at most 10 minutes.
@@ -138,6 +152,18 @@ class Settings(BaseSettings):
                 "secret and grant the app's identity Key Vault Secrets User"
             )
         return data
+
+    @model_validator(mode="after")
+    def _languages_have_translations(self) -> Settings:
+        untranslated = [code for code in self.supported_languages if code not in TRANSLATIONS]
+        if untranslated or not self.supported_languages:
+            raise ValueError(
+                f"SUPPORTED_LANGUAGES: {', '.join(untranslated) or 'empty'}: name languages "
+                f"with translations in api/services/language.py ({', '.join(TRANSLATIONS)})"
+            )
+        if self.default_language not in self.supported_languages:
+            raise ValueError("DEFAULT_LANGUAGE must be one of SUPPORTED_LANGUAGES")
+        return self
 
     @property
     def migration_uri(self) -> str:

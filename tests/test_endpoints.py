@@ -244,7 +244,8 @@ def test_exactly_one_allow_origin_and_the_apps_exposed_headers(api: httpx.Client
     allowed = api.get("/widgets", headers={"Origin": "http://localhost:19006"})
     assert allowed.headers.get_list("Access-Control-Allow-Origin") == ["http://localhost:19006"]
     assert allowed.headers["Access-Control-Expose-Headers"] == (
-        "Location, Retry-After, WWW-Authenticate, X-Request-ID"
+        "Location, Retry-After, WWW-Authenticate, X-Request-ID, RateLimit, RateLimit-Policy, "
+        "Idempotent-Replayed, Content-Disposition"
     )
     denied = api.get("/widgets", headers={"Origin": "http://localhost:1"})
     assert "Access-Control-Allow-Origin" not in denied.headers
@@ -396,8 +397,8 @@ def returns_widget(request: Request, name: str) -> WidgetOut:
 @pytest.mark.parametrize(
     ("handler", "options", "problem"),
     [
-        (untyped_name, {}, "type 'name' as uuid.UUID or str"),
-        (int_name, {}, "type 'name' as uuid.UUID or str"),
+        (untyped_name, {}, "type 'name' as uuid.UUID, str or Annotated[str, ...]"),
+        (int_name, {}, "type 'name' as uuid.UUID, str or Annotated[str, ...]"),
         (no_return_annotation, {}, "annotate what the handler returns"),
         (raw_request, {}, "typed Request, DbRequest, UserRequest or SlowUserRequest"),
         (any_body, {}, "pydantic models"),

@@ -13,7 +13,7 @@ from typing import Any
 
 import azure.functions as func
 
-from api.endpoints import Form, Router, SlowUserRequest, UserRequest
+from api.endpoints import Form, Reply, Router, SlowUserRequest, UserRequest
 from api.models import Conversation
 from api.schemas.diagnose import (
     ConversationDetail,
@@ -24,22 +24,38 @@ from api.schemas.diagnose import (
     DiagnoseForm,
     DiagnoseRequest,
     DiagnoseResponse,
+    DiagnosisUsage,
+    DtcCode,
+    FaultCode,
     LegacyDiagnoseBody,
     LegacyDiagnoseForm,
     LegacyDiagnoseQuery,
     LegacyDiagnoseResponse,
 )
-from api.services import conversations
-from api.services.diagnose import DiagnoseInput, DiagnoseResult, diagnose
+from api.services import conversations, dtc, quota
+from api.services.diagnose import DiagnoseInput, DiagnoseResult, Replayed, diagnose
 from api.services.listing import Listing
 from api.services.prompt import LegacyMod, LegacyVehicle
 from api.settings import get_settings
+from api.utils import http, ratelimit
 from api.utils.media import MediaField
 from api.utils.multipart import parse_form
 
 router = Router("diagnose")
 
 DIAGNOSE_ERRORS = (404, 429, 502, 503, 504)
+# What every diagnosis response says: the quota (200 and 429) and, for an answer, its
+# language (Content-Language), which the client may ask for with Accept-Language.
+QUOTA_HEADERS = (ratelimit.POLICY_FIELD, ratelimit.LIMIT_FIELD)
+ANSWER_HEADERS = (*QUOTA_HEADERS, "Content-Language")
+
+
+def _reply(outcome: DiagnoseResult | Replayed) -> Reply:
+    """A turn's answer, or a replayed one, with the quota as it is now."""
+    allowances = ratelimit.fields(quota.policies(outcome.quota))
+    if isinstance(outcome, Replayed):
+        return Reply(outcome.response, headers=allowances)
+    return Reply(outcome, headers=allowances | {"Content-Language": outcome.language})
 
 
 def _max_body_bytes() -> int:
@@ -82,27 +98,38 @@ def _v2_form(req: func.HttpRequest) -> dict[str, Any]:
     response=DiagnoseResponse,
     form=Form(DiagnoseForm, _v2_form),
     max_body_bytes=_max_body_bytes,
+    idempotent=True,
     errors=DIAGNOSE_ERRORS,
+    response_headers=ANSWER_HEADERS,
+    request_headers=("Accept-Language",),
+    error_headers={429: QUOTA_HEADERS},
 )
-def diagnose_v2(request: SlowUserRequest[DiagnoseRequest]) -> DiagnoseResult:
+def diagnose_v2(request: SlowUserRequest[DiagnoseRequest]) -> Reply:
     body = request.body
-    return diagnose(
-        unit_of_work=request.unit_of_work,
-        user=request.user,
-        request=DiagnoseInput(
-            text=body.q,
-            session_id=body.session_id,
-            vehicle_id=body.vehicle_id,
-            images=body.images,
-            image=body.image,
-            audio=body.audio,
-            dtc_codes=body.dtc_codes,
-        ),
+    key = request.idempotency
+    return _reply(
+        diagnose(
+            unit_of_work=request.unit_of_work,
+            user=request.user,
+            request=DiagnoseInput(
+                text=body.q,
+                session_id=body.session_id,
+                vehicle_id=body.vehicle_id,
+                images=body.images,
+                image=body.image,
+                audio=body.audio,
+                dtc_codes=body.dtc_codes,
+                language=body.language,
+                accept_language=request.http.headers.get("Accept-Language"),
+            ),
+            idempotency=key.before(_reply) if key else None,
+        )
     )
 
 
 def _legacy_input(
     fields: LegacyDiagnoseQuery | LegacyDiagnoseBody,
+    accept_language: str | None,
     *,
     image: MediaField | None = None,
     audio: MediaField | None = None,
@@ -121,6 +148,7 @@ def _legacy_input(
         legacy_vehicle=vehicle if described else None,
         image=image,
         audio=audio,
+        accept_language=accept_language,
         channel="legacy",
     )
 
@@ -131,13 +159,13 @@ def _legacy_input(
     summary="Legacy diagnosis from query parameters (old app builds)",
     response=LegacyDiagnoseResponse,
     errors=DIAGNOSE_ERRORS,
+    response_headers=ANSWER_HEADERS,
+    request_headers=("Accept-Language",),
+    error_headers={429: QUOTA_HEADERS},
 )
-def diagnose_legacy_get(
-    request: SlowUserRequest[None, LegacyDiagnoseQuery],
-) -> DiagnoseResult:
-    return diagnose(
-        unit_of_work=request.unit_of_work, user=request.user, request=_legacy_input(request.query)
-    )
+def diagnose_legacy_get(request: SlowUserRequest[None, LegacyDiagnoseQuery]) -> Reply:
+    turn = _legacy_input(request.query, request.http.headers.get("Accept-Language"))
+    return _reply(diagnose(unit_of_work=request.unit_of_work, user=request.user, request=turn))
 
 
 @router.operation(
@@ -148,14 +176,40 @@ def diagnose_legacy_get(
     form=Form(LegacyDiagnoseForm, _form),
     max_body_bytes=_max_body_bytes,
     errors=DIAGNOSE_ERRORS,
+    response_headers=ANSWER_HEADERS,
+    request_headers=("Accept-Language",),
+    error_headers={429: QUOTA_HEADERS},
 )
-def diagnose_legacy_post(request: SlowUserRequest[LegacyDiagnoseBody]) -> DiagnoseResult:
+def diagnose_legacy_post(request: SlowUserRequest[LegacyDiagnoseBody]) -> Reply:
     body = request.body
-    return diagnose(
-        unit_of_work=request.unit_of_work,
-        user=request.user,
-        request=_legacy_input(body, image=body.image, audio=body.audio),
-    )
+    accept_language = request.http.headers.get("Accept-Language")
+    turn = _legacy_input(body, accept_language, image=body.image, audio=body.audio)
+    return _reply(diagnose(unit_of_work=request.unit_of_work, user=request.user, request=turn))
+
+
+@router.operation(
+    "GET",
+    "me/usage",
+    summary="Your diagnosis allowances: used, left, and when they grow back",
+    response=DiagnosisUsage,
+    response_headers=QUOTA_HEADERS,
+)
+def get_usage(request: UserRequest) -> Reply:
+    allowances = quota.usage(session=request.session, user=request.user)
+    return Reply(allowances, headers=ratelimit.fields(quota.policies(allowances)))
+
+
+@router.operation(
+    "GET",
+    "dtc/{code}",
+    summary="What an OBD-II fault code means (no AI: the decoder diagnoses use)",
+    description="Any well-formed code (P, B, C or U, then 0-3, then three hex digits; case "
+    "does not matter) is decoded; `meaning` is null when no standard description is known. "
+    "A malformed code is a 422 naming path.code.",
+    response=FaultCode,
+)
+def lookup_fault_code(request: UserRequest, code: DtcCode) -> dtc.DtcInfo:
+    return dtc.explain(code)
 
 
 @router.operation(
@@ -214,4 +268,29 @@ def rename_conversation(
 def delete_conversation(request: UserRequest, conversation_id: uuid.UUID) -> None:
     conversations.delete_conversation(
         session=request.session, user=request.user, conversation_id=conversation_id
+    )
+
+
+@router.operation(
+    "GET",
+    "conversations/{conversation_id}/attachments/{attachment_id}",
+    summary="A photo or recording you sent, as stored",
+    description="The bytes with the type sniffed when they were sent, as a download "
+    "(Content-Disposition: attachment). Attachment ids and types are listed in the "
+    "conversation's user messages.",
+    response_files=("image/*", "audio/*"),
+    response_headers=("Content-Disposition",),
+)
+def download_attachment(
+    request: UserRequest, conversation_id: uuid.UUID, attachment_id: uuid.UUID
+) -> func.HttpResponse:
+    stored = conversations.attachment_file(
+        session=request.session,
+        user=request.user,
+        conversation_id=conversation_id,
+        attachment_id=attachment_id,
+    )
+    extension = http.FILE_EXTENSIONS.get(stored.mime_type, "bin")
+    return http.file_response(
+        stored.data, stored.mime_type, filename=f"axly-{stored.kind}-{stored.id}.{extension}"
     )

@@ -33,6 +33,7 @@ from api.schemas.common import (
     Pagination,
     without_nul,
 )
+from api.services.language import LANGUAGE_TAG
 from api.utils.media import MediaField
 
 MAX_QUESTION_CHARS = 4000
@@ -42,6 +43,11 @@ DtcCode = Annotated[
     StringConstraints(
         strip_whitespace=True, to_upper=True, pattern=r"^[PBCUpbcu][0-3][0-9A-Fa-f]{3}$"
     ),
+]
+LanguageTag = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=35, pattern=LANGUAGE_TAG),
+    Field(description="A BCP 47 language tag, e.g. es or pt-BR", examples=["es"]),
 ]
 LegacyModsText = Annotated[FreeText, StringConstraints(max_length=2000)]
 LegacyModList = Annotated[
@@ -119,6 +125,12 @@ class DiagnoseRequest(InputModel):
         max_length=20,
         description="OBD-II codes, e.g. P0420 (in a form: repeated, or comma-separated)",
     )
+    language: LanguageTag | None = Field(
+        None,
+        description="The language to answer in (BCP 47, e.g. es or pt-BR); it wins over "
+        "Accept-Language and becomes the conversation's. Without it: the conversation's "
+        "language, else Accept-Language, else DEFAULT_LANGUAGE",
+    )
 
     @model_validator(mode="after")
     def _something_to_diagnose(self) -> Self:
@@ -152,9 +164,14 @@ class Usage(OutputModel):
 class DiagnoseResponse(OutputModel):
     session_id: uuid.UUID
     message_id: uuid.UUID = Field(description="The assistant message")
-    answer: str = Field(description="Markdown for display")
+    answer: str = Field(description="Markdown for display, in `language`")
     diagnosis: Diagnosis
     usage: Usage
+    language: str = Field(description="The language the answer is in (also Content-Language)")
+    language_fallback: bool = Field(
+        description="True when the language asked for (language field or Accept-Language) is "
+        "not supported, so the answer is in the default language instead"
+    )
 
 
 # --- legacy `Diagnose` ----------------------------------------------------------------------
@@ -220,6 +237,9 @@ class ConversationQuery(Pagination):
     vehicle_id: uuid.UUID | None = None
 
 
+CONVERSATION_LANGUAGE = "The language its answers are in; null until one is answered"
+
+
 class ConversationSummary(OutputModel):
     id: uuid.UUID
     title: str | None
@@ -227,6 +247,7 @@ class ConversationSummary(OutputModel):
     created_at: datetime
     updated_at: datetime
     last_message_preview: str | None
+    language: str | None = Field(description=CONVERSATION_LANGUAGE)
 
 
 class _StoredContent(OutputModel):
@@ -292,6 +313,7 @@ class ConversationDetail(OutputModel):
     title: str | None
     vehicle_id: uuid.UUID | None
     created_at: datetime
+    language: str | None = Field(description=CONVERSATION_LANGUAGE)
     messages: list[ConversationMessage]
 
 
@@ -304,3 +326,50 @@ class ConversationUpdate(InputModel):
         if not title.strip():
             raise ValueError("the title cannot be blank")
         return title.strip()
+
+
+# --- quota and fault codes -------------------------------------------------------------------
+
+
+class DiagnosisUsage(OutputModel):
+    """The caller's diagnosis allowances over the rolling 24 hours (each turn counts for 24
+    hours from when it was asked; nothing resets at midnight)."""
+
+    diagnoses_today: int = Field(
+        description="Diagnoses counted in the last 24 hours, a running one included"
+    )
+    diagnoses_per_day: int = Field(description="DIAGNOSES_PER_DAY")
+    diagnoses_remaining: int
+    resets_at: datetime | None = Field(
+        description="When the oldest diagnosis counted leaves the 24-hour window, giving one "
+        "back (the Retry-After of a diagnosis_quota_exceeded 429 when none is left); null "
+        "when none is counted"
+    )
+    attachment_bytes_today: int = Field(
+        description="Attachment bytes newly stored in the last 24 hours (a file sent before "
+        "counts once)"
+    )
+    attachment_bytes_per_day: int = Field(description="ATTACHMENT_BYTES_PER_DAY")
+    attachment_bytes_remaining: int
+    attachment_bytes_resets_at: datetime | None = Field(
+        description="When the oldest diagnosis that stored bytes leaves the window; null when "
+        "none did"
+    )
+    diagnosis_running: bool = Field(
+        description="A diagnosis of yours is running now (another answers 429 until it ends)"
+    )
+    window_seconds: int = Field(description="The window, 86400")
+
+
+class FaultCode(OutputModel):
+    """What an OBD-II code means, from the same decoder the diagnosis prompt uses."""
+
+    code: str = Field(examples=["P0420"])
+    system: str = Field(description="powertrain, body, chassis or network communication")
+    generic: bool = Field(description="Defined by SAE/ISO for every make (not by the maker)")
+    defined_by: Literal["generic", "manufacturer-specific", "reserved"]
+    subsystem: str | None = Field(description="The SAE J2012 group, where it defines one")
+    meaning: str | None = Field(
+        description="The standard description of a generic code; null when we do not know it "
+        "(manufacturer-specific codes, B and C codes): never guessed"
+    )

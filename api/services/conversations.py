@@ -4,6 +4,7 @@ is answered exactly like one that does not exist."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, exists, func, select
@@ -88,6 +89,7 @@ def list_conversations(
             created_at=conversation.created_at,
             updated_at=conversation.updated_at,
             last_message_preview=message_preview(content),
+            language=conversation.language,
         )
         for conversation, content in rows
     ]
@@ -136,3 +138,36 @@ def delete_conversation(*, session: Session, user: User, conversation_id: uuid.U
                 ~exists().where(ChatAttachment.blob_id == AttachmentBlob.id),
             )
         )
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """An attachment's bytes and what they are."""
+
+    id: uuid.UUID
+    kind: str
+    mime_type: str
+    data: bytes
+
+
+def attachment_file(
+    *, session: Session, user: User, conversation_id: uuid.UUID, attachment_id: uuid.UUID
+) -> StoredFile:
+    """One attachment of the user's conversation, bytes included, in one statement (only the
+    columns needed: the bytes are read once, into the result); anyone else's, or one of
+    another conversation, is "not found"."""
+    row = session.execute(
+        select(
+            ChatAttachment.id, ChatAttachment.kind, ChatAttachment.mime_type, AttachmentBlob.data
+        )
+        .join(AttachmentBlob, AttachmentBlob.id == ChatAttachment.blob_id)
+        .join(Conversation, Conversation.id == ChatAttachment.conversation_id)
+        .where(
+            ChatAttachment.id == attachment_id,
+            ChatAttachment.conversation_id == conversation_id,
+            Conversation.user_id == user.id,
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError("No such attachment")
+    return StoredFile(*row)

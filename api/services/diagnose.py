@@ -16,6 +16,15 @@ DIAGNOSE_DEADLINE_S):
    stored once per user, by sha256), the answer, and the charge: the reservation becomes a
    ledger row carrying the bytes newly stored (ATTACHMENT_BYTES_PER_DAY).
 
+An Idempotency-Key (api/services/idempotency.py) follows the same steps: step 1 claims it
+(before the caps, so a retry of a turn that answered gets that answer again — no provider
+call, no charge — and a retry of one still running gets 409), step 3 stores the response
+with the turn, and a failed turn releases it with its reservation. A key whose process died
+lasts exactly as long as the turn's reservation, so a retry then runs the turn anew.
+
+The answer's language (api/services/language.py) is chosen in step 1, from the request and
+the conversation's own, and stored on the conversation in step 3.
+
 A failed turn is not stored at all: on any error after step 1, `_release` deletes the
 reservation in a short transaction of its own, so the conversation is exactly as it was
 (no question without its answer) and nothing is charged; the client still holds what it
@@ -72,11 +81,15 @@ from api.models import (
 )
 from api.schemas.diagnose import MAX_TITLE_CHARS, Diagnosis
 from api.services import ai, dtc, prompt
+from api.services import idempotency as idempotency_keys
 from api.services.auth import hold_account
 from api.services.conversations import owned_conversation
+from api.services.idempotency import Claim, Idempotency, StoredResponse
+from api.services.language import AnswerLanguage, Translation, choose
+from api.services.quota import Quota, policies, read_quota
 from api.services.vehicles import get_vehicle
 from api.settings import get_settings
-from api.utils import metrics
+from api.utils import metrics, ratelimit
 from api.utils.deadline import Deadline
 from api.utils.media import Media, MediaField, load_images, load_media
 from api.utils.throttle import wait_for_slot
@@ -106,6 +119,8 @@ class DiagnoseInput:
     image: MediaField | None = None
     audio: MediaField | None = None
     dtc_codes: list[str] = field(default_factory=list)
+    language: str | None = None  # the `language` field (a BCP 47 tag)
+    accept_language: str | None = None  # the Accept-Language header
     channel: Literal["v2", "legacy"] = "v2"  # which route, for telemetry
 
 
@@ -116,6 +131,18 @@ class DiagnoseResult:
     answer: str
     diagnosis: Diagnosis
     usage: dict[str, int]
+    language: str
+    language_fallback: bool
+    quota: Quota  # after this turn
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """A retried Idempotency-Key whose turn answered before: that response, and the quota
+    now (it charged nothing)."""
+
+    response: StoredResponse
+    quota: Quota
 
 
 @dataclass(frozen=True)
@@ -128,6 +155,8 @@ class Reservation:
     needs_title: bool
     vehicle: prompt.VehicleLike | None
     history: History
+    language: AnswerLanguage
+    claim: Claim | None  # the request's Idempotency-Key, owned until the turn ends
 
 
 @dataclass(frozen=True)
@@ -139,18 +168,25 @@ class Consultation:
     title: str | None
 
 
-def diagnose(*, unit_of_work: UnitOfWork, user: User, request: DiagnoseInput) -> DiagnoseResult:
-    """One turn; `diagnose_duration_ms` is recorded whatever the outcome (`ok` or the error
-    code), with what the client sent (never its content)."""
+def diagnose(
+    *,
+    unit_of_work: UnitOfWork,
+    user: User,
+    request: DiagnoseInput,
+    idempotency: Idempotency[DiagnoseResult] | None = None,
+) -> DiagnoseResult | Replayed:
+    """One turn (or, for a retried Idempotency-Key, the answer it had); `diagnose_duration_ms`
+    is recorded whatever the outcome (`ok`, `replayed` or the error code), with what the
+    client sent (never its content)."""
     started = time.perf_counter()
     outcome = "internal_error"
     try:
-        result = _turn(unit_of_work, user, request)
+        result = _turn(unit_of_work, user, request, idempotency)
     except AppError as error:
         outcome = error.code
         raise
     else:
-        outcome = "ok"
+        outcome = "replayed" if isinstance(result, Replayed) else "ok"
         return result
     finally:
         metrics.diagnosis_turn(
@@ -164,19 +200,32 @@ def diagnose(*, unit_of_work: UnitOfWork, user: User, request: DiagnoseInput) ->
         )
 
 
-def _turn(unit_of_work: UnitOfWork, user: User, request: DiagnoseInput) -> DiagnoseResult:
+def _turn(
+    unit_of_work: UnitOfWork,
+    user: User,
+    request: DiagnoseInput,
+    idempotency: Idempotency[DiagnoseResult] | None,
+) -> DiagnoseResult | Replayed:
     deadline = Deadline.after(get_settings().diagnose_deadline_s)
     received_at = utcnow()
     ai.ensure_configured()
     images = load_images(request.images, request.image)
     audio = load_media(request.audio, kind="audio", field="audio") if request.audio else None
     media = [*images, *([audio] if audio else [])]
+    key = idempotency.key if idempotency else None
     with unit_of_work() as session:
-        reservation = _reserve(session, user, request, media, deadline, at=received_at)
+        reservation = _reserve(session, user, request, key, media, deadline, at=received_at)
+    if isinstance(reservation, Replayed):
+        return reservation
     try:
         consultation = _consult(request, reservation, images, audio, deadline)
         with unit_of_work() as session:
-            return _store(session, user, request, reservation, consultation, media, received_at)
+            result = _store(session, user, request, reservation, consultation, media, received_at)
+            if reservation.claim is not None and idempotency is not None:
+                idempotency_keys.complete(
+                    session=session, claim=reservation.claim, response=idempotency.render(result)
+                )
+            return result
     except BaseException:
         _release(unit_of_work, reservation)
         raise
@@ -189,27 +238,53 @@ def _reserve(
     session: Session,
     user: User,
     request: DiagnoseInput,
+    key: idempotency_keys.Key | None,
     media: list[Media],
     deadline: Deadline,
     *,
     at: datetime,
-) -> Reservation:
+) -> Reservation | Replayed:
     hold_account(session=session, user_id=user.id)
+    now = utcnow()
+    running_until = now + timedelta(seconds=deadline.remaining()) + RESERVATION_GRACE
+    claim = None
+    if key is not None:
+        claimed = idempotency_keys.claim(
+            session=session, key=key, now=now, running_until=running_until
+        )
+        if isinstance(claimed, StoredResponse):
+            return Replayed(claimed, read_quota(session=session, user_id=user.id, now=now))
+        claim = claimed
     conversation = (
         owned_conversation(session=session, user=user, conversation_id=request.session_id)
         if request.session_id is not None
         else None
     )
     vehicle = _vehicle(session, user, request, conversation)
-    lasts = timedelta(seconds=deadline.remaining()) + RESERVATION_GRACE
-    reservation_id = _start(session, user, at=at, lasts=lasts)
-    _check_caps(session, user, reservation_id, conversation, media, at=at)
+    reservation_id = None
+    try:
+        reservation_id = _start(session, user, at=at, until=running_until)
+        _check_caps(session, user, reservation_id, conversation, media, at=at)
+    except (RateLimitedError, LimitReachedError) as refused:
+        # Refusals say how much is left (RateLimit fields), this turn not counted.
+        quota = read_quota(session=session, user_id=user.id, now=now, excluding=reservation_id)
+        refused.headers.update(ratelimit.fields(policies(quota)))
+        raise
+    settings = get_settings()
     return Reservation(
         id=reservation_id,
         conversation_id=conversation.id if conversation else None,
         needs_title=conversation is None or conversation.title is None,
         vehicle=vehicle,
         history=_history(session, conversation),
+        language=choose(
+            asked=request.language,
+            kept=conversation.language if conversation else None,
+            accept_language=request.accept_language,
+            supported=settings.supported_languages,
+            default=settings.default_language,
+        ),
+        claim=claim,
     )
 
 
@@ -225,9 +300,9 @@ def _vehicle(
     return get_vehicle(session=session, user=user, vehicle_id=vehicle_id)
 
 
-def _start(session: Session, user: User, *, at: datetime, lasts: timedelta) -> uuid.UUID:
-    """Record the turn as running (until `lasts` from now), first removing a reservation a
-    dead process left behind; 429 when another turn of the user's is running."""
+def _start(session: Session, user: User, *, at: datetime, until: datetime) -> uuid.UUID:
+    """Record the turn as running (until `until`), first removing a reservation a dead
+    process left behind; 429 when another turn of the user's is running."""
     now = utcnow()
     session.execute(
         delete(DiagnosisUsage).where(
@@ -236,7 +311,7 @@ def _start(session: Session, user: User, *, at: datetime, lasts: timedelta) -> u
     )
     reservation_id: uuid.UUID | None = session.scalar(
         insert(DiagnosisUsage)
-        .values(user_id=user.id, created_at=at, pending_until=now + lasts)
+        .values(user_id=user.id, created_at=at, pending_until=until)
         .on_conflict_do_nothing(
             index_elements=[DiagnosisUsage.user_id],
             index_where=DiagnosisUsage.pending_until.is_not(None),
@@ -366,12 +441,15 @@ def _consult(
         transcript=transcript,
         sound_analysis=ai.analyse_sound(audio, deadline) if audio else None,
     )
+    language = reservation.language.translation
     messages = prompt.build_messages(
-        vehicle=reservation.vehicle, history=reservation.history, turn=turn
+        vehicle=reservation.vehicle, history=reservation.history, turn=turn, language=language
     )
     completion = ai.diagnose(messages, deadline)
     title = (
-        _title(request.text, completion.diagnosis, deadline) if reservation.needs_title else None
+        _title(request.text, completion.diagnosis, language, deadline)
+        if reservation.needs_title
+        else None
     )
     return Consultation(turn=turn, completion=completion, title=title)
 
@@ -412,12 +490,13 @@ def _store(
         conversation.vehicle_id = linked_vehicle
     if conversation.title is None:  # unless the user named it meanwhile
         conversation.title = consultation.title
+    conversation.language = reservation.language.code
     conversation.updated_at = utcnow()
     session.flush()
     files, stored_bytes = _store_files(session, user, media)
     _store_question(session, conversation, consultation.turn, media, files, created_at=received_at)
     completion = consultation.completion
-    answer = render_answer(completion.diagnosis)
+    answer = render_answer(completion.diagnosis, reservation.language.translation)
     assistant = ChatMessage(
         conversation_id=conversation.id,
         role="assistant",
@@ -438,6 +517,9 @@ def _store(
         answer=answer,
         diagnosis=completion.diagnosis,
         usage=_usage(completion),
+        language=reservation.language.code,
+        language_fallback=reservation.language.fallback,
+        quota=read_quota(session=session, user_id=user.id, now=utcnow()),
     )
 
 
@@ -490,8 +572,9 @@ def _charge(session: Session, charge: DiagnosisUsage, *, stored_bytes: int, at: 
 
 
 def _release(unit_of_work: UnitOfWork, reservation: Reservation) -> None:
-    """Delete a failed turn's reservation (a charged one stays). Best effort: if the
-    database cannot be reached either, the reservation expires on its own."""
+    """Delete a failed turn's reservation (a charged one stays) and forget its
+    Idempotency-Key. Best effort: if the database cannot be reached either, both expire on
+    their own."""
     try:
         with unit_of_work() as session:
             session.execute(
@@ -499,6 +582,8 @@ def _release(unit_of_work: UnitOfWork, reservation: Reservation) -> None:
                     DiagnosisUsage.id == reservation.id, DiagnosisUsage.pending_until.is_not(None)
                 )
             )
+            if reservation.claim is not None:
+                idempotency_keys.release(session=session, claim=reservation.claim)
     except Exception:
         log.warning("Could not release a diagnosis reservation; it expires", exc_info=True)
 
@@ -579,10 +664,12 @@ def _store_question(
     return message
 
 
-def _title(question: str | None, diagnosis: Diagnosis, deadline: Deadline) -> str:
+def _title(
+    question: str | None, diagnosis: Diagnosis, language: Translation, deadline: Deadline
+) -> str:
     """Made once, on the first turn: a cheap model call, else the question's first words."""
     opening = question.strip() if question and question.strip() else diagnosis.summary
-    title = ai.title_for(prompt.title_messages(opening), deadline)
+    title = ai.title_for(prompt.title_messages(opening, language), deadline)
     if title:
         return title
     words = opening.split()
@@ -599,28 +686,26 @@ def _usage(completion: ai.Completion) -> dict[str, int]:
     }
 
 
-SEVERITY_LABELS = {"low": "Low", "medium": "Medium", "high": "High", "critical": "Critical"}
-SAFE_LABELS = {"yes": "Yes", "no": "No", "unknown": "Not sure"}
-
-
-def render_answer(diagnosis: Diagnosis) -> str:
-    """The Markdown the app shows, rendered from the structured diagnosis."""
+def render_answer(diagnosis: Diagnosis, words: Translation) -> str:
+    """The Markdown the app shows, rendered from the structured diagnosis, its headings and
+    labels in the answer's language (the model wrote the rest in it)."""
     lines = [
         diagnosis.summary,
         "",
-        f"**Severity:** {SEVERITY_LABELS[diagnosis.severity]} · "
-        f"**Safe to drive:** {SAFE_LABELS[diagnosis.safe_to_drive]}",
+        f"**{words.severity}:** {words.severities[diagnosis.severity]} · "
+        f"**{words.safe_to_drive}:** {words.safe[diagnosis.safe_to_drive]}",
     ]
     if diagnosis.likely_causes:
-        lines += ["", "### Likely causes"]
+        lines += ["", f"### {words.likely_causes}"]
         lines += [
-            f"{i}. **{c.cause}** ({c.likelihood} likelihood) — check: {c.how_to_check}"
+            f"{i}. **{c.cause}** ({words.likelihoods[c.likelihood]}) — {words.check}: "
+            f"{c.how_to_check}"
             for i, c in enumerate(diagnosis.likely_causes, start=1)
         ]
     sections = [
-        ("Fault codes", [f"**{d.code}**: {d.meaning}" for d in diagnosis.dtc]),
-        ("Next steps", diagnosis.next_steps),
-        ("Questions for you", diagnosis.follow_up_questions),
+        (words.fault_codes, [f"**{d.code}**: {d.meaning}" for d in diagnosis.dtc]),
+        (words.next_steps, diagnosis.next_steps),
+        (words.questions, diagnosis.follow_up_questions),
     ]
     for heading, items in sections:
         if items:

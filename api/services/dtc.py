@@ -75,13 +75,17 @@ class DtcInfo:
     system: str
     defined_by: Definer
     subsystem: str | None
-    description: str | None  # None: not in the generic table; never guessed
+    meaning: str | None  # the generic table's description; None: not in it, never guessed
+
+    @property
+    def generic(self) -> bool:
+        return self.defined_by == "generic"
 
     def for_prompt(self) -> str:
         structure = f"{self.system}, {self.defined_by}"
         if self.subsystem:
             structure += f", subsystem: {self.subsystem}"
-        meaning = self.description or "no standard description (meaning not known to us)"
+        meaning = self.meaning or "no standard description (meaning not known to us)"
         return f"{self.code}: {meaning} [{structure}]"
 
 
@@ -121,7 +125,7 @@ def explain(code: str) -> DtcInfo:
         system=SYSTEMS[code[0]],
         defined_by=defined_by(code),
         subsystem=SUBSYSTEMS.get(code[:2], {}).get(code[2]),
-        description=_generic_descriptions().get(code),
+        meaning=_generic_descriptions().get(code),
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from api.services.dtc import DtcInfo
+from api.services.language import Translation
 from api.utils.media import Media
 
 if TYPE_CHECKING:  # the SDK's shapes of a message and of a message part
@@ -181,14 +182,32 @@ def _assistant_text(content: dict[str, Any]) -> str:
     return "(no answer)"
 
 
+def language_instruction(language: Translation) -> str:
+    """What the model is told about the answer's language: in English (what the rest of the
+    prompt is written in) and in the language itself. Enum values stay as the schema says,
+    since the server renders them in the language itself (api/services/language.py)."""
+    return (
+        f"{language.reply_in} Write every text value of your JSON answer (summary, causes, "
+        f"how to check, next steps, follow-up questions, fault-code meanings) in "
+        f"{language.name}, whatever language the question or earlier turns are in. Keep the "
+        "JSON keys and the fixed values of severity, likelihood and safe_to_drive exactly as "
+        "the schema gives them."
+    )
+
+
 def build_messages(
     *,
     vehicle: VehicleLike | None,
     history: Sequence[tuple[str, dict[str, Any] | None]],
     turn: NewTurn,
+    language: Translation,
 ) -> list[ChatTurn]:
-    """System prompt, vehicle, the history given (already cut to the window), new turn."""
-    messages: list[ChatTurn] = [{"role": "system", "content": system_prompt()}]
+    """System prompt and answer language, vehicle, the history given (already cut to the
+    window), new turn."""
+    messages: list[ChatTurn] = [
+        {"role": "system", "content": system_prompt()},
+        {"role": "system", "content": language_instruction(language)},
+    ]
     if vehicle is not None:
         messages.append({"role": "system", "content": vehicle_context(vehicle)})
     messages += [replay_turn(role, content) for role, content in history]
@@ -196,12 +215,13 @@ def build_messages(
     return messages
 
 
-def title_messages(first_question: str) -> list[ChatTurn]:
+def title_messages(first_question: str, language: Translation) -> list[ChatTurn]:
     return [
         {
             "role": "system",
             "content": "Write a title of at most 6 words for a car-diagnosis conversation "
-            "that starts with the user's message. Reply with the title only.",
+            f"that starts with the user's message, in {language.name}. Reply with the title "
+            f"only. {language.reply_in}",
         },
         {"role": "user", "content": first_question},
     ]

@@ -19,7 +19,26 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 # Headers a browser client may read from our responses (Access-Control-Expose-Headers).
-EXPOSED_HEADERS = "Location, Retry-After, WWW-Authenticate, X-Request-ID"
+EXPOSED_HEADERS = (
+    "Location, Retry-After, WWW-Authenticate, X-Request-ID, RateLimit, RateLimit-Policy, "
+    "Idempotent-Replayed, Content-Disposition"
+)
+# A file's extension by the type its bytes were sniffed as (api/utils/media.py).
+FILE_EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/webp": "webp",
+    "image/gif": "gif",
+    "audio/wav": "wav",
+    "audio/mp4": "m4a",
+    "audio/ogg": "ogg",
+    "audio/webm": "webm",
+    "audio/flac": "flac",
+    "audio/mpeg": "mp3",
+}
+# A user's own file: the device may keep it a day; shared caches never (Bearer requests are
+# not stored by them anyway).
+PRIVATE_FILE_CACHE = "private, max-age=86400"
 
 # The current invocation's request id, for log records (see api/utils/logs.py).
 current_request_id: ContextVar[str] = ContextVar("current_request_id", default="-")
@@ -46,6 +65,20 @@ def json_response(
         headers=dict(headers or {}),
         mimetype=mimetype,
         charset="utf-8",
+    )
+
+
+def file_response(data: bytes, mimetype: str, *, filename: str) -> func.HttpResponse:
+    """Stored bytes as a download. `filename` is ours (ASCII, no quotes), never a client's;
+    the type was sniffed from the bytes when they were stored, and X-Content-Type-Options:
+    nosniff (set on every response) keeps browsers from guessing another."""
+    return func.HttpResponse(
+        data,
+        mimetype=mimetype,
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": PRIVATE_FILE_CACHE,
+        },
     )
 
 

@@ -54,6 +54,12 @@ OPERATION_IDS = {
     ("GET", "/api/conversations/{conversation_id}"): "get_conversation",
     ("PATCH", "/api/conversations/{conversation_id}"): "rename_conversation",
     ("DELETE", "/api/conversations/{conversation_id}"): "delete_conversation",
+    (
+        "GET",
+        "/api/conversations/{conversation_id}/attachments/{attachment_id}",
+    ): "download_attachment",
+    ("GET", "/api/me/usage"): "get_usage",
+    ("GET", "/api/dtc/{code}"): "lookup_fault_code",
 }
 
 

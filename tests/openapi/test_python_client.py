@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +23,14 @@ from tests.harness import local_host
 from tests.outbox import Outbox
 
 PACKAGE = "axly_generated_client"
+# What README tells Python client developers to pass: the attachment download answers
+# `image/*` or `audio/*`, which the generator reads as bytes only when told to.
+GENERATOR_CONFIG = {
+    "content_type_overrides": {
+        "image/*": "application/octet-stream",
+        "audio/*": "application/octet-stream",
+    }
+}
 
 
 class RecordingTransport(httpx.WSGITransport):
@@ -41,10 +50,12 @@ class RecordingTransport(httpx.WSGITransport):
 def generated_client(openapi_file: Path, tmp_path_factory) -> Iterator[ModuleType]:
     """The package openapi-python-client writes for the document, imported."""
     out = tmp_path_factory.mktemp("python-client")
+    config = out / "config.json"
+    config.write_text(json.dumps(GENERATOR_CONFIG), encoding="utf-8")
     tools = Path(sys.executable).parent  # the generator formats its output with our ruff
     result = subprocess.run(
         [tools / "openapi-python-client", "generate", "--path", openapi_file, "--meta", "none",
-         "--output-path", out / PACKAGE],
+         "--config", config, "--output-path", out / PACKAGE],
         capture_output=True,
         text=True,
         timeout=120,

@@ -23,6 +23,8 @@ from api.models import (
     Vehicle,
     VehicleMod,
 )
+from api.services.language import TRANSLATIONS
+from api.services.prompt import language_instruction
 from tests.factories import (
     JPEG,
     OGG,
@@ -101,6 +103,7 @@ def test_v2_sends_vehicle_history_codes_and_images_and_stores_the_turn(
     assert sent["response_format"]["json_schema"]["strict"] is True
     assert sent["messages"] == [
         {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "system", "content": language_instruction(TRANSLATIONS["en"])},
         {
             "role": "system",
             "content": "The driver's vehicle: 2015 Mazda 3 Touring.\nVIN: JM1BM1V74F1234567\n"
@@ -192,11 +195,11 @@ def test_history_is_cut_to_the_window_and_earlier_images_are_not_resent(
             json={"q": "and now?", "session_id": str(conversation.id)},
         )
     assert first.status_code == second.status_code == 200
-    history = [m["content"] for m in openai.diagnosis_bodies[0]["messages"][1:-1]]
+    history = [m["content"] for m in openai.diagnosis_bodies[0]["messages"][2:-1]]
     assert history == ["question 1", "answer 1", "question 2", "answer 2"]
     latest = openai.diagnosis_bodies[1]["messages"]
-    assert [m["content"] for m in latest[1:3]] == ["question 2", "answer 2"]
-    assert latest[3] == {
+    assert [m["content"] for m in latest[2:4]] == ["question 2", "answer 2"]
+    assert latest[4] == {
         "role": "user",
         "content": "photo attached\n\n[1 photo(s) sent with this message earlier; not shown again]",
     }
@@ -219,7 +222,7 @@ def test_history_from_the_old_inline_format_keeps_text_and_drops_images(
         json={"q": "Is it safe?", "session_id": str(conversation.id)},
     )
     assert response.status_code == 200
-    assert openai.diagnosis_bodies[0]["messages"][1:3] == [
+    assert openai.diagnosis_bodies[0]["messages"][2:4] == [
         {
             "role": "user",
             "content": "What is this warning light?\n\n"
@@ -248,7 +251,7 @@ def test_messages_with_no_role_are_shown_and_not_replayed(
         json={"q": "Still squeaks", "session_id": str(conversation.id)},
     )
     assert response.status_code == 200, response.text
-    assert openai.diagnosis_bodies[0]["messages"][1:] == [
+    assert openai.diagnosis_bodies[0]["messages"][2:] == [
         {"role": "user", "content": "Squeaky brakes"},
         {"role": "assistant", "content": "Check the pads."},
         {"role": "user", "content": "Still squeaks"},
@@ -271,7 +274,7 @@ def test_new_conversation_is_created_with_a_title_from_a_second_call(
     assert response.status_code == 200, response.text
     diagnosis_call, title_call = openai.chat_bodies
     assert openai.chat_timeouts == [5.0, 5.0]  # OPENAI_TIMEOUT_S: well within the budget
-    assert diagnosis_call["messages"][1]["content"] == (
+    assert diagnosis_call["messages"][2]["content"] == (
         "The driver's vehicle: 2012 Subaru Outback.\nNo modifications recorded."
     )
     assert title_call["model"] == "gpt-4o-mini"

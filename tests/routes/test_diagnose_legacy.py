@@ -28,7 +28,7 @@ def test_legacy_get_keeps_its_contract_and_describes_the_vehicle(
     body = response.json()
     assert set(body) == {"answer", "session_id"}
     assert body["answer"].startswith(DIAGNOSIS["summary"])
-    assert openai.diagnosis_bodies[0]["messages"][1]["content"] == (
+    assert openai.diagnosis_bodies[0]["messages"][2]["content"] == (
         "The driver's vehicle: 2008 Honda Civic.\nInstalled modifications:\n"
         "- Exhaust\n- Lowering springs"
     )

@@ -83,7 +83,7 @@ def test_structure_and_description(code, system, defined_by, subsystem, descript
     info = explain(code)
     assert info.code == code.upper()
     assert (info.system, info.defined_by, info.subsystem) == (system, defined_by, subsystem)
-    assert info.description == description
+    assert info.meaning == description
 
 
 def test_unknown_codes_are_never_given_a_meaning() -> None:
@@ -113,13 +113,13 @@ def test_without_python_obd_codes_keep_their_structure_and_get_no_meaning(
             first, again = explain("P0420"), explain("P0301")
     finally:
         dtc._generic_descriptions.cache_clear()
-    assert (first.system, first.defined_by, first.subsystem, first.description) == (
+    assert (first.system, first.defined_by, first.subsystem, first.meaning) == (
         "powertrain",
         "generic",
         "auxiliary emission controls",
         None,
     )
     assert first.for_prompt().startswith("P0420: no standard description")
-    assert again.description is None
+    assert again.meaning is None
     (warning,) = [r for r in caplog.records if r.name == "api.services.dtc"]  # logged once
     assert "python-OBD" in warning.getMessage()
