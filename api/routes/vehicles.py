@@ -56,6 +56,7 @@ def list_vehicles(request: UserRequest[None, Pagination]) -> Listing[Vehicle]:
     status=201,
     response_headers=("Location",),
     errors=(409,),
+    idempotent=True,
 )
 def create_vehicle(request: UserRequest[VehicleCreate]) -> Reply:
     vehicle = garage.create_vehicle(session=request.session, user=request.user, data=request.body)
@@ -124,6 +125,7 @@ def list_mods(request: UserRequest[None, Pagination], vehicle_id: uuid.UUID) -> 
     status=201,
     response_headers=("Location",),
     errors=(409,),
+    idempotent=True,
 )
 def create_mod(request: UserRequest[ModCreate], vehicle_id: uuid.UUID) -> Reply:
     mod = garage.create_mod(
