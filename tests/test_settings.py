@@ -69,3 +69,14 @@ def test_the_attachment_allowance_fits_at_least_one_full_message() -> None:
     with pytest.raises(ValidationError, match="ATTACHMENT_BYTES_PER_DAY"):
         make(ATTACHMENT_BYTES_PER_DAY=str(MAX_TURN_ATTACHMENT_BYTES - 1))
     assert make().attachment_bytes_per_day >= MAX_TURN_ATTACHMENT_BYTES
+
+
+def test_answer_languages_are_a_comma_list_of_translated_languages() -> None:
+    assert make(SUPPORTED_LANGUAGES=" EN, es ,pt").supported_languages == ("en", "es", "pt")
+    with pytest.raises(ValidationError, match=r"SUPPORTED_LANGUAGES: it, nl: name languages"):
+        make(SUPPORTED_LANGUAGES="en,it,nl")
+    with pytest.raises(ValidationError, match="SUPPORTED_LANGUAGES: empty"):
+        make(SUPPORTED_LANGUAGES=" , ")
+    with pytest.raises(ValidationError, match="DEFAULT_LANGUAGE must be one of"):
+        make(SUPPORTED_LANGUAGES="es,pt")
+    assert make(SUPPORTED_LANGUAGES="es,pt", DEFAULT_LANGUAGE="es").default_language == "es"

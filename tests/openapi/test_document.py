@@ -237,3 +237,48 @@ def test_stored_messages_conform_to_their_own_kind(
     assert [a["kind"] for a in question["attachments"]] == ["image", "audio"]
     assert question["transcript"] == openai.transcript
     assert answer["diagnosis"]["severity"] == "medium"
+
+
+def test_client_feature_headers_are_declared(openapi_document: dict[str, Any]) -> None:
+    """What a generated client needs to read the quota, the answer's language and replays,
+    and to send an Idempotency-Key or Accept-Language."""
+    ops = operations(openapi_document)
+    diagnose = ops[("POST", "/api/diagnose2")]
+    assert set(diagnose["responses"]["200"]["headers"]) >= {
+        "RateLimit-Policy", "RateLimit", "Content-Language", "Idempotent-Replayed",
+    }  # fmt: skip
+    assert {"RateLimit-Policy", "RateLimit", "Retry-After"} <= set(
+        diagnose["responses"]["429"]["headers"]
+    )
+    assert "Retry-After" in diagnose["responses"]["409"]["headers"]
+    parameters = [p["$ref"].rsplit("/", 1)[1] for p in diagnose["parameters"] if "$ref" in p]
+    assert {"Accept-Language", "Idempotency-Key"} <= set(parameters)
+    for path in ("/api/vehicles", "/api/vehicles/{vehicle_id}/mods"):
+        created = ops[("POST", path)]
+        assert "Idempotent-Replayed" in created["responses"]["201"]["headers"]
+        assert {"409", "422"} <= set(created["responses"])
+        assert {"$ref": "#/components/parameters/Idempotency-Key"} in created["parameters"]
+    assert "Idempotency-Key" not in str(ops[("PATCH", "/api/vehicles/{vehicle_id}")])
+    assert set(ops[("GET", "/api/me/usage")]["responses"]["200"]["headers"]) >= {"RateLimit"}
+
+
+def test_new_routes_answer_as_documented(
+    client: httpx.Client, openai: FakeOpenAI, user: User, openapi_document: dict[str, Any]
+) -> None:
+    headers = auth_headers(user)
+    ops = operations(openapi_document)
+    usage = client.get("/me/usage", headers=headers).json()
+    assert errors_against(openapi_document, "DiagnosisUsage", usage) == []
+    fault = client.get("/dtc/P0301", headers=headers).json()
+    assert errors_against(openapi_document, "FaultCode", fault) == []
+    lookup = ops[("GET", "/api/dtc/{code}")]
+    assert set(lookup["responses"]) >= {"200", "422"}
+    assert "404" not in lookup["responses"]
+    (code,) = [p for p in lookup["parameters"] if p.get("in") == "path"]
+    assert re.fullmatch(code["schema"]["pattern"], "P0301")
+    turn = client.post("/diagnose2", json={"q": "x", "images": [b64(PNG)]}, headers=headers).json()
+    assert errors_against(openapi_document, "DiagnoseResponse", turn) == []
+    download = ops[("GET", "/api/conversations/{conversation_id}/attachments/{attachment_id}")]
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    assert download["responses"]["200"]["content"] == {"image/*": binary, "audio/*": binary}
+    assert "Content-Disposition" in download["responses"]["200"]["headers"]

@@ -91,7 +91,14 @@ def test_generated_client_signs_up_adds_a_vehicle_and_diagnoses_as_json_and_mult
     models, types = module("models"), module("types")
     request_pin, confirm_signup = operations("auth", "request_pin", "confirm_signup")
     (create_vehicle,) = operations("vehicles", "create_vehicle")
-    diagnose_v2, get_conversation = operations("diagnose", "diagnose_v2", "get_conversation")
+    diagnose_v2, get_conversation, get_usage, lookup_fault_code, download_attachment = operations(
+        "diagnose",
+        "diagnose_v2",
+        "get_conversation",
+        "get_usage",
+        "lookup_fault_code",
+        "download_attachment",
+    )
     transport = RecordingTransport(local_host())
     connection = {"base_url": "http://testserver", "httpx_args": {"transport": transport}}
     anonymous = generated_client.Client(**connection)
@@ -115,11 +122,23 @@ def test_generated_client_signs_up_adds_a_vehicle_and_diagnoses_as_json_and_mult
     assert isinstance(vehicle, models.VehiclePublic)
     assert (vehicle.year, vehicle.nickname) == ("1990", None)
 
-    as_json = diagnose_v2.sync(
+    as_json = diagnose_v2.sync_detailed(
         client=caller,
-        body=models.DiagnoseRequest(q="Rattle at 3000 rpm", vehicle_id=vehicle.id),
+        body=models.DiagnoseRequest(q="Rattle at 3000 rpm", vehicle_id=vehicle.id, language="es"),
+        idempotency_key="journey-diagnosis-0001",
+        accept_language="fr",
     )
-    assert isinstance(as_json, models.DiagnoseResponse), as_json
+    assert isinstance(as_json.parsed, models.DiagnoseResponse), as_json
+    assert as_json.headers["Content-Language"] == "es"
+    assert as_json.headers["RateLimit"].startswith('"diagnoses";r=49;')
+    retried = diagnose_v2.sync_detailed(
+        client=caller,
+        body=models.DiagnoseRequest(q="Rattle at 3000 rpm", vehicle_id=vehicle.id, language="es"),
+        idempotency_key="journey-diagnosis-0001",
+    )
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert retried.parsed == as_json.parsed
+    as_json = as_json.parsed
     photo = types.File(payload=io.BytesIO(PNG), file_name="exhaust.png", mime_type="image/png")
     as_form = diagnose_v2.sync(
         client=caller,
@@ -131,7 +150,7 @@ def test_generated_client_signs_up_adds_a_vehicle_and_diagnoses_as_json_and_mult
     assert isinstance(as_form, models.DiagnoseResponse), as_form
     assert as_form.session_id == as_json.session_id
     sent = transport.content_types["/api/diagnose2"]
-    assert sent == ["application/json", "multipart/form-data"]
+    assert sent == ["application/json", "application/json", "multipart/form-data"]
     sent_photo = openai.diagnosis_bodies[-1]["messages"][-1]["content"][-1]
     assert sent_photo["image_url"]["url"].startswith("data:image/png;base64,")
 
@@ -142,6 +161,21 @@ def test_generated_client_signs_up_adds_a_vehicle_and_diagnoses_as_json_and_mult
     assert contents[2].dtc_codes == ["P0420"]
     assert [a.mime_type for a in contents[2].attachments] == ["image/png"]
     assert contents[3].diagnosis.summary == as_form.diagnosis.summary
+    (photo_sent,) = contents[2].attachments
+    photo_back = download_attachment.sync_detailed(
+        conversation_id=conversation.id, attachment_id=photo_sent.id, client=caller
+    )
+    assert photo_back.status_code == 200
+    assert photo_back.parsed.payload.read() == PNG
+
+    usage = get_usage.sync(client=caller)
+    assert isinstance(usage, models.DiagnosisUsage)
+    assert (usage.diagnoses_today, usage.diagnoses_remaining) == (2, 48)
+    fault = lookup_fault_code.sync(code="p0420", client=caller)
+    assert isinstance(fault, models.FaultCode)
+    assert (fault.code, fault.generic, fault.meaning) == (
+        "P0420", True, "Catalyst System Efficiency Below Threshold",
+    )  # fmt: skip
 
     refused = create_vehicle.sync_detailed(
         client=caller, body=models.VehicleCreate(make="Mazda", model="MX-5", year=1800)

@@ -70,3 +70,23 @@ export function preview(message: Schemas["ConversationMessage"]): string {
 export function vehicleNames(page: Schemas["VehiclePage"]): string[] {
   return page.items.map((v) => `${v.year} ${v.make} ${v.model}${v.nickname ? ` "${v.nickname}"` : ""}`);
 }
+
+// Client features: a retry-safe, Spanish diagnosis; the quota; a fault code's meaning.
+type RequestHeaders<Path extends keyof paths, Method extends keyof paths[Path]> =
+  paths[Path][Method] extends { parameters: { header?: infer Header } } ? NonNullable<Header> : never;
+export const retrySafe: RequestHeaders<"/api/diagnose2", "post"> = {
+  "Idempotency-Key": "5f0c6a9e-8f1e-4d0b-9a57-2f3c4d5e6f70",
+  "Accept-Language": "es-ES, es;q=0.9",
+};
+export const inSpanish: JsonBody<"/api/diagnose2", "post"> = { q: "Ruido al frenar", language: "es" };
+export function quotaLeft(response: Success<"/api/diagnose2", "post", 200>): string {
+  const language: string = response.headers["Content-Language"];
+  return `${response.headers.RateLimit} (${language})`;
+}
+export function allowance(usage: Schemas["DiagnosisUsage"]): string {
+  const back: string | null = usage.resets_at;
+  return `${usage.diagnoses_remaining}/${usage.diagnoses_per_day} until ${back ?? "now"}`;
+}
+export function describe(code: Schemas["FaultCode"]): string {
+  return code.meaning ?? `${code.code}: ${code.defined_by} (${code.system}), meaning unknown`;
+}
