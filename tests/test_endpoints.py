@@ -98,6 +98,21 @@ def two_steps(request: SlowUserRequest[Widget]) -> None:
             raise ConflictError("The second step failed")
 
 
+@router.operation("POST", "keyed", summary="Idempotent, failing as asked", idempotent=True)
+def keyed(request: UserRequest[Widget]) -> Reply:
+    """Writes a vehicle, then answers as its body's name says: a failure whose writes are
+    kept, a failure answered without raising, or a success."""
+    request.session.add(
+        Vehicle(user_id=request.user.id, make=request.body.name, model="M", year="2020")
+    )
+    request.session.flush()
+    if request.body.name == "kept":
+        raise ConflictError("Failed, but what it wrote counts", keep_changes=True)
+    if request.body.name == "declined":
+        return Reply({"declined": True}, status=409)
+    return Reply({"made": request.body.name})
+
+
 @router.operation("GET", "labels/{name}/{token}", summary="Typed by declaration, not by name")
 def label(request: Request, name: str, token: uuid.UUID) -> dict[str, str]:
     return {"name": name, "token": str(token)}
@@ -444,6 +459,24 @@ def test_a_slow_request_commits_each_unit_of_work_on_its_own(api: httpx.Client, 
     ).all()
     assert makes == ["both", "second", "kept"]  # the failed step alone was rolled back
     assert count(session, Vehicle) == 3
+
+
+@pytest.mark.parametrize(("name", "status"), [("kept", 409), ("declined", 409), ("made", 200)])
+def test_only_a_success_keeps_its_idempotency_key(
+    api: httpx.Client, session, name: str, status: int
+) -> None:
+    """Whatever way a request fails — raising with its writes kept, or answering an error
+    without raising — its key is not kept, so the retry runs again."""
+    from tests.factories import auth_headers, count, create_user
+
+    user = create_user(session)
+    headers = auth_headers(user) | {"Idempotency-Key": "generic-key-1"}
+    first = api.post("/keyed", json={"name": name, "size": 1}, headers=headers)
+    again = api.post("/keyed", json={"name": name, "size": 1}, headers=headers)
+    assert first.status_code == again.status_code == status
+    replayed = status == 200
+    assert ("Idempotent-Replayed" in again.headers) is replayed
+    assert count(session, Vehicle, Vehicle.user_id == user.id) == (1 if replayed else 2)
 
 
 def test_a_db_request_runs_in_the_invocations_session(api: httpx.Client, connection) -> None:

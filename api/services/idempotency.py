@@ -43,7 +43,6 @@ U = TypeVar("U")
 KEY_LIFETIME = timedelta(hours=24)
 IN_PROGRESS_RETRY = timedelta(seconds=5)  # a diagnosis takes seconds; the others, less
 SWEEP_BATCH = 100  # expired keys removed per claim: more than any claim adds (one)
-CLAIM_TRIES = 3  # a key released between our two statements is claimed again
 
 
 class IdempotencyKeyReused(AppError):
@@ -96,66 +95,57 @@ def claim(
 ) -> Claim | StoredResponse:
     """Own `key` for this request (a `Claim`, until `running_until` should the request
     die), or the response to replay. 422 for a key used with another request, 409 while
-    the request that owns it runs."""
+    the request that owns it runs.
+
+    One upsert decides: a new key is inserted; an expired one, or one whose request died
+    (`locked_until` passed), starts anew under a new id (so the dead request can no longer
+    complete it). Any other key it leaves as it is but locks (ON CONFLICT DO UPDATE locks
+    the row even when its WHERE is false), so the read after it finds that very row. A
+    duplicate of a request whose transaction has not committed yet waits at the unique
+    index and then sees what it committed."""
     _sweep(session, now)
-    for _ in range(CLAIM_TRIES):
-        attempt = insert(IdempotencyKey).values(
-            id=uuid.uuid4(),
-            user_id=key.user_id,
-            key=key.value,
-            fingerprint=key.fingerprint,
-            created_at=now,
-            expires_at=now + KEY_LIFETIME,
-            locked_until=running_until,
+    attempt = insert(IdempotencyKey).values(
+        id=uuid.uuid4(),
+        user_id=key.user_id,
+        key=key.value,
+        fingerprint=key.fingerprint,
+        created_at=now,
+        expires_at=now + KEY_LIFETIME,
+        locked_until=running_until,
+    )
+    anew = ("id", "fingerprint", "created_at", "expires_at", "locked_until")
+    claim_id = session.scalar(
+        attempt.on_conflict_do_update(
+            constraint="uq_idempotency_keys_user_key",
+            set_={column: attempt.excluded[column] for column in anew}
+            | {"response_status": None, "response_headers": None, "response_body": None},
+            where=(IdempotencyKey.expires_at <= now) | (IdempotencyKey.locked_until <= now),
+        ).returning(IdempotencyKey.id)
+    )
+    if claim_id is not None:
+        return Claim(claim_id, key)
+    found = session.scalars(
+        select(IdempotencyKey).where(
+            IdempotencyKey.user_id == key.user_id, IdempotencyKey.key == key.value
         )
-        claim_id = session.scalar(
-            attempt.on_conflict_do_update(
-                constraint="uq_idempotency_keys_user_key",
-                # A key that expired, or whose request died before answering, starts anew
-                # (under a new id, so the dead request can no longer complete it).
-                set_={
-                    column: attempt.excluded[column]
-                    for column in ("id", "fingerprint", "created_at", "expires_at", "locked_until")
-                }
-                | {"response_status": None, "response_headers": None, "response_body": None},
-                where=(IdempotencyKey.expires_at <= now) | (IdempotencyKey.locked_until <= now),
-            ).returning(IdempotencyKey.id)
+    ).one()
+    if not hmac.compare_digest(found.fingerprint, key.fingerprint):
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was used with another request (method, path or body); "
+            "use a new key for a new request",
+            extra={"field": "Idempotency-Key"},
         )
-        if claim_id is not None:
-            return Claim(claim_id, key)
-        found = session.execute(
-            select(
-                IdempotencyKey.fingerprint,
-                IdempotencyKey.locked_until,
-                IdempotencyKey.response_status,
-                IdempotencyKey.response_headers,
-                IdempotencyKey.response_body,
-            ).where(IdempotencyKey.user_id == key.user_id, IdempotencyKey.key == key.value)
-        ).one_or_none()
-        if found is None:  # released meanwhile: try again
-            continue
-        fingerprint, locked_until, status, headers, body = found
-        if not hmac.compare_digest(fingerprint, key.fingerprint):
-            raise IdempotencyKeyReused(
-                "This Idempotency-Key was used with another request (method, path or body); "
-                "use a new key for a new request",
-                extra={"field": "Idempotency-Key"},
-            )
-        if status is not None:  # answered (then `locked_until` is NULL: a table check)
-            return StoredResponse(status=status, headers=headers or {}, body=body or b"")
-        wait = min(locked_until - now, IN_PROGRESS_RETRY) if locked_until else IN_PROGRESS_RETRY
-        seconds = whole_seconds(wait)
-        raise ConflictError(
-            "The first request with this Idempotency-Key is still running; retry shortly",
-            code="request_in_progress",
-            headers={"Retry-After": str(seconds)},
-            extra={"retry_after": seconds},
+    if found.response_status is not None:
+        return StoredResponse(
+            found.response_status, found.response_headers or {}, found.response_body or b""
         )
-    raise ConflictError(  # pragma: no cover - a key claimed and released three times over
-        "This Idempotency-Key is busy; retry shortly",
+    running_for = (found.locked_until or now) - now  # set while running (a table check)
+    seconds = whole_seconds(min(running_for, IN_PROGRESS_RETRY))
+    raise ConflictError(
+        "The first request with this Idempotency-Key is still running; retry shortly",
         code="request_in_progress",
-        headers={"Retry-After": "1"},
-        extra={"retry_after": 1},
+        headers={"Retry-After": str(seconds)},
+        extra={"retry_after": seconds},
     )
 
 

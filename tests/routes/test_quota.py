@@ -5,6 +5,7 @@ alike, read back with a structured-field parser (and once as the exact text sent
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from http_sf import parse
@@ -23,7 +24,7 @@ def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def fields(response: httpx.Response) -> tuple[list, list]:
+def fields(response: httpx.Response) -> tuple[Any, Any]:
     """Both fields as RFC 9651 Lists: [(policy, {parameter: value})]."""
     return (
         parse(response.headers["RateLimit-Policy"].encode(), tltype="list"),
