@@ -95,5 +95,10 @@ class Problem(BaseModel):
     status: int
     detail: str
     code: str
-    errors: list[FieldProblem] | None = Field(None, description="Validation errors, per field")
+    errors: list[FieldProblem] | None = Field(
+        None, description="Validation errors, per field (at most 20)"
+    )
+    errors_omitted: int | None = Field(
+        None, description="How many more validation errors there were than listed"
+    )
     retry_after: int | None = Field(None, description="Seconds to wait (429 only)")

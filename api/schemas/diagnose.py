@@ -23,10 +23,11 @@ from pydantic import (
 )
 
 from api.schemas.common import FreeText, InputModel, OutputModel, Pagination, without_nul
-from api.utils.media import MediaField
+from api.utils.media import MAX_IMAGES, MediaField
 
 MAX_QUESTION_CHARS = 4000
 MAX_TITLE_CHARS = 200
+MAX_DTC_CODES = 20
 DtcCode = Annotated[
     str,
     StringConstraints(
@@ -77,13 +78,16 @@ class DiagnoseRequest(InputModel):
     q: FreeText | None = Field(None, max_length=MAX_QUESTION_CHARS, description="The question")
     vehicle_id: uuid.UUID | None = Field(None, description="One of your vehicles, for context")
     session_id: uuid.UUID | None = Field(None, description="Conversation to continue")
+    # maxItems is checked before any item is: a long list costs one error, not one per item.
     images: list[MediaField] = Field(
-        default_factory=list, description="Up to 4 images: Base64 or data URLs, 8 MB each"
+        default_factory=list,
+        max_length=MAX_IMAGES,
+        description="Up to 4 images: Base64 or data URLs, 8 MB each",
     )
     image: MediaField | None = Field(None, description="One image (older clients)")
     audio: MediaField | None = Field(None, description="A recording: Base64 or data URL, 25 MB")
     dtc_codes: list[DtcCode] = Field(
-        default_factory=list, max_length=20, description="OBD-II codes, e.g. P0420"
+        default_factory=list, max_length=MAX_DTC_CODES, description="OBD-II codes, e.g. P0420"
     )
 
     @model_validator(mode="after")

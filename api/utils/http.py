@@ -12,9 +12,12 @@ from typing import Any
 
 import azure.functions as func
 
-from api.errors import AppError, ValidationFailedError
+from api.errors import AppError, ValidationFailedError, clipped
 
 PROBLEM_JSON = "application/problem+json"
+# A detail may quote something the client sent (a content type, a field name): kept short,
+# so no error body grows with the request (see api.errors.MAX_FIELD_ERRORS).
+MAX_DETAIL_CHARS = 1000
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -57,7 +60,7 @@ def problem_body(error: AppError) -> dict[str, Any]:
         "type": f"https://api.axly.pro/problems/{error.code.replace('_', '-')}",
         "title": error.title,
         "status": error.status,
-        "detail": error.detail,
+        "detail": clipped(error.detail, MAX_DETAIL_CHARS),
         "code": error.code,
         **error.extra,
     }
@@ -71,6 +74,8 @@ def problem_body(error: AppError) -> dict[str, Any]:
             }
             for e in error.errors
         ]
+        if error.omitted:
+            body["errors_omitted"] = error.omitted
     return body
 
 
