@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from api.utils.text import safe_text
 from api.utils.waits import whole_seconds
 
 # A 4xx body must stay small whatever was sent (one request must not make the server build,
@@ -17,10 +18,6 @@ from api.utils.waits import whole_seconds
 MAX_FIELD_ERRORS = 20
 MAX_LOC_PART_CHARS = 64
 MAX_MESSAGE_CHARS = 300
-
-
-def clipped(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -32,11 +29,12 @@ class FieldError:
     type: str = "value_error"
 
     def bounded(self) -> FieldError:
-        """The same error with each path part and the message clipped to a sane length."""
+        """The same error with each path part and the message made safe and clipped (they
+        may quote what the client sent)."""
         return FieldError(
-            loc=[clipped(p, MAX_LOC_PART_CHARS) if isinstance(p, str) else p for p in self.loc],
-            message=clipped(self.message, MAX_MESSAGE_CHARS),
-            type=clipped(self.type, MAX_LOC_PART_CHARS),
+            loc=[safe_text(p, MAX_LOC_PART_CHARS) if isinstance(p, str) else p for p in self.loc],
+            message=safe_text(self.message, MAX_MESSAGE_CHARS),
+            type=safe_text(self.type, MAX_LOC_PART_CHARS),
         )
 
 

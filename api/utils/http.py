@@ -12,7 +12,8 @@ from typing import Any
 
 import azure.functions as func
 
-from api.errors import AppError, ValidationFailedError, clipped
+from api.errors import AppError, ValidationFailedError
+from api.utils.text import safe_text
 
 PROBLEM_JSON = "application/problem+json"
 # A detail may quote something the client sent (a content type, a field name): kept short,
@@ -60,7 +61,7 @@ def problem_body(error: AppError) -> dict[str, Any]:
         "type": f"https://api.axly.pro/problems/{error.code.replace('_', '-')}",
         "title": error.title,
         "status": error.status,
-        "detail": clipped(error.detail, MAX_DETAIL_CHARS),
+        "detail": safe_text(error.detail, MAX_DETAIL_CHARS),
         "code": error.code,
         **error.extra,
     }
