@@ -31,7 +31,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin, get_type_hints
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    NoReturn,
+    TypeVar,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 from urllib.parse import urlsplit
 
 import azure.functions as func
@@ -398,14 +407,15 @@ def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResp
         path, body, query = _inputs(op, req)
         return _serialise(op, op.handler(Request(req, request_id, body, query), **path))
     token = _bearer_token(req) if op.auth else None  # refused before touching the database
-    with _unit_of_work() as session:
+    account: list[uuid.UUID] = []  # the caller's, once known (for _unit_of_work)
+    with _unit_of_work(account) as session:
         caller = _authenticate(session, token) if token is not None else None
         path, body, query = _inputs(op, req)
-        request = (
-            DbRequest(req, request_id, body, query, session)
-            if caller is None
-            else UserRequest(req, request_id, body, query, session, caller)
-        )
+        if caller is None:
+            request: DbRequest[Any, Any] = DbRequest(req, request_id, body, query, session)
+        else:
+            account.append(caller.user.id)
+            request = UserRequest(req, request_id, body, query, session, caller)
         return _serialise(op, op.handler(request, **path))
 
 
@@ -425,22 +435,64 @@ def _inputs(
     return path, body, query
 
 
+# SQLSTATEs of a write that lost a race with its account's deletion: a row referring to
+# the deleted user, or a deadlock with the deletion's cascade.
+FOREIGN_KEY_VIOLATION, DEADLOCK_DETECTED = "23503", "40P01"
+
+
 @contextmanager
-def _unit_of_work() -> Iterator[Session]:
-    from sqlalchemy.exc import OperationalError, TimeoutError
+def _unit_of_work(account: list[uuid.UUID]) -> Iterator[Session]:
+    """The invocation's session (see `api.db.session_scope`), with database failures a
+    client can act on made into their answers:
+
+    - a write that lost a race with the deletion of the caller's own account (`account`,
+      once authenticated: a foreign key
+      to the deleted user, an UPDATE whose row the deletion's cascade removed, a deadlock
+      with it) is a 401 `account_deleted` once the account is found gone — not a 500; a row
+      another request deleted meanwhile is a 404;
+    - no pooled connection free in time, the database gone mid-request, or a deadlock
+      otherwise: the client can retry, so a 503, not a bug's 500.
+    """
+    from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError
+    from sqlalchemy.orm.exc import StaleDataError
 
     from api.db import session_scope
 
     try:
         with session_scope() as session:
             yield session
-    except (TimeoutError, OperationalError):
-        # No pooled connection free in time, the database went away mid-request, or a
-        # deadlock: the client can retry, so this is a 503, not a bug's 500.
-        log.warning("Database unavailable during a request", exc_info=True)
-        raise ServiceUnavailableError(
-            "The database is busy or unreachable; try again shortly", code="database_unavailable"
-        ) from None
+    except (DBAPIError, StaleDataError) as error:
+        if account and _lost_to_deletion(error) and _account_gone(account[0]):
+            raise AuthenticationError(
+                "The account no longer exists", code="account_deleted"
+            ) from None
+        if isinstance(error, StaleDataError):  # deleted by another request meanwhile
+            raise NotFoundError("What this request changes was deleted meanwhile") from None
+        if not isinstance(error, OperationalError):
+            raise
+        _database_unavailable()
+    except TimeoutError:
+        _database_unavailable()
+
+
+def _lost_to_deletion(error: Exception) -> bool:
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+    return sqlstate in (FOREIGN_KEY_VIOLATION, DEADLOCK_DETECTED) or not hasattr(error, "orig")
+
+
+def _account_gone(user_id: uuid.UUID) -> bool:
+    from api.db import session_scope
+    from api.services.auth import account_exists
+
+    with session_scope() as session:
+        return not account_exists(session=session, user_id=user_id)
+
+
+def _database_unavailable() -> NoReturn:
+    log.warning("Database unavailable during a request", exc_info=True)
+    raise ServiceUnavailableError(
+        "The database is busy or unreachable; try again shortly", code="database_unavailable"
+    ) from None
 
 
 def _path_values(op: Operation, raw: dict[str, str]) -> dict[str, object]:

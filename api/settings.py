@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     jwt_audience: str = Field("axly-app", alias="JWT_AUDIENCE")
     access_token_minutes: int = Field(30, alias="ACCESS_TOKEN_MINUTES", ge=1, le=24 * 60)
     refresh_token_days: int = Field(30, alias="REFRESH_TOKEN_DAYS", ge=1, le=365)
+    # A rotated refresh token presented again within this many seconds gets a fresh pair for
+    # the same session instead of ending it (two screens refreshing at once); 0: never.
+    refresh_reuse_interval_s: int = Field(10, alias="REFRESH_REUSE_INTERVAL_S", ge=0, le=300)
 
     cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="CORS_ALLOWED_ORIGINS"

@@ -107,7 +107,7 @@ def request_latency() -> None:
     from sqlalchemy.orm import Session
 
     from api import db
-    from api.services.auth import issue_access_token
+    from api.services.auth import start_session
     from devhost.host import create_app
     from function_app import app
 
@@ -122,9 +122,13 @@ def request_latency() -> None:
         for path in ("/health", "/openapi.json"):
             timed(f"GET /api{path}", partial(get_ok, client, path))
         with Session(engine, expire_on_commit=False) as session:
-            owners = {count: garage_owner(session, count) for count in (1, 50)}
-        for count, owner in owners.items():
-            headers = {"Authorization": f"Bearer {issue_access_token(owner)}"}
+            tokens = {
+                count: start_session(session=session, user=garage_owner(session, count))
+                for count in (1, 50)
+            }
+            session.commit()
+        for count, bundle in tokens.items():
+            headers = {"Authorization": f"Bearer {bundle.access_token}"}
             statements.clear()
             client.get("/vehicles", headers=headers).raise_for_status()
             print(f"GET /api/vehicles with {count} vehicles: {len(statements)} SQL statements")

@@ -271,6 +271,7 @@ var appSettings = union({
 //   JWT_AUDIENCE = default: a product constant, the same in every deployment
 //   ACCESS_TOKEN_MINUTES = default: token lifetimes are product policy, kept in code
 //   REFRESH_TOKEN_DAYS = default: token lifetimes are product policy, kept in code
+//   REFRESH_REUSE_INTERVAL_S = default: security policy (10 s, as Supabase Auth allows), kept in code
 //   MAX_BODY_BYTES = default: a product limit, kept in code
 //   APP_VERSION = default: the version belongs to the code package, not to the infrastructure
 //   MAX_VEHICLES_PER_USER = default: a product limit, kept in code

@@ -170,6 +170,7 @@ def test_the_turn_key_share_locks_its_conversation_and_vehicle(
     session.add(vehicle)
     session.flush()
     conversation = add_conversation(session, user.id, title="Old", vehicle_id=vehicle.id)
+    headers = auth_headers(user)
     statements: list[str] = []
 
     def keep(conn, cursor, statement, parameters, context, executemany) -> None:
@@ -178,9 +179,7 @@ def test_the_turn_key_share_locks_its_conversation_and_vehicle(
     event.listen(connection, "before_cursor_execute", keep)
     try:
         response = client.post(
-            "/diagnose2",
-            headers=auth_headers(user),
-            json={"q": "hi", "session_id": str(conversation.id)},
+            "/diagnose2", headers=headers, json={"q": "hi", "session_id": str(conversation.id)}
         )
     finally:
         event.remove(connection, "before_cursor_execute", keep)

@@ -82,18 +82,62 @@ def test_a_successful_login_clears_the_addresss_failures(session: Session, accou
 def test_refresh_rotates_and_a_replayed_token_revokes_the_whole_family(
     session: Session, account: User
 ) -> None:
-    first = auth.login(session=session, email=account.email, password=PASSWORD)
-    second = auth.refresh_session(session=session, refresh_token=first.refresh_token)
-    old, new = family(session, second)
-    assert old.replaced_by_id == new.id
-    assert old.revoked_at is not None
-    assert new.revoked_at is None
+    with time_machine.travel(T0, tick=False) as clock:
+        first = auth.login(session=session, email=account.email, password=PASSWORD)
+        second = auth.refresh_session(session=session, refresh_token=first.refresh_token)
+        old, new = family(session, second)
+        assert old.replaced_by_id == new.id
+        assert old.revoked_at is not None
+        assert new.revoked_at is None
 
-    with pytest.raises(AuthenticationError) as replayed:
-        auth.refresh_session(session=session, refresh_token=first.refresh_token)
+        clock.shift(timedelta(seconds=10, microseconds=1))  # past REFRESH_REUSE_INTERVAL_S
+        with pytest.raises(AuthenticationError) as replayed:
+            auth.refresh_session(session=session, refresh_token=first.refresh_token)
     assert replayed.value.code == "refresh_token_reused"
     assert replayed.value.keep_changes  # the revocation outlives the refused request
     assert all(token.revoked_at is not None for token in family(session, second))
+
+
+def test_a_token_presented_again_within_the_reuse_interval_gets_a_sibling(
+    session: Session, account: User
+) -> None:
+    with time_machine.travel(T0, tick=False) as clock:
+        first = auth.login(session=session, email=account.email, password=PASSWORD)
+        second = auth.refresh_session(session=session, refresh_token=first.refresh_token)
+        clock.shift(timedelta(seconds=10))
+        again = auth.refresh_session(session=session, refresh_token=first.refresh_token)
+        original, successor, sibling = family(session, again)
+        assert again.refresh_token not in (first.refresh_token, second.refresh_token)
+        assert original.replaced_by_id == successor.id  # the rotation is not rewritten
+        assert (successor.revoked_at, sibling.revoked_at) == (None, None)
+        assert decode_token(again.access_token, "access")["sid"] == original.family_id
+        # Both pairs work: each screen keeps the one it got.
+        for tokens in (second, again):
+            auth.authenticate(session=session, token=tokens.access_token)
+            auth.refresh_session(session=session, refresh_token=tokens.refresh_token)
+
+
+def test_no_sibling_for_a_session_that_ended_meanwhile(session: Session, account: User) -> None:
+    first = auth.login(session=session, email=account.email, password=PASSWORD)
+    second = auth.refresh_session(session=session, refresh_token=first.refresh_token)
+    caller = auth.authenticate(session=session, token=second.access_token)
+    auth.logout(session=session, caller=caller, refresh_token=None, everywhere=False)
+    with pytest.raises(AuthenticationError) as refused:
+        auth.refresh_session(session=session, refresh_token=first.refresh_token)
+    assert refused.value.code == "refresh_token_reused"
+
+
+def test_a_reuse_interval_of_zero_revokes_at_once(
+    session: Session, account: User, override_settings
+) -> None:
+    override_settings(REFRESH_REUSE_INTERVAL_S="0")
+    with time_machine.travel(T0, tick=False) as clock:
+        first = auth.login(session=session, email=account.email, password=PASSWORD)
+        auth.refresh_session(session=session, refresh_token=first.refresh_token)
+        clock.shift(timedelta(microseconds=1))
+        with pytest.raises(AuthenticationError) as replayed:
+            auth.refresh_session(session=session, refresh_token=first.refresh_token)
+    assert replayed.value.code == "refresh_token_reused"
 
 
 def test_logout_ends_the_callers_own_session_only(session: Session, account: User) -> None:
