@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: dev test lint lint-infra format migrate bench clean
+.PHONY: dev test lint lint-infra format migrate bench package package-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,5 +57,16 @@ migrate: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The zip the pipeline deploys: wheels for Azure's Linux / CPython 3.11 / glibc 2.31, the app
+# minus .funcignore; then the package check (glibc, clean-interpreter index, no dev files).
+PACKAGE := dist/axly-api.zip
+
+package: $(STAMP)
+	$(BIN)/python -m deploy.build $(PACKAGE)
+	$(BIN)/python -m deploy.check $(PACKAGE)
+
+package-check: $(STAMP)
+	$(BIN)/python -m deploy.check $(PACKAGE)
+
 clean:
-	rm -rf $(VENV) $(INFRA_VENV) .pytest_cache .ruff_cache .mypy_cache .coverage htmlcov
+	rm -rf $(VENV) $(INFRA_VENV) .pytest_cache .ruff_cache .mypy_cache .coverage htmlcov dist

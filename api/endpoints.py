@@ -14,8 +14,9 @@ A handler's signature is its contract, read once at registration:
   operation answers 204 No Content.
 
 `Router.blueprint()` turns the operations into one Azure function per route template; that
-function answers CORS preflights, dispatches on the method and is the single place errors
-become problem+json.
+function dispatches on the method and is the single place errors become problem+json. CORS
+is the platform's (README, "CORS on Azure"): the host answers preflights and sets
+Access-Control-Allow-Origin.
 """
 
 from __future__ import annotations
@@ -47,12 +48,12 @@ import azure.functions as func
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import TypeVar as DefaultTypeVar
 
+from api import telemetry
 from api.errors import (
     AppError,
     AuthenticationError,
     BadRequestError,
     FieldError,
-    MethodNotAllowedError,
     NotFoundError,
     PayloadTooLargeError,
     ServiceUnavailableError,
@@ -344,12 +345,16 @@ def _model(arg: object, where: str) -> type[BaseModel] | None:
 
 
 def _register_route(blueprint: func.Blueprint, route: str, by_method: dict[str, Operation]) -> None:
-    def handle(req: func.HttpRequest) -> func.HttpResponse:
-        return dispatch(req, by_method)
+    # `context`: the worker passes the invocation context to a function that names it (its
+    # trace context parents the request's telemetry).
+    def handle(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+        return telemetry.serve(
+            req, context, f"/{ROUTE_PREFIX}/{route}", lambda: dispatch(req, by_method)
+        )
 
     name = function_name_for(route)
     handle.__name__ = handle.__qualname__ = name
-    methods = [*by_method, "OPTIONS"]
+    methods = list(by_method)
     blueprint.function_name(name=name)(blueprint.route(route=route, methods=methods)(handle))
 
 
@@ -358,24 +363,12 @@ def dispatch(req: func.HttpRequest, by_method: dict[str, Operation]) -> func.Htt
     started = time.perf_counter()
     request_id = http.request_id_for(req.headers.get(http.REQUEST_ID_HEADER))
     token = http.current_request_id.set(request_id)
-    origin = req.headers.get("Origin")
     method = req.method.upper()
     path = urlsplit(req.url).path  # logged without the query: it may hold a user's words
-    allowed: list[str] = []
     try:
-        allowed = get_settings().cors_allowed_origins
-        if method == "OPTIONS":
-            response = func.HttpResponse(
-                status_code=204,
-                headers=http.preflight_headers(origin, allowed, [*by_method, "OPTIONS"]),
-            )
-        else:
-            op = by_method.get(method)
-            if op is None:
-                raise MethodNotAllowedError(
-                    f"{method} is not allowed here", headers={"Allow": ", ".join(by_method)}
-                )
-            response = _run(op, req, request_id)
+        # The host only forwards the methods a function declares (any other is its empty
+        # 404), so `by_method` always has this one.
+        response = _run(by_method[method], req, request_id)
     except AppError as error:
         level = logging.WARNING if error.status < 500 else logging.ERROR
         log.log(level, "%s %s -> %s %s", method, path, error.status, error.code)
@@ -383,8 +376,8 @@ def dispatch(req: func.HttpRequest, by_method: dict[str, Operation]) -> func.Htt
     except Exception:
         log.exception("Unhandled error serving %s %s (request %s)", method, path, request_id)
         response = http.internal_error_response()
-    if method != "OPTIONS":  # errors too: a browser app must be able to read them
-        response.headers.update(http.cors_headers(origin, allowed))
+    # Platform CORS cannot expose headers, so a browser app reads these only thanks to this.
+    response.headers["Access-Control-Expose-Headers"] = http.EXPOSED_HEADERS
     response.headers[http.REQUEST_ID_HEADER] = request_id
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")

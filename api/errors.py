@@ -87,10 +87,6 @@ class NotFoundError(AppError):
     status, title, code = 404, "Not Found", "not_found"
 
 
-class MethodNotAllowedError(AppError):
-    status, title, code = 405, "Method Not Allowed", "method_not_allowed"
-
-
 class ConflictError(AppError):
     status, title, code = 409, "Conflict", "conflict"
 

@@ -118,8 +118,11 @@ def _query_parameters(op: Operation) -> list[dict[str, Any]]:
         return []
     schema = op.query.model_json_schema(ref_template=REF_TEMPLATE)
     required = set(schema.get("required", []))
+    # The Functions host drops a blank query value before the app sees it (devhost/host.py,
+    # `query_params`): `?limit=` is the same as leaving `limit` out.
     return [
         {"name": name, "in": "query", "required": name in required, "schema": prop}
+        | ({} if name in required else {"allowEmptyValue": True})
         for name, prop in schema.get("properties", {}).items()
     ]
 

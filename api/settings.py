@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Shipped in local.settings.example.json so a fresh checkout runs; refused in production.
 DEVELOPMENT_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105
@@ -41,9 +41,6 @@ class Settings(BaseSettings):
     # the same session instead of ending it (two screens refreshing at once); 0: never.
     refresh_reuse_interval_s: int = Field(10, alias="REFRESH_REUSE_INTERVAL_S", ge=0, le=300)
 
-    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, alias="CORS_ALLOWED_ORIGINS"
-    )
     max_body_bytes: int = Field(1_000_000, alias="MAX_BODY_BYTES", ge=1024)
     app_version: str = Field("0.1.0", alias="APP_VERSION")
 
@@ -93,6 +90,18 @@ class Settings(BaseSettings):
     smtp_password: str = Field("", alias="SMTP_PASSWORD", repr=False)
     smtp_starttls: bool = Field(True, alias="SMTP_STARTTLS")
 
+    # --- Telemetry: exported to Application Insights only when a connection string is set ---
+    # Not secrets: Microsoft documents the connection string (and its instrumentation key)
+    # as an identifier that only allows sending telemetry.
+    applicationinsights_connection_string: str = Field(
+        "", alias="APPLICATIONINSIGHTS_CONNECTION_STRING"
+    )
+    # The seed's setting, still honoured (with a warning to move to the connection string).
+    appinsights_instrumentationkey: str = Field("", alias="APPINSIGHTS_INSTRUMENTATIONKEY")
+    # Share of requests (and their dependencies) traced; exceptions, custom events and
+    # metrics are always sent whatever it is (see README, Observability).
+    telemetry_sampling_ratio: float = Field(1.0, alias="TELEMETRY_SAMPLING_RATIO", ge=0, le=1)
+
     @model_validator(mode="before")
     @classmethod
     def _refuse_unresolved_key_vault_references(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -107,20 +116,6 @@ class Settings(BaseSettings):
                 "secret and grant the app's identity Key Vault Secrets User"
             )
         return data
-
-    @field_validator("cors_allowed_origins", mode="before")
-    @classmethod
-    def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
-        return value
-
-    @field_validator("cors_allowed_origins")
-    @classmethod
-    def _no_wildcard(cls, origins: list[str]) -> list[str]:
-        if "*" in origins:
-            raise ValueError("CORS_ALLOWED_ORIGINS is an exact allowlist; '*' is not allowed")
-        return origins
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:

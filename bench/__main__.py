@@ -1,10 +1,12 @@
 """`make bench`: figures for cold start and request latency (printed, never asserted).
 
 Cold start: a fresh interpreter importing function_app and indexing it, as the Azure
-worker does, and which heavy modules that pulled in. Requests: median and p95 latency of
-routes served in-process by the local host against a real PostgreSQL (the server of
-DB_URI, else the embedded one) in a database of the benchmark's own, `axly_bench`, and
-the SQL statements a garage listing takes for 1 and for 50 vehicles with mods.
+worker does, and which heavy modules that pulled in (telemetry's included: without a
+connection string none may load); then what starting telemetry adds, with one. Requests:
+median and p95 latency of routes served in-process by the local host against a real
+PostgreSQL (the server of DB_URI, else the embedded one) in a database of the benchmark's
+own, `axly_bench`, and the SQL statements a garage listing takes for 1 and for 50 vehicles
+with mods.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import httpx
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
 
     from api.models import User
 
-HEAVY_MODULES = ("alembic", "openai", "sendgrid", "obd")
+HEAVY_MODULES = ("alembic", "openai", "sendgrid", "obd", "opentelemetry", "azure.monitor")
 COLD_START_RUNS = 5
 REQUESTS_PER_ROUTE = 200
 MODS_PER_VEHICLE = 5
@@ -40,17 +43,54 @@ print(json.dumps({"ms": elapsed * 1000, "loaded": [m for m in %r if m in sys.mod
 """
 
 
+def run(script: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """What `script` prints as JSON, run in a fresh interpreter."""
+    printed: dict[str, Any] = json.loads(
+        subprocess.check_output([sys.executable, "-c", script], env=env)
+    )
+    return printed
+
+
 def cold_start() -> None:
-    runs = [
-        json.loads(subprocess.check_output([sys.executable, "-c", _COLD_START % (HEAVY_MODULES,)]))
-        for _ in range(COLD_START_RUNS)
-    ]
+    runs = [run(_COLD_START % (HEAVY_MODULES,)) for _ in range(COLD_START_RUNS)]
     timings = sorted(run["ms"] for run in runs)
     print(
         f"cold start (import + index): median {statistics.median(timings):.0f} ms, "
         f"min {timings[0]:.0f} ms over {COLD_START_RUNS} runs"
     )
     print(f"heavy modules loaded at start-up: {runs[0]['loaded'] or 'none'}")
+
+
+# What turning telemetry on costs, once, at the first invocation (no export happens here).
+_TELEMETRY_START = """
+import json, os, time
+import function_app
+from api import telemetry
+started = time.perf_counter()
+assert telemetry.start() is not None
+print(json.dumps({"ms": (time.perf_counter() - started) * 1000}))
+os._exit(0)  # no exit-time flush: nothing listens at the ingestion endpoint
+"""
+
+
+def telemetry_start() -> None:
+    with tempfile.TemporaryDirectory() as storage:  # the exporter's retry storage
+        env = {
+            **os.environ,
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": (
+                "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+                "IngestionEndpoint=http://127.0.0.1:9/"
+            ),
+            "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+            "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
+            "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
+            "TMPDIR": storage,
+        }
+        timings = sorted(run(_TELEMETRY_START, env)["ms"] for _ in range(COLD_START_RUNS))
+    print(
+        f"telemetry start-up at the first request (connection string set): median "
+        f"{statistics.median(timings):.0f} ms, min {timings[0]:.0f} ms"
+    )
 
 
 def use_bench_database() -> None:
@@ -142,4 +182,5 @@ if __name__ == "__main__":
     os.environ.setdefault("JWT_SECRET", "bench-only-secret-" + "x" * 32)
     os.environ.setdefault("AXLY_ENV", "development")
     cold_start()
+    telemetry_start()
     request_latency()

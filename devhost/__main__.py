@@ -16,9 +16,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import waitress
-
 from devhost.host import FunctionHost, create_app
+from devhost.server import serve
 from devhost.settings import load_local_settings, read_route_prefix
 
 DEFAULT_PORT = 7071
@@ -116,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         logger.info("%s", line)
     base = f"http://{_display_host(server.host)}:{server.port}/{read_route_prefix()}"
     logger.info("API docs: %s/docs  ·  health: %s/health", base, base)
-    waitress.serve(server.app, host=server.host, port=server.port, threads=8)
+    serve(server.app, host=server.host, port=server.port, threads=8)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,23 @@
 """A WSGI application that serves an `azure.functions.FunctionApp` like the Functions host.
 
 Core Tools cannot be installed on our machines, so this is the local stand-in: it indexes the
-app once (as the Python worker does), routes requests with the host's rules (see `routing`),
-turns WSGI requests into `func.HttpRequest` and `func.HttpResponse` back into WSGI. Responses
-the host itself makes (404, 405, 500) are problem+json with an `X-Request-ID`, so clients see
-the same shape as from the app's own errors.
+app once (as the Python worker does), answers CORS as the host does (see `cors`), routes
+requests with the host's rules (see `routing`), turns WSGI requests into `func.HttpRequest`
+exactly as the host hands them to the worker, and `func.HttpResponse` back into WSGI.
+
+Responses the host makes itself have no body, as on Azure (Azure/azure-functions-host
+v4.1037.0, commit 89dc438): a path no route matches, or a known route with a method it does
+not declare, is an empty 404 (ASP.NET Core's end of pipeline, and
+src/WebJobs.Script.WebHost/Middleware/FunctionInvocationMiddleware.cs `NotFoundResult`); a
+function that fails is an empty 500 (Middleware/ExceptionMiddleware.cs).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
-import re
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -27,12 +29,14 @@ import azure.functions as func
 from azure.functions.decorators.core import Binding
 from azure.functions.decorators.function_app import Function
 
-from devhost.routing import MethodNotAllowed, Route, Router, compile_template
+from devhost.cors import HostCors
+from devhost.invocation import invocation_context
+from devhost.routing import Route, Router, check_reserved, compile_template
+from devhost.settings import DEFAULT_ROUTE_PREFIX
 
 logger = logging.getLogger(__name__)
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_PROBLEM_JSON = "application/problem+json"
+Headers = list[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -44,15 +48,18 @@ class HttpFunction:
     methods: tuple[str, ...] | None  # declaration order; None means every method
     binding_name: str  # the keyword argument the request is passed as (e.g. "req")
     handler: Callable[..., Any]
+    takes_context: bool = False  # a `context` parameter: passed the invocation context
 
 
 class FunctionHost:
     """The WSGI callable returned by `create_app`; `functions` lists what it serves."""
 
-    def __init__(self, functions: tuple[HttpFunction, ...]) -> None:
+    def __init__(self, functions: tuple[HttpFunction, ...], cors: HostCors) -> None:
         self.functions = functions
+        self._cors = cors
         self._router = Router(
             Route(
+                name=function.name,
                 template=compile_template(function.route),
                 methods=None if function.methods is None else frozenset(function.methods),
                 target=function,
@@ -63,25 +70,34 @@ class FunctionHost:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         method = environ["REQUEST_METHOD"].upper()
         path = _wsgi_to_text(environ.get("PATH_INFO", ""))
-        resolution = self._router.resolve(method, path)
-        if resolution is None:
-            response = _problem(environ, HTTPStatus.NOT_FOUND, f"No route matches {path}")
-        elif isinstance(resolution, MethodNotAllowed):
-            response = _problem(
-                environ, HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}"
+        headers = _request_headers(environ)
+        if self._cors.is_preflight(method, headers):
+            return _send_empty(
+                start_response, HTTPStatus.NO_CONTENT, self._cors.preflight_headers(headers)
             )
-            response.headers["Allow"] = ", ".join(resolution.allowed)
-        else:
-            request = _to_http_request(environ, method, path, resolution.values)
-            response = _invoke(resolution.target, request, environ)
-        return _send(response, start_response)
+        cors = self._cors.response_headers(headers)
+        match = self._router.resolve(method, path)
+        if match is None:
+            return _send_empty(start_response, HTTPStatus.NOT_FOUND, cors)
+        request = _to_http_request(environ, method, path, headers, match.values)
+        response = _invoke(match.target, request)
+        if response is None:
+            return _send_empty(start_response, HTTPStatus.INTERNAL_SERVER_ERROR, cors)
+        return _send(response, start_response, cors)
 
 
-def create_app(function_app: func.FunctionApp, *, route_prefix: str = "api") -> FunctionHost:
+def create_app(
+    function_app: func.FunctionApp,
+    *,
+    route_prefix: str = DEFAULT_ROUTE_PREFIX,
+    cors: HostCors | None = None,
+) -> FunctionHost:
     """Index `function_app` once and return a WSGI app serving its HTTP functions.
 
-    `route_prefix` is host.json's `extensions.http.routePrefix` ("" serves from the root).
-    Functions without an HTTP trigger are skipped, as they have no URL. Invalid routes raise
+    `route_prefix` is host.json's `extensions.http.routePrefix` ("" serves from the root);
+    `cors` defaults to the policy of the environment's CORS_ALLOWED_ORIGINS, as the host
+    reads it. Functions without an HTTP trigger are skipped, as they have no URL. Routes the
+    host would refuse, or that devhost cannot route as the host does, raise
     `routing.RouteTemplateError` here rather than at the first request.
     """
     prefix = route_prefix.strip("/")
@@ -91,23 +107,29 @@ def create_app(function_app: func.FunctionApp, *, route_prefix: str = "api") -> 
         for trigger in function.get_bindings()
         if trigger.type == "httpTrigger"
     )
-    return FunctionHost(functions)
+    return FunctionHost(functions, HostCors.from_environment() if cors is None else cors)
 
 
 def _index(function: Function, trigger: Binding, prefix: str) -> HttpFunction:
-    name = function.get_function_name()
+    # The SDK names a function after its Python function unless told otherwise.
+    handler = function.get_user_function()
+    name = function.get_function_name() or handler.__name__
     # getattr: the attributes exist on HttpTrigger and on generic "httpTrigger" bindings alike.
     declared_route: str | None = getattr(trigger, "route", None)
     methods: Iterable[func.HttpMethod | str] | None = getattr(trigger, "methods", None)
     # The host uses the function name when no route is given. Surrounding slashes are
     # tolerated because the SDK itself registers "/{*route}" for its ASGI/WSGI adapters.
     route = (name if declared_route is None else declared_route).strip("/")
+    check_reserved(route)
     return HttpFunction(
         name=name,
         route="/".join(part for part in (prefix, route) if part),
         methods=None if methods is None else tuple(_method_name(m) for m in methods),
         binding_name=trigger.name,
-        handler=function.get_user_function(),
+        handler=handler,
+        # As the worker decides it (functions.py, is_context_required).
+        takes_context="context" in inspect.signature(handler).parameters
+        and trigger.name != "context",
     )
 
 
@@ -128,19 +150,43 @@ def _wsgi_to_text(value: str) -> str:
 
 
 def _to_http_request(
-    environ: WSGIEnvironment, method: str, path: str, route_params: dict[str, str]
+    environ: WSGIEnvironment,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    route_params: dict[str, str],
 ) -> func.HttpRequest:
     query = _wsgi_to_text(environ.get("QUERY_STRING", ""))
     url = application_uri(environ).rstrip("/") + quote(path) + (f"?{query}" if query else "")
     return func.HttpRequest(
         method=method,
         url=url,
-        headers=_request_headers(environ),
-        # Azure keeps the last value of a repeated query parameter.
-        params=dict(parse_qsl(query, keep_blank_values=True)),
+        headers=headers,
+        params=query_params(query),
         route_params=route_params,
-        body=_read_body(environ),
+        body=_read_body(environ, headers),
     )
+
+
+def query_params(query: str) -> dict[str, str]:
+    """The query as the host hands it to the Python worker.
+
+    Azure/azure-functions-host v4.1037.0, src/WebJobs.Script.Grpc/MessageExtensions/
+    GrpcMessageConversionExtensions.cs (`ToRpcHttp`) passes each of ASP.NET Core's query
+    entries as `StringValues.ToString()`, which joins repeated values with commas and skips
+    blank ones, and leaves out an entry whose value is then blank (the Python worker 4.34
+    does not ask for the nullable form). ASP.NET Core's query collection groups names
+    ignoring case, keeping the first spelling. So `limit=5&limit=10` arrives as "5,10",
+    `q=` not at all.
+    """
+    grouped: dict[str, list[str]] = {}
+    spellings: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        grouped.setdefault(spellings.setdefault(name.upper(), name), []).append(value)
+    joined = {
+        name: ",".join(value for value in values if value) for name, values in grouped.items()
+    }
+    return {name: value for name, value in joined.items() if value}
 
 
 def _request_headers(environ: WSGIEnvironment) -> dict[str, str]:
@@ -155,72 +201,61 @@ def _request_headers(environ: WSGIEnvironment) -> dict[str, str]:
     return headers
 
 
-def _read_body(environ: WSGIEnvironment) -> bytes:
-    """Read exactly Content-Length bytes, or everything when the server marks EOF.
-
-    Without a Content-Length (chunked uploads) reading to EOF is only safe when the server
-    promises `wsgi.input_terminated`; otherwise the read could block, so the body is empty.
-    """
-    stream = environ["wsgi.input"]
+def _read_body(environ: WSGIEnvironment, headers: Mapping[str, str]) -> bytes:
+    """The body as the host hands it to the worker: only when the request declares a
+    Content-Length above 0 (`ToRpcHttp`: `request.ContentLength > 0`). A chunked upload has
+    none, so its function sees an empty body, as on Azure (`devhost.server` keeps the
+    Transfer-Encoding header that waitress would otherwise hide)."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return b""
     length = environ.get("CONTENT_LENGTH", "")
     if length.isascii() and length.isdigit():
-        return stream.read(int(length))
-    return stream.read() if environ.get("wsgi.input_terminated") else b""
+        body: bytes = environ["wsgi.input"].read(int(length))
+        return body
+    return b""
 
 
-def _invoke(
-    function: HttpFunction, request: func.HttpRequest, environ: WSGIEnvironment
-) -> func.HttpResponse:
-    """Call the function; any failure becomes a bare 500, as Azure answers.
+def _invoke(function: HttpFunction, request: func.HttpRequest) -> func.HttpResponse | None:
+    """Call the function; None when it failed (the host then answers an empty 500).
 
     The traceback goes to the log only: the app translates its own errors, this is just the
     safety net, and exception text must never reach clients.
     """
+    arguments: dict[str, Any] = {function.binding_name: request}
+    if function.takes_context:
+        arguments["context"] = invocation_context(function.name, request.headers)
     try:
-        result = function.handler(**{function.binding_name: request})
+        result = function.handler(**arguments)
         if inspect.iscoroutine(result):  # the worker runs async functions on an event loop
             result = asyncio.run(result)
         if not isinstance(result, func.HttpResponse):
             raise TypeError(f"returned {type(result).__name__}, expected func.HttpResponse")
     except Exception:
         logger.exception("Executed '%s' (Failed)", function.name)
-        return _problem(environ, HTTPStatus.INTERNAL_SERVER_ERROR)
+        return None
     return result
 
 
-def _problem(
-    environ: WSGIEnvironment, status: HTTPStatus, detail: str | None = None
-) -> func.HttpResponse:
-    """An RFC 9457 problem response made by the host itself, always with an X-Request-ID."""
-    problem: dict[str, Any] = {"type": "about:blank", "title": status.phrase, "status": status}
-    if detail is not None:
-        problem["detail"] = detail
-    return func.HttpResponse(
-        json.dumps(problem, separators=(",", ":")),
-        status_code=status,
-        headers={"X-Request-ID": _request_id(environ)},
-        mimetype=_PROBLEM_JSON,
-    )
+def _send_empty(start_response: StartResponse, status: HTTPStatus, headers: Headers) -> list[bytes]:
+    """A response the host makes itself: no body, no Content-Type."""
+    start_response(_status_line(status), [*headers, ("Content-Length", "0")])
+    return [b""]
 
 
-def _request_id(environ: WSGIEnvironment) -> str:
-    """Echo a well-formed incoming X-Request-ID so logs correlate, else mint one."""
-    incoming = environ.get("HTTP_X_REQUEST_ID", "")
-    return incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
-
-
-def _send(response: func.HttpResponse, start_response: StartResponse) -> list[bytes]:
+def _send(response: func.HttpResponse, start_response: StartResponse, cors: Headers) -> list[bytes]:
     body = response.get_body() or b""
     # The host sets these itself: WSGI servers reject hop-by-hop headers from applications
-    # (PEP 3333), and a Content-Length that disagrees with the body would break the connection.
+    # (PEP 3333), a Content-Length that disagrees with the body would break the connection,
+    # and the host's CORS layer replaces a function's Access-Control-Allow-Origin.
+    replaced = {name.lower() for name, _ in cors if name.lower() != "vary"} | {"content-length"}
     headers = [
         (name, value)
         for name, value in response.headers.items()
-        if not is_hop_by_hop(name) and name.lower() != "content-length"
+        if not is_hop_by_hop(name) and name.lower() not in replaced
     ]
     if "content-type" not in response.headers:
         headers.append(("Content-Type", _content_type(response)))
-    headers.append(("Content-Length", str(len(body))))
+    headers += [*cors, ("Content-Length", str(len(body)))]
     start_response(_status_line(response.status_code), headers)
     return [body]
 
@@ -229,7 +264,7 @@ def _content_type(response: func.HttpResponse) -> str:
     """Content-Type from mimetype/charset, exactly as the worker's HTTP converter builds it."""
     if response.mimetype.startswith("text/"):
         return f"{response.mimetype}; charset={response.charset}"
-    return response.mimetype
+    return str(response.mimetype)
 
 
 def _status_line(status_code: int) -> str:

@@ -292,7 +292,10 @@ var appSettings = union({
 //   BCRYPT_ROUNDS = default: security policy, kept in code
 //   PRODUCT_NAME = default: the product's name
 //   SENDGRID_API_HOST = default: SendGrid's global API; EU data residency needs api.eu.sendgrid.com here
-//   CORS_ALLOWED_ORIGINS = default: the platform writes it from siteConfig.cors (corsAllowedOrigins); never an app setting
+// (CORS_ALLOWED_ORIGINS is the host's setting, not the app's: the platform writes it from
+// siteConfig.cors, corsAllowedOrigins; never an app setting.)
+//   APPINSIGHTS_INSTRUMENTATIONKEY = default: the seed's setting; APPLICATIONINSIGHTS_CONNECTION_STRING (set with the host's settings) replaces it
+//   TELEMETRY_SAMPLING_RATIO = default: 1 keeps every request; lower it here only if ingestion costs call for it
 
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionApp'

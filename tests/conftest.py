@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 import httpx
@@ -29,6 +30,9 @@ from tests.harness import (
     reload_settings,
 )
 from tests.outbox import Outbox
+
+if TYPE_CHECKING:
+    from tests.exported import Exported
 
 # Set before anything reads settings (they are cached after the first read).
 os.environ.update(TEST_ENVIRONMENT)
@@ -148,3 +152,31 @@ def openai(httpserver: HTTPServer, client: httpx.Client) -> Iterator[FakeOpenAI]
 def outbox(caplog: pytest.LogCaptureFixture) -> Outbox:
     """The e-mails the console backend sends during the test."""
     return Outbox(caplog)
+
+
+@pytest.fixture
+def start_exporting(database_uri: str) -> Iterator[Callable[[], Exported]]:
+    """Start telemetry into in-memory exporters (after any settings the test changes); the
+    database engine is made afresh under it (so its connections are traced), and again
+    afterwards, untraced. Ask for this before `client`."""
+    from api import telemetry
+    from api.db import dispose_engine
+    from tests.exported import Exported, in_memory
+
+    def start() -> Exported:
+        telemetry.stop()
+        exporters = in_memory()
+        pipeline = telemetry.start(exporters)
+        assert pipeline is not None
+        dispose_engine()
+        return Exported(pipeline, exporters)
+
+    yield start
+    telemetry.stop()
+    dispose_engine()
+
+
+@pytest.fixture
+def exported(start_exporting: Callable[[], Exported]) -> Exported:
+    """Telemetry on, into in-memory exporters: what would be sent to Application Insights."""
+    return start_exporting()

@@ -25,6 +25,11 @@ TEST_ENVIRONMENT = {
     "JWT_SECRET": TEST_JWT_SECRET,
     "CORS_ALLOWED_ORIGINS": "https://app.axly.pro,http://localhost:19006",
     "BCRYPT_ROUNDS": "10",  # the lowest cost the settings allow: keeps the suite fast
+    # The Azure Monitor exporter's own calls home (its usage statistics and remote
+    # configuration): never from tests, which reach only local stand-ins.
+    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
+    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
 }
 
 

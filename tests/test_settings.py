@@ -38,16 +38,6 @@ def test_production_is_the_default_environment(monkeypatch: pytest.MonkeyPatch) 
     assert make().environment == "production"
 
 
-def test_cors_origins_are_split_and_normalised() -> None:
-    settings = make(CORS_ALLOWED_ORIGINS=" https://app.axly.pro/ ,http://localhost:19006,")
-    assert settings.cors_allowed_origins == ["https://app.axly.pro", "http://localhost:19006"]
-
-
-def test_cors_wildcard_is_refused() -> None:
-    with pytest.raises(ValidationError, match="exact allowlist"):
-        make(CORS_ALLOWED_ORIGINS="*")
-
-
 def test_an_unresolved_key_vault_reference_is_refused_not_taken_as_the_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

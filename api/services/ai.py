@@ -12,8 +12,8 @@ JSON array, a completion without `model`, usage as strings — is asked for once
 answered 502 `upstream_invalid_reply`; so is a diagnosis that breaks its schema. Nothing is
 stored for such a turn.
 
-Every call spends the turn's `Deadline` (DIAGNOSE_DEADLINE_S) and records the tokens it
-was billed (`openai_tokens`): see `_call`. Text the provider returns goes through
+Every call spends the turn's `Deadline` (DIAGNOSE_DEADLINE_S) and records the tokens each
+reply was billed (`openai_tokens`): see `_call`. Text the provider returns goes through
 `safe_text` (lone surrogates replaced, controls but line breaks and tabs dropped) and is
 capped field by field before anyone stores or shows it.
 """
@@ -58,6 +58,13 @@ MAX_MODEL_NAME_CHARS = 100
 MIN_CALL_S = 1.0  # no provider call can answer in less: fail now rather than start one
 TITLE_MIN_S = 5.0  # the title is a nicety: with less left, the fallback title is used
 RETRY_BACKOFF_S = 0.5  # the pause before the first retry, doubled for each further one
+# How each call is named in messages to clients and in the log.
+CALL_LABELS: dict[metrics.ProviderCall, str] = {
+    "diagnosis": "diagnosis",
+    "title": "title",
+    "transcription": "transcription",
+    "sound": "sound analysis",
+}
 # What chat models accept.
 INPUT_AUDIO_FORMATS: dict[str, Literal["wav", "mp3"]] = {"audio/wav": "wav", "audio/mpeg": "mp3"}
 SOUND_PROMPT = (
@@ -298,7 +305,7 @@ def _upstream(action: str) -> Iterator[None]:
 
 
 def _call(
-    action: str,
+    call: metrics.ProviderCall,
     deadline: Deadline,
     request: Callable[[OpenAI, str], LegacyAPIResponse[Any]],
     shape: type[ReplyT],
@@ -317,6 +324,7 @@ def _call(
     fit; otherwise the failure is reported at once."""
     import openai
 
+    action = CALL_LABELS[call]
     provider, chat_model = _provider()
     model = model or chat_model
     retries = provider.max_retries if max_retries is None else max_retries
@@ -335,17 +343,16 @@ def _call(
             else:
                 reply = _read(raw, shape, action)
                 answered_by = reply.model if isinstance(reply, ChatReply) else model
-                _record_tokens(reply.tokens, action=action, model=_model_name(answered_by))
+                prompt_tokens, completion_tokens = reply.tokens
+                metrics.provider_reply(
+                    model=_model_name(answered_by),
+                    call=call,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                )
                 return reply
             time.sleep(pause)
             attempt += 1
-
-
-def _record_tokens(tokens: tuple[int | None, int | None], *, action: str, model: str) -> None:
-    """The prompt (input) and completion (output) tokens a reply reports."""
-    for kind, count in zip(("prompt", "completion"), tokens, strict=True):
-        if count is not None:
-            metrics.record("openai_tokens", count, kind=kind, model=model, call=action)
 
 
 def _model_name(name: str) -> str:
@@ -433,7 +440,7 @@ def analyse_sound(audio: Media, deadline: Deadline) -> str | None:
     reply = _usable(
         "sound analysis",
         lambda: _call(
-            "sound analysis",
+            "sound",
             deadline,
             lambda client, model: client.chat.completions.with_raw_response.create(
                 model=model, messages=[{"role": "user", "content": content}]

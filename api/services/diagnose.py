@@ -83,7 +83,8 @@ class DiagnoseResult:
 
 
 def diagnose(*, session: Session, user: User, request: DiagnoseInput) -> DiagnoseResult:
-    """One turn; its duration is recorded whatever the outcome (`ok` or the error code)."""
+    """One turn; `diagnose_duration_ms` is recorded whatever the outcome (`ok` or the error
+    code), with what the client sent (never its content)."""
     started = time.perf_counter()
     outcome = "internal_error"
     try:
@@ -95,8 +96,15 @@ def diagnose(*, session: Session, user: User, request: DiagnoseInput) -> Diagnos
         outcome = "ok"
         return result
     finally:
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-        metrics.record("diagnose_duration_ms", elapsed_ms, route=request.channel, outcome=outcome)
+        metrics.diagnosis_turn(
+            round((time.perf_counter() - started) * 1000, 1),
+            route=request.channel,
+            outcome=outcome,
+            model=ai.chat_model(),
+            images=len(request.images) + (request.image is not None),
+            audio=request.audio is not None,
+            dtc_count=len(request.dtc_codes),
+        )
 
 
 def _turn(session: Session, user: User, request: DiagnoseInput) -> DiagnoseResult:

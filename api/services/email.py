@@ -11,6 +11,7 @@ import html
 import logging
 from dataclasses import dataclass
 
+from api import telemetry
 from api.errors import ServiceUnavailableError
 from api.settings import Settings, get_settings
 
@@ -43,7 +44,10 @@ def _send_to_console(message: Email, settings: Settings) -> None:
         # A PIN in the production logs would be readable by anyone with log access.
         log.error("No e-mail backend is configured (set SENDGRID_KEY or SMTP_HOST)")
         raise ServiceUnavailableError(SEND_FAILED, code="email_unavailable")
-    log.info("E-mail to %s: %s\n%s", message.to, message.subject, message.text)
+    # `private`: the address and the PIN must never reach telemetry (api.telemetry).
+    log.info(
+        "E-mail to %s: %s\n%s", message.to, message.subject, message.text, extra={"private": True}
+    )
 
 
 def _send_with_sendgrid(message: Email, settings: Settings) -> None:
@@ -84,15 +88,27 @@ def _send_with_smtp(message: Email, settings: Settings) -> None:
     mime["Subject"] = message.subject
     mime.set_content(message.text)
     mime.add_alternative(message.html, subtype="html")
+    server: dict[str, telemetry.Value] = {
+        "server.address": settings.smtp_host,
+        "server.port": settings.smtp_port,
+    }
     try:
-        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SEND_TIMEOUT_S) as smtp:
+        with (
+            telemetry.dependency("SMTP send", **server),
+            smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SEND_TIMEOUT_S) as smtp,
+        ):
             if settings.smtp_starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if settings.smtp_username:
                 smtp.login(settings.smtp_username, settings.smtp_password)
             smtp.send_message(mime)
     except (smtplib.SMTPException, OSError) as exc:
-        log.error("The SMTP server did not take the e-mail: %s", exc)
+        # The exception's text may quote the recipient's address: its type and code only.
+        log.error(
+            "The SMTP server did not take the e-mail: %s %s",
+            type(exc).__name__,
+            getattr(exc, "smtp_code", ""),
+        )
         raise ServiceUnavailableError(SEND_FAILED, code="email_unavailable") from None
 
 

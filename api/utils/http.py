@@ -1,11 +1,11 @@
-"""HTTP response helpers: JSON and RFC 9457 problem bodies, CORS, request ids."""
+"""HTTP response helpers: JSON and RFC 9457 problem bodies, request ids."""
 
 from __future__ import annotations
 
 import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from http import HTTPStatus
 from typing import Any
@@ -22,10 +22,8 @@ MAX_DETAIL_CHARS = 1000
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
-# Headers a browser client may read from our responses, and may send to us.
+# Headers a browser client may read from our responses (Access-Control-Expose-Headers).
 EXPOSED_HEADERS = "Location, Retry-After, WWW-Authenticate, X-Request-ID"
-ALLOWED_REQUEST_HEADERS = "Authorization, Content-Type, X-Request-ID"
-PREFLIGHT_MAX_AGE_S = "600"
 
 # The current invocation's request id, for log records (see api/utils/logs.py).
 current_request_id: ContextVar[str] = ContextVar("current_request_id", default="-")
@@ -96,27 +94,3 @@ def internal_error_response() -> func.HttpResponse:
         "code": "internal_error",
     }
     return json_response(body, status=500, mimetype=PROBLEM_JSON)
-
-
-def cors_headers(origin: str | None, allowed_origins: Iterable[str]) -> dict[str, str]:
-    """Headers for an allowed origin (exact match); nothing at all for any other origin."""
-    if not origin or origin.rstrip("/") not in allowed_origins:
-        return {}
-    return {
-        "Access-Control-Allow-Origin": origin,
-        "Access-Control-Expose-Headers": EXPOSED_HEADERS,
-        "Vary": "Origin",
-    }
-
-
-def preflight_headers(
-    origin: str | None, allowed_origins: Iterable[str], methods: Iterable[str]
-) -> dict[str, str]:
-    headers = cors_headers(origin, allowed_origins)
-    if headers:
-        headers |= {
-            "Access-Control-Allow-Methods": ", ".join(methods),
-            "Access-Control-Allow-Headers": ALLOWED_REQUEST_HEADERS,
-            "Access-Control-Max-Age": PREFLIGHT_MAX_AGE_S,
-        }
-    return headers

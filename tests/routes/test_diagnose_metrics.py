@@ -1,5 +1,6 @@
-"""What a turn records: its duration and outcome (`diagnose_duration_ms`) and every provider
-call's tokens (`openai_tokens`), failed turns included."""
+"""What a turn records as log lines: its duration, outcome and what was sent
+(`diagnose_duration_ms`) and every provider reply's tokens (`openai_tokens`), failed turns
+included. What telemetry exports of them: tests/telemetry."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import httpx
 import pytest
 
 from api.models import User
-from tests.factories import WAV, auth_headers, b64
+from tests.factories import PNG, WAV, auth_headers, b64
 from tests.fake_openai import FakeOpenAI, error_response
 from tests.harness import changed_settings
 
 
-def recorded_metrics(caplog: pytest.LogCaptureFixture) -> list[tuple[str, float, dict]]:
+def recorded_metrics(caplog: pytest.LogCaptureFixture) -> list[tuple[str, dict, dict]]:
     return [
-        (vars(r)["metric"], vars(r)["metric_value"], vars(r)["metric_dimensions"])
+        (vars(r)["metric"], vars(r)["metric_measurements"], vars(r)["metric_properties"])
         for r in caplog.records
         if r.name == "api.metrics"
     ]
@@ -31,26 +32,34 @@ def test_duration_and_every_calls_tokens_are_recorded(
         caplog.at_level(logging.INFO, logger="api.metrics"),
     ):
         response = client.post(
-            "/diagnose2", headers=auth_headers(user), json={"q": "a", "audio": b64(WAV)}
+            "/diagnose2",
+            headers=auth_headers(user),
+            json={"q": "a", "audio": b64(WAV), "images": [b64(PNG)], "dtc_codes": ["P0420"]},
         )
     assert response.status_code == 200
     recorded = recorded_metrics(caplog)
     (duration,) = [m for m in recorded if m[0] == "diagnose_duration_ms"]
-    assert duration[1] > 0
-    assert duration[2] == {"route": "v2", "outcome": "ok"}
+    assert duration[1]["duration_ms"] > 0
+    assert duration[2] == {
+        "route": "v2",
+        "outcome": "ok",
+        "model": "gpt-4o-mini",
+        "images": 1,
+        "audio": True,
+        "dtc_count": 1,
+    }
     chat = "gpt-4o-mini-2024-07-18"
     tokens = [(m[1], m[2]) for m in recorded if m[0] == "openai_tokens"]
+    billed = {"prompt_tokens": 321, "completion_tokens": 54}
     assert tokens == [
-        (80, {"kind": "prompt", "model": "gpt-4o-mini-transcribe", "call": "transcription"}),
-        (12, {"kind": "completion", "model": "gpt-4o-mini-transcribe", "call": "transcription"}),
-        (321, {"kind": "prompt", "model": "gpt-4o-audio-preview", "call": "sound analysis"}),
-        (54, {"kind": "completion", "model": "gpt-4o-audio-preview", "call": "sound analysis"}),
-        (321, {"kind": "prompt", "model": chat, "call": "diagnosis"}),
-        (54, {"kind": "completion", "model": chat, "call": "diagnosis"}),
-        (321, {"kind": "prompt", "model": chat, "call": "diagnosis"}),
-        (54, {"kind": "completion", "model": chat, "call": "diagnosis"}),
-        (321, {"kind": "prompt", "model": chat, "call": "title"}),
-        (54, {"kind": "completion", "model": chat, "call": "title"}),
+        (
+            {"prompt_tokens": 80, "completion_tokens": 12},
+            {"model": "gpt-4o-mini-transcribe", "call": "transcription"},
+        ),
+        (billed, {"model": "gpt-4o-audio-preview", "call": "sound"}),
+        (billed, {"model": chat, "call": "diagnosis"}),
+        (billed, {"model": chat, "call": "diagnosis"}),
+        (billed, {"model": chat, "call": "title"}),
     ]
 
 
@@ -73,6 +82,7 @@ def test_failed_turns_record_their_duration_outcome_and_paid_tokens(
     assert response.status_code == 502
     recorded = recorded_metrics(caplog)
     (duration,) = [m for m in recorded if m[0] == "diagnose_duration_ms"]
-    assert duration[2] == {"route": "legacy", "outcome": outcome}
+    assert duration[2]["route"] == "legacy"
+    assert duration[2]["outcome"] == outcome
     calls = [m[2]["call"] for m in recorded if m[0] == "openai_tokens"]
-    assert calls == ["diagnosis"] * 2 * diagnosis_calls
+    assert calls == ["diagnosis"] * diagnosis_calls

@@ -15,9 +15,12 @@ from email.message import Message
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from opentelemetry.trace import SpanKind
 from pytest_httpserver import HTTPServer
 
 from api.services import email as mail
+from api.settings import get_settings
+from tests.exported import Exported
 from tests.factories import PASSWORD, new_email
 from tests.outbox import pin_in
 
@@ -177,3 +180,58 @@ def test_console_backend_is_refused_in_production(
     override_settings(AXLY_ENV="production")
     response = client.post("/request_pin", json={"email": new_email()})
     assert response.status_code == 503
+
+
+def test_sendgrid_is_a_dependency_of_the_request_in_telemetry(
+    sendgrid: HTTPServer, exported: Exported, client: httpx.Client
+) -> None:
+    sendgrid.expect_request("/v3/mail/send", method="POST").respond_with_data("", status=202)
+    response = client.post("/request_pin", json={"email": new_email()})
+    assert response.status_code == 202
+
+    (server,) = [span for span in exported.spans if span.kind == SpanKind.SERVER]
+    (call,) = [span for span in exported.spans if "http.url" in (span.attributes or {})]
+    assert call.attributes["http.url"] == sendgrid.url_for("/v3/mail/send")
+    assert call.attributes["http.status_code"] == 202
+    assert call.parent is not None
+    assert call.parent.span_id == server.context.span_id
+    assert call.attributes["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_smtp_is_a_dependency_of_the_request_in_telemetry(
+    smtp_inbox: Inbox, exported: Exported, client: httpx.Client
+) -> None:
+    response = client.post("/request_pin", json={"email": new_email()})
+    assert response.status_code == 202
+    assert len(smtp_inbox.messages) == 1
+
+    (server,) = [span for span in exported.spans if span.kind == SpanKind.SERVER]
+    (send,) = [span for span in exported.spans if span.name == "SMTP send"]
+    assert send.kind == SpanKind.CLIENT
+    assert send.attributes["server.address"] == get_settings().smtp_host
+    assert send.attributes["server.port"] == get_settings().smtp_port
+    assert send.parent is not None
+    assert send.parent.span_id == server.context.span_id
+    assert send.attributes["request_id"] == response.headers["X-Request-ID"]
+
+
+class RefusingInbox(Inbox):
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        return "550 5.1.1 Mailbox unavailable"  # aiosmtpd calls it by name
+
+
+def test_smtp_refusal_is_503_and_the_log_never_names_the_recipient(
+    client: httpx.Client, override_settings: Callable[..., None], caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    controller = Controller(RefusingInbox(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        override_settings(SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_STARTTLS="false")
+        address = new_email()
+        response = client.post("/request_pin", json={"email": address})
+    finally:
+        controller.stop()
+    assert response.status_code == 503
+    assert "SMTPRecipientsRefused" in caplog.text
+    assert address not in caplog.text

@@ -1,0 +1,35 @@
+"""The functions and routes of `function_app`, indexed as the Python worker indexes them.
+
+`deploy.check` runs this file as a script in a clean interpreter inside the unpacked
+package (`python -I -S deploy/index_app.py <package dir>`), and imports `describe` to list
+the checkout's own app for comparison. The worker (azure-functions-python-worker 4.34,
+azure_functions_worker/loader.py `index_function_app`) takes the app's `get_functions()`
+and turns each function into its function.json; both are done here.
+"""
+
+import json
+import sys
+
+
+def describe(app: object) -> list[list[object]]:
+    """Sorted [name, route, methods] of each HTTP-triggered function."""
+    listed = []
+    for function in app.get_functions():  # type: ignore[attr-defined]
+        json.loads(function.get_function_json())  # fails as the worker would
+        for binding in function.get_bindings():
+            if binding.type == "httpTrigger":
+                methods = sorted(str(getattr(m, "value", m)) for m in binding.methods or [])
+                listed.append([function.get_function_name(), binding.route, methods])
+    return sorted(listed)
+
+
+def main(package_dir: str) -> None:
+    """Put the package on the path where the worker puts it, then import and index."""
+    sys.path[:0] = [package_dir, f"{package_dir}/.python_packages/lib/site-packages"]
+    import function_app
+
+    print(json.dumps(describe(function_app.app)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
