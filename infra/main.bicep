@@ -290,6 +290,11 @@ var appSettings = union({
 //   DIAGNOSE_MAX_BODY_BYTES = default: a product limit, kept in code
 //   PIN_EXP_MINUTES = default: security policy (at most 10 minutes), kept in code
 //   BCRYPT_ROUNDS = default: security policy, kept in code
+//   BCRYPT_MAX_CONCURRENCY = default: 0 sizes the limit to each instance's cores, whatever the plan
+//   PIN_WRONG_TRIES_PER_DAY = default: security policy, kept in code
+//   PIN_EMAILS_PER_HOUR = default: the e-mail budget is product policy, kept in code
+//   CLIENT_PIN_REQUESTS_PER_HOUR = default: abuse policy, kept in code
+//   CLIENT_AUTH_FAILURES_PER_HOUR = default: abuse policy, kept in code
 //   PRODUCT_NAME = default: the product's name
 //   SENDGRID_API_HOST = default: SendGrid's global API; EU data residency needs api.eu.sendgrid.com here
 // (CORS_ALLOWED_ORIGINS is the host's setting, not the app's: the platform writes it from

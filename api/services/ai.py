@@ -236,7 +236,7 @@ def _provider() -> tuple[Provider, str]:
             timeout_s=settings.openai_timeout_s,
             max_retries=settings.openai_max_retries,
         )
-        return provider, settings.azure_openai_deployment
+        return provider, chat_model()
     if not settings.openai_api_key:
         raise _not_configured()
     provider = Provider(
@@ -247,7 +247,15 @@ def _provider() -> tuple[Provider, str]:
         timeout_s=settings.openai_timeout_s,
         max_retries=settings.openai_max_retries,
     )
-    return provider, settings.openai_model
+    return provider, chat_model()
+
+
+def chat_model() -> str:
+    """The diagnosis and title model (the Azure deployment with Azure OpenAI), as configured."""
+    settings = get_settings()
+    if settings.azure_openai_endpoint:
+        return settings.azure_openai_deployment
+    return settings.openai_model
 
 
 def _not_configured() -> ServiceUnavailableError:

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from api.errors import AuthenticationError, ConflictError, ForbiddenError, RateLimitedError
 from api.models import LoginFailure, RefreshToken, User, utcnow
 from api.services import email as mail
-from api.services import pins
+from api.services import limits, pins
 from api.services.tokens import decode_token, encode_token, token_digest
 from api.settings import get_settings
 from api.utils import hashing
@@ -289,12 +289,31 @@ def _user_by_email(session: Session, email: str) -> User | None:
     return session.scalars(select(User).where(User.email == email)).first()
 
 
-def login(*, session: Session, email: str, password: str) -> IssuedTokens:
+def login(*, session: Session, email: str, password: str, client: str) -> IssuedTokens:
+    """Tokens for a right password; failures count against the e-mail and the `client`
+    address (CLIENT_AUTH_FAILURES_PER_HOUR: many accounts tried from one place)."""
+    now = utcnow()
+    limits.check(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
     user = _user_by_email(session, email)
     if not _check_password(session, email=email, password=password, user=user):
+        limits.record(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
         raise AuthenticationError(BAD_CREDENTIALS, code="invalid_credentials", keep_changes=True)
     assert user is not None
     return start_session(session=session, user=user)
+
+
+def _consume_pin(
+    session: Session, *, email: str, purpose: pins.Purpose, pin: str, client: str
+) -> None:
+    """Use up the PIN; a wrong one also counts against the `client` address, and a client
+    with too many failures is refused before any PIN is looked at."""
+    now = utcnow()
+    limits.check(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
+    try:
+        pins.consume_pin(session=session, email=email, purpose=purpose, pin=pin)
+    except ForbiddenError:
+        limits.record(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
+        raise
 
 
 def _require_password(session: Session, user: User, password: str) -> None:
@@ -308,19 +327,31 @@ def _require_password(session: Session, user: User, password: str) -> None:
 # --- sign-up, reset, change, deletion ------------------------------------------------------
 
 
-def request_signup_pin(*, session: Session, email: str) -> None:
+def _issue_pin(session: Session, *, email: str, purpose: pins.Purpose, client: str) -> str:
+    """A PIN for `email`, counted against the `client` address (CLIENT_PIN_REQUESTS_PER_HOUR:
+    one place asking for e-mails to many addresses)."""
+    now = utcnow()
+    limits.check(session, limits.CLIENT_PIN_REQUESTS, client, now=now)
+    pin = pins.issue_pin(session=session, email=email, purpose=purpose)
+    limits.record(session, limits.CLIENT_PIN_REQUESTS, client, now=now)
+    return pin
+
+
+def request_signup_pin(*, session: Session, email: str, client: str) -> None:
     """E-mail a sign-up PIN, or a "you already have an account" note. Both store a PIN row,
     so throttling, timing and the response are the same whether or not the account exists
     (the note's PIN is never sent, and confirm_signup refuses a registered e-mail anyway)."""
-    pin = pins.issue_pin(session=session, email=email, purpose="signup")
+    pin = _issue_pin(session, email=email, purpose="signup", client=client)
     if _user_by_email(session, email) is None:
         mail.send_email(mail.signup_pin_email(email, pin))
     else:
         mail.send_email(mail.existing_account_email(email))
 
 
-def confirm_signup(*, session: Session, email: str, password: str, pin: str) -> IssuedTokens:
-    pins.consume_pin(session=session, email=email, purpose="signup", pin=pin)
+def confirm_signup(
+    *, session: Session, email: str, password: str, pin: str, client: str
+) -> IssuedTokens:
+    _consume_pin(session, email=email, purpose="signup", pin=pin, client=client)
     if _user_by_email(session, email) is not None:
         raise ConflictError("An account with this e-mail already exists; log in instead")
     user = User(email=email, password_hash=hashing.hash_password(password), token_version=0)
@@ -329,10 +360,10 @@ def confirm_signup(*, session: Session, email: str, password: str, pin: str) -> 
     return start_session(session=session, user=user)
 
 
-def request_password_reset_pin(*, session: Session, email: str) -> None:
+def request_password_reset_pin(*, session: Session, email: str, client: str) -> None:
     """E-mail a reset PIN, or a "no account uses this address" note; as for sign-up, the
     response and throttling do not depend on whether the account exists."""
-    pin = pins.issue_pin(session=session, email=email, purpose="password_reset")
+    pin = _issue_pin(session, email=email, purpose="password_reset", client=client)
     if _user_by_email(session, email) is None:
         mail.send_email(mail.no_account_email(email))
     else:
@@ -340,9 +371,9 @@ def request_password_reset_pin(*, session: Session, email: str) -> None:
 
 
 def confirm_password_reset(
-    *, session: Session, email: str, pin: str, new_password: str
+    *, session: Session, email: str, pin: str, new_password: str, client: str
 ) -> IssuedTokens:
-    pins.consume_pin(session=session, email=email, purpose="password_reset", pin=pin)
+    _consume_pin(session, email=email, purpose="password_reset", pin=pin, client=client)
     user = _user_by_email(session, email)
     if user is None:  # deleted since the PIN was sent
         raise pins.invalid_pin_error()

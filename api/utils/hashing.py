@@ -15,11 +15,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
 import bcrypt
 
+from api.errors import ServiceUnavailableError
 from api.settings import get_settings
 
 PREHASH_KEY = b"axly-password-prehash-v1"
@@ -27,6 +31,34 @@ PREHASH_KEY = b"axly-password-prehash-v1"
 # they still verify, once, as they were made, and are replaced at that login.
 LEGACY_PREFIX = "legacy-bcrypt:"
 COMMON_PASSWORDS_FILE = Path(__file__).parent.parent / "data" / "common-passwords.txt"
+# How long a password check may queue for a free slot before the request gives up (503): a
+# queue that never ends would only move the starvation to the worker's thread pool.
+BCRYPT_QUEUE_S = 10.0
+BCRYPT_BUSY_RETRY_S = 2
+
+
+@cache
+def _slots(size: int) -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(size)
+
+
+@contextmanager
+def _bcrypt_slot() -> Iterator[None]:
+    """Hold one of BCRYPT_MAX_CONCURRENCY slots for a bcrypt computation. bcrypt releases the
+    GIL, so without a limit every worker thread of a burst of logins hashes at once and the
+    cores have no time left for other requests; with one per core, logins queue and other
+    requests keep being served."""
+    slots = _slots(get_settings().bcrypt_slots)
+    if not slots.acquire(timeout=BCRYPT_QUEUE_S):
+        raise ServiceUnavailableError(
+            "Too many sign-ins at once; try again in a few seconds",
+            code="busy",
+            headers={"Retry-After": str(BCRYPT_BUSY_RETRY_S)},
+        )
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def _prehash(password: str) -> bytes:
@@ -36,12 +68,19 @@ def _prehash(password: str) -> bytes:
 
 def hash_password(password: str) -> str:
     salt = bcrypt.gensalt(rounds=get_settings().bcrypt_rounds)
-    return bcrypt.hashpw(_prehash(password), salt).decode()
+    with _bcrypt_slot():
+        return bcrypt.hashpw(_prehash(password), salt).decode()
+
+
+def _check(candidate: bytes, password_hash: bytes) -> bool:
+    with _bcrypt_slot():
+        return bcrypt.checkpw(candidate, password_hash)
 
 
 @cache
 def _dummy_hash(rounds: int) -> bytes:
-    return bcrypt.hashpw(b"no account has this password", bcrypt.gensalt(rounds=rounds))
+    with _bcrypt_slot():
+        return bcrypt.hashpw(b"no account has this password", bcrypt.gensalt(rounds=rounds))
 
 
 def verify_password(password: str, password_hash: str | None) -> bool:
@@ -53,10 +92,10 @@ def verify_password(password: str, password_hash: str | None) -> bool:
     candidate = _prehash(password)
     try:
         if password_hash is not None:
-            return bcrypt.checkpw(candidate, password_hash.encode())
+            return _check(candidate, password_hash.encode())
     except ValueError:  # not a bcrypt hash: an account without a usable password
         pass
-    bcrypt.checkpw(candidate, _dummy_hash(get_settings().bcrypt_rounds))
+    _check(candidate, _dummy_hash(get_settings().bcrypt_rounds))
     return False
 
 
@@ -65,9 +104,9 @@ def _verify_legacy(password: str, legacy_hash: str) -> bool:
     72 bytes (so a longer password never matched there either)."""
     raw = password.encode()
     try:
-        return len(raw) <= 72 and bcrypt.checkpw(raw, legacy_hash.encode())
+        return len(raw) <= 72 and _check(raw, legacy_hash.encode())
     except ValueError:  # a malformed legacy hash: no usable password
-        bcrypt.checkpw(_prehash(password), _dummy_hash(get_settings().bcrypt_rounds))
+        _check(_prehash(password), _dummy_hash(get_settings().bcrypt_rounds))
         return False
 
 

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from api.settings import Settings
+from api.utils import hashing
 from api.utils.hashing import hash_password, is_common_password, needs_rehash, verify_password
 
 
@@ -87,3 +88,69 @@ def test_legacy_hashes_verify_as_made_and_are_due_for_rehash() -> None:
     assert not verify_password("x" * 100, legacy)  # over 72 bytes never matched there either
     assert not verify_password("Old-Passw0rd!", LEGACY_PREFIX + "garbage")
     assert needs_rehash(legacy)
+
+
+# --- at most BCRYPT_MAX_CONCURRENCY hashes at once (issue 10) --------------------------------
+
+
+def test_password_checks_beyond_the_limit_queue(monkeypatch, override_settings) -> None:
+    """bcrypt releases the GIL: unlimited, a burst of logins takes every core."""
+    import threading
+
+    override_settings(BCRYPT_MAX_CONCURRENCY="2")
+    stored = hashing.hash_password("a long enough passphrase")
+    active, peak, lock = 0, 0, threading.Lock()
+    real_checkpw = bcrypt.checkpw
+    pairs = threading.Barrier(2, timeout=10)  # two are always inside together, never more
+
+    def counting_checkpw(password: bytes, hashed: bytes) -> bool:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        try:
+            pairs.wait()
+            return real_checkpw(password, hashed)
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
+    results: list[bool] = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(
+                hashing.verify_password("a long enough passphrase", stored)
+            )
+        )
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [True] * 8  # every login was served, none refused
+    assert peak == 2
+
+
+def test_a_check_that_waits_too_long_is_a_503_to_retry(monkeypatch, override_settings) -> None:
+    from api.errors import ServiceUnavailableError
+
+    override_settings(BCRYPT_MAX_CONCURRENCY="1")
+    monkeypatch.setattr(hashing, "BCRYPT_QUEUE_S", 0.05)
+    stored = hashing.hash_password("a long enough passphrase")
+    # Another login holds the only slot.
+    with hashing._bcrypt_slot(), pytest.raises(ServiceUnavailableError) as busy:
+        hashing.verify_password("a long enough passphrase", stored)
+    assert busy.value.code == "busy"
+    assert busy.value.headers == {"Retry-After": "2"}
+    assert hashing.verify_password("a long enough passphrase", stored)  # freed again
+
+
+def test_zero_means_one_per_core(override_settings) -> None:
+    import os
+
+    from api.settings import get_settings
+
+    override_settings(BCRYPT_MAX_CONCURRENCY="0")
+    assert get_settings().bcrypt_slots == (os.cpu_count() or 1)
