@@ -455,10 +455,8 @@ def _unit_of_work(account: list[uuid.UUID]) -> Iterator[Session]:
         with session_scope() as session:
             yield session
     except (DBAPIError, StaleDataError) as error:
-        if account and _lost_to_deletion(error) and _account_gone(account[0]):
-            raise AuthenticationError(
-                "The account no longer exists", code="account_deleted"
-            ) from None
+        if account and _lost_to_deletion(error):
+            _hold_account(account[0])  # 401 account_deleted when it is gone
         if isinstance(error, StaleDataError):  # deleted by another request meanwhile
             raise NotFoundError("What this request changes was deleted meanwhile") from None
         if not isinstance(error, OperationalError):
@@ -473,12 +471,14 @@ def _lost_to_deletion(error: Exception) -> bool:
     return sqlstate in (FOREIGN_KEY_VIOLATION, DEADLOCK_DETECTED) or not hasattr(error, "orig")
 
 
-def _account_gone(user_id: uuid.UUID) -> bool:
+def _hold_account(user_id: uuid.UUID) -> None:
+    """401 `account_deleted` once the account is found gone (its row lock makes the check
+    wait for a deletion in progress), in a transaction of its own: the request's failed."""
     from api.db import session_scope
-    from api.services.auth import account_exists
+    from api.services.auth import hold_account
 
     with session_scope() as session:
-        return not account_exists(session=session, user_id=user_id)
+        hold_account(session=session, user_id=user_id)
 
 
 def _database_unavailable() -> NoReturn:

@@ -45,6 +45,7 @@ LOGIN_FAILURE_LIMIT = 10
 LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
 BAD_CREDENTIALS = "Wrong e-mail or password"
 SESSION_ENDED = "This session has ended; log in again"
+ACCOUNT_DELETED = "The account no longer exists"
 
 
 @dataclass(frozen=True)
@@ -110,14 +111,12 @@ def account_exists(*, session: Session, user_id: uuid.UUID) -> bool:
     return locked is not None
 
 
-def _lock_account(session: Session, user_id: uuid.UUID) -> None:
+def hold_account(*, session: Session, user_id: uuid.UUID) -> None:
     """Lock the user's row (FOR KEY SHARE: it may be edited meanwhile, not deleted) before
-    touching its refresh tokens; 401 when the account is gone (or went while we waited)."""
-    locked = session.scalar(
-        select(User.id).where(User.id == user_id).with_for_update(key_share=True, read=True)
-    )
-    if locked is None:
-        raise AuthenticationError("The account no longer exists", code="invalid_token")
+    writing rows of the account; 401 `account_deleted` when it is gone (or went while we
+    waited)."""
+    if not account_exists(session=session, user_id=user_id):
+        raise AuthenticationError(ACCOUNT_DELETED, code="account_deleted")
 
 
 def start_session(*, session: Session, user: User) -> IssuedTokens:
@@ -133,7 +132,7 @@ def _start_session(
     """Issue an access token and a new refresh token (in `family_id`, else a new family)."""
     settings = get_settings()
     now = utcnow()
-    _lock_account(session, user.id)
+    hold_account(session=session, user_id=user.id)
     session.execute(
         delete(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.expires_at < now)
     )
@@ -183,7 +182,7 @@ def refresh_session(*, session: Session, refresh_token: str) -> IssuedTokens:
     under REFRESH_REUSE_INTERVAL_S old, which gets a sibling token pair (see the module's
     doc). Concurrent refreshes with one token queue on its row lock."""
     claims = decode_token(refresh_token, "refresh")
-    _lock_account(session, claims["sub"])
+    hold_account(session=session, user_id=claims["sub"])
     stored = session.scalars(
         select(RefreshToken)
         .where(RefreshToken.token_hash == token_digest(refresh_token))
