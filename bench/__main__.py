@@ -1,4 +1,4 @@
-"""`make bench`: figures for cold start and request latency (printed, never asserted).
+"""`make bench`: figures for cold start, request latency and abuse (printed, never asserted).
 
 Cold start: a fresh interpreter importing function_app and indexing it, as the Azure
 worker does, and which heavy modules that pulled in (telemetry's included: without a
@@ -176,6 +176,64 @@ def request_latency() -> None:
                 f"GET /api/vehicles with {count} vehicles",
                 partial(get_ok, client, "/vehicles", headers),
             )
+
+
+def abuse() -> None:
+    """bench/abuse.py's figures: rejected bodies' memory, GET latency during logins."""
+    import threading
+    import uuid
+
+    import httpx
+    from sqlalchemy.orm import Session
+
+    from api import db
+    from api.models import User
+    from api.services.auth import start_session
+    from api.settings import get_settings
+    from api.utils.hashing import hash_password
+    from bench import abuse as figures
+    from devhost.host import create_app
+    from devhost.server import create_server
+    from function_app import app
+
+    password = "bench passphrase that is long enough"  # noqa: S105 - bench accounts'
+    with Session(db.get_engine(), expire_on_commit=False) as session:
+        owner = garage_owner(session, 5)
+        headers = {
+            "Authorization": f"Bearer {start_session(session=session, user=owner).access_token}"
+        }
+        # One account per login client: logins to one account queue on its own lock.
+        password_hash = hash_password(password)
+        accounts = [f"bench-login-{uuid.uuid4().hex[:8]}@example.com" for _ in range(20)]
+        session.add_all(User(email=email, password_hash=password_hash) for email in accounts)
+        session.commit()
+
+    host = create_app(app)
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=host), base_url="http://bench/api"
+    ) as client:
+        figures.rejected_bodies(client, headers)
+
+    threads = figures.worker_threads()
+    # Any: the waitress stubs lack effective_port and type trigger as an int.
+    server: Any = create_server(host, host="127.0.0.1", port=0, threads=threads)
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    base_url = f"http://127.0.0.1:{server.effective_port}/api"
+    print(
+        f"GET /api/vehicles during logins (BCRYPT_ROUNDS {get_settings().bcrypt_rounds}, "
+        f"{os.cpu_count()} cores, {threads} worker threads):"
+    )
+    try:
+        for limit, label in (("64", "bcrypt unlimited"), ("0", "BCRYPT_MAX_CONCURRENCY default")):
+            os.environ["BCRYPT_MAX_CONCURRENCY"] = limit
+            get_settings.cache_clear()
+            print(f"  {label} ({get_settings().bcrypt_slots} at once):")
+            figures.vehicles_during_logins(base_url, headers, accounts, password)
+    finally:
+        server.trigger.pull_trigger(server.close)
+        serving.join(timeout=5)
+        server.task_dispatcher.shutdown()
 
 
 if __name__ == "__main__":

@@ -17,13 +17,14 @@ import hashlib
 import hmac
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 
 import bcrypt
 
-from api.errors import ServiceUnavailableError
+from api.errors import RateLimitedError
 from api.settings import get_settings
 
 PREHASH_KEY = b"axly-password-prehash-v1"
@@ -31,34 +32,58 @@ PREHASH_KEY = b"axly-password-prehash-v1"
 # they still verify, once, as they were made, and are replaced at that login.
 LEGACY_PREFIX = "legacy-bcrypt:"
 COMMON_PASSWORDS_FILE = Path(__file__).parent.parent / "data" / "common-passwords.txt"
-# How long a password check may queue for a free slot before the request gives up (503): a
-# queue that never ends would only move the starvation to the worker's thread pool.
+# A password check waits for a free slot at most this long: the worker's threads are few
+# (PYTHON_THREADPOOL_THREAD_COUNT, min(32, cores + 4) by default) and a waiting check holds one.
 BCRYPT_QUEUE_S = 10.0
-BCRYPT_BUSY_RETRY_S = 2
+BCRYPT_BUSY_RETRY = timedelta(seconds=1)  # a login takes a fraction of a second
+
+
+class _BcryptGate:
+    """`slots` bcrypt computations at once, and as many more waiting for one; a check
+    beyond that is refused at once, so logins never hold more than 2 x `slots` of the
+    worker's threads and the rest keep serving other requests.
+
+    The refusal is a 429 `login_busy` with Retry-After, not a 503: it is this instance's
+    sign-in rate being enforced during a burst, which the app retries, not a fault — a 5xx
+    would count towards the 5xx alert (infra/) for expected behaviour."""
+
+    def __init__(self, slots: int) -> None:
+        self._slots = threading.BoundedSemaphore(slots)
+        self._admitted = threading.BoundedSemaphore(2 * slots)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._admitted.acquire(blocking=False):
+            raise _busy()
+        try:
+            if not self._slots.acquire(timeout=BCRYPT_QUEUE_S):
+                raise _busy()
+            try:
+                yield
+            finally:
+                self._slots.release()
+        finally:
+            self._admitted.release()
+
+
+def _busy() -> RateLimitedError:
+    return RateLimitedError(
+        "Too many sign-ins at once; try again in a few seconds",
+        retry_after=BCRYPT_BUSY_RETRY,
+        code="login_busy",
+    )
 
 
 @cache
-def _slots(size: int) -> threading.BoundedSemaphore:
-    return threading.BoundedSemaphore(size)
+def _gate(slots: int) -> _BcryptGate:
+    return _BcryptGate(slots)
 
 
-@contextmanager
-def _bcrypt_slot() -> Iterator[None]:
+def _bcrypt_slot() -> AbstractContextManager[None]:
     """Hold one of BCRYPT_MAX_CONCURRENCY slots for a bcrypt computation. bcrypt releases the
     GIL, so without a limit every worker thread of a burst of logins hashes at once and the
-    cores have no time left for other requests; with one per core, logins queue and other
-    requests keep being served."""
-    slots = _slots(get_settings().bcrypt_slots)
-    if not slots.acquire(timeout=BCRYPT_QUEUE_S):
-        raise ServiceUnavailableError(
-            "Too many sign-ins at once; try again in a few seconds",
-            code="busy",
-            headers={"Retry-After": str(BCRYPT_BUSY_RETRY_S)},
-        )
-    try:
-        yield
-    finally:
-        slots.release()
+    cores have no time left for other requests."""
+    return _gate(get_settings().bcrypt_slots).slot()
 
 
 def _prehash(password: str) -> bytes:

@@ -93,57 +93,59 @@ def test_legacy_hashes_verify_as_made_and_are_due_for_rehash() -> None:
 # --- at most BCRYPT_MAX_CONCURRENCY hashes at once (issue 10) --------------------------------
 
 
-def test_password_checks_beyond_the_limit_queue(monkeypatch, override_settings) -> None:
-    """bcrypt releases the GIL: unlimited, a burst of logins takes every core."""
+def test_password_checks_beyond_the_limit_queue_and_past_the_queue_are_refused(
+    monkeypatch, override_settings
+) -> None:
+    """bcrypt releases the GIL: unlimited, a burst of logins takes every core, and waiting
+    ones would take every worker thread. With one slot: one hashes, one waits, a third is
+    told at once to come back."""
     import threading
 
-    override_settings(BCRYPT_MAX_CONCURRENCY="2")
+    from api.errors import RateLimitedError
+
+    override_settings(BCRYPT_MAX_CONCURRENCY="1")
     stored = hashing.hash_password("a long enough passphrase")
-    active, peak, lock = 0, 0, threading.Lock()
+    inside, release = threading.Semaphore(0), threading.Event()
     real_checkpw = bcrypt.checkpw
-    pairs = threading.Barrier(2, timeout=10)  # two are always inside together, never more
 
-    def counting_checkpw(password: bytes, hashed: bytes) -> bool:
-        nonlocal active, peak
-        with lock:
-            active += 1
-            peak = max(peak, active)
-        try:
-            pairs.wait()
-            return real_checkpw(password, hashed)
-        finally:
-            with lock:
-                active -= 1
+    def held_checkpw(password: bytes, hashed: bytes) -> bool:
+        inside.release()
+        release.wait(timeout=10)
+        return real_checkpw(password, hashed)
 
-    monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
+    monkeypatch.setattr(bcrypt, "checkpw", held_checkpw)
     results: list[bool] = []
-    threads = [
-        threading.Thread(
-            target=lambda: results.append(
-                hashing.verify_password("a long enough passphrase", stored)
-            )
-        )
-        for _ in range(8)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert results == [True] * 8  # every login was served, none refused
-    assert peak == 2
+
+    def log_in() -> None:
+        results.append(hashing.verify_password("a long enough passphrase", stored))
+
+    first, second = threading.Thread(target=log_in), threading.Thread(target=log_in)
+    first.start()
+    assert inside.acquire(timeout=10)  # the first is hashing
+    second.start()
+    second.join(timeout=0.2)
+    assert second.is_alive()  # the second queues for the slot ...
+    with pytest.raises(RateLimitedError) as busy:  # ... and a third is turned away
+        hashing.verify_password("a long enough passphrase", stored)
+    assert (busy.value.code, busy.value.headers) == ("login_busy", {"Retry-After": "1"})
+    assert not inside.acquire(timeout=0.1)  # still only one inside
+    release.set()
+    first.join()
+    second.join()
+    assert results == [True, True]
 
 
-def test_a_check_that_waits_too_long_is_a_503_to_retry(monkeypatch, override_settings) -> None:
-    from api.errors import ServiceUnavailableError
+def test_a_check_that_waits_too_long_is_told_to_retry(monkeypatch, override_settings) -> None:
+    from api.errors import RateLimitedError
 
     override_settings(BCRYPT_MAX_CONCURRENCY="1")
     monkeypatch.setattr(hashing, "BCRYPT_QUEUE_S", 0.05)
     stored = hashing.hash_password("a long enough passphrase")
     # Another login holds the only slot.
-    with hashing._bcrypt_slot(), pytest.raises(ServiceUnavailableError) as busy:
+    with hashing._bcrypt_slot(), pytest.raises(RateLimitedError) as busy:
         hashing.verify_password("a long enough passphrase", stored)
-    assert busy.value.code == "busy"
-    assert busy.value.headers == {"Retry-After": "2"}
+    assert busy.value.code == "login_busy"
+    assert busy.value.headers == {"Retry-After": "1"}
     assert hashing.verify_password("a long enough passphrase", stored)  # freed again
 
 
