@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: dev test lint lint-infra format migrate bench load package package-check clean
+.PHONY: dev test lint lint-infra format migrate bench load package package-check clean swagger-ui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,4 +74,20 @@ package-check: $(STAMP)
 	$(BIN)/python -m deploy.check $(PACKAGE)
 
 clean:
-	rm -rf $(VENV) $(INFRA_VENV) .pytest_cache .ruff_cache .mypy_cache .coverage htmlcov dist
+	rm -rf $(VENV) $(INFRA_VENV) .pytest_cache .ruff_cache .mypy_cache .coverage htmlcov dist \
+		tests/openapi/typescript/node_modules
+
+# Swagger UI for /api/docs, served by the app itself (no CDN, works offline): only the files
+# the page needs from the npm package swagger-ui-dist (Apache-2.0), with its licence and
+# notices. Run after changing the version; commit the result.
+SWAGGER_UI_VERSION := 5.35.0
+SWAGGER_UI_DIR := api/static/swagger-ui
+SWAGGER_UI_FILES := package.json LICENSE NOTICE swagger-ui.css swagger-ui-bundle.js \
+	swagger-ui-bundle.js.LICENSE.txt
+swagger-ui:
+	rm -rf $(SWAGGER_UI_DIR) && mkdir -p $(SWAGGER_UI_DIR)
+	tmp=$$(mktemp -d) && cd $$tmp \
+	  && npm pack --silent swagger-ui-dist@$(SWAGGER_UI_VERSION) >/dev/null \
+	  && tar -xzf swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz \
+	  && for f in $(SWAGGER_UI_FILES); do cp package/$$f $(CURDIR)/$(SWAGGER_UI_DIR)/; done \
+	  && rm -rf $$tmp

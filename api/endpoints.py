@@ -139,6 +139,16 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Form:
+    """A multipart/form-data alternative to an operation's JSON body: its own model, a
+    subclass of the body's that documents it (media are file parts there, Base64 text in
+    JSON), and the parser that reads the parts."""
+
+    model: type[BaseModel]
+    parse: Callable[[func.HttpRequest], dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class Signature:
     """What a handler's signature declares (see the module's doc)."""
 
@@ -165,10 +175,14 @@ class Operation:
     description: str | None
     # A cap above MAX_BODY_BYTES; a callable reads it from settings at request time.
     max_body_bytes: int | Callable[[], int] | None
-    content_types: tuple[str, ...]
+    form: Form | None
     response_mimetype: str
+    response_headers: tuple[str, ...]  # sent with the success response (documented)
     body_required: bool
-    body_parser: Callable[[func.HttpRequest], dict[str, Any]] | None
+
+    @property
+    def content_types(self) -> tuple[str, ...]:
+        return (JSON, MULTIPART) if self.form else (JSON,)
 
     @property
     def operation_id(self) -> str:
@@ -241,17 +255,18 @@ class Router:
         status: int = 200,
         errors: tuple[int, ...] = (),
         max_body_bytes: int | Callable[[], int] | None = None,
-        content_types: tuple[str, ...] = (JSON,),
+        form: Form | None = None,
         response_mimetype: str = JSON,
+        response_headers: tuple[str, ...] = (),
         body_required: bool = True,
-        body_parser: Callable[[func.HttpRequest], dict[str, Any]] | None = None,
     ) -> Callable[[HandlerT], HandlerT]:
         """Register the decorated handler for `method` on `route`: what it takes and answers
         is read from its signature (see the module's doc); `response` is the model results
         are validated into; `errors`, the statuses it may answer beyond the ones every
-        operation of its kind can. `body_required=False`: an empty body (no bytes) reads as
-        `{}`, for bodies whose fields are all optional. RouteError when the declaration
-        cannot be served."""
+        operation of its kind can; `form`, a multipart/form-data body beside the JSON one;
+        `response_headers`, the headers its success response carries (for the document).
+        `body_required=False`: an empty body (no bytes) reads as `{}`, for bodies whose
+        fields are all optional. RouteError when the declaration cannot be served."""
         method = method.upper()
 
         def register(handler: HandlerT) -> HandlerT:
@@ -263,6 +278,8 @@ class Router:
                 raise RouteError(f"{where}: answer 204 by declaring the handler `-> None`")
             if any(op.method == method and op.route == route for op in self.operations):
                 raise RouteError(f"{where}: {method} {route} is declared twice")
+            if form and not (signature.body and issubclass(form.model, signature.body)):
+                raise RouteError(f"{where}: a form's model subclasses the body's model")
             self.operations.append(
                 Operation(
                     method=method,
@@ -276,10 +293,10 @@ class Router:
                     errors=errors,
                     description=description,
                     max_body_bytes=max_body_bytes,
-                    content_types=content_types,
+                    form=form,
                     response_mimetype=response_mimetype,
+                    response_headers=response_headers,
                     body_required=body_required,
-                    body_parser=body_parser,
                 )
             )
             return handler
@@ -525,8 +542,8 @@ def _parse_body(op: Operation, model: type[BaseModel], req: func.HttpRequest) ->
             f"Send the request body as {' or '.join(op.content_types)}"
             + (f", not {mime}" if mime else "")
         )
-    if mime == MULTIPART and op.body_parser is not None:
-        return _validate(model, op.body_parser(req), "body")
+    if mime == MULTIPART and op.form is not None:
+        return _validate(op.form.model, op.form.parse(req), "body")
     if _too_many_json_items(raw):
         raise PayloadTooLargeError(
             f"The JSON body holds more than {MAX_JSON_ITEMS} keys and values",

@@ -8,8 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaValue, models_json_schema
 
-from api.endpoints import JSON, ROUTE_PREFIX, Operation, Router
-from api.schemas.common import Problem
+from api.endpoints import JSON, MULTIPART, ROUTE_PREFIX, Operation, Router
+from api.schemas.common import Problem, without_null
+from api.utils.http import PROBLEM_JSON, REQUEST_ID_HEADER
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 
@@ -41,6 +42,49 @@ def openapi_path(route: str) -> str:
     return f"/{ROUTE_PREFIX}/{route}"
 
 
+# Response headers (components/headers), declared where the server sends them.
+HEADERS: dict[str, dict[str, Any]] = {
+    REQUEST_ID_HEADER: {
+        "description": "The request's id (the client's own X-Request-ID when it sent a sane "
+        "one); quote it when reporting a problem",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Cache-Control": {
+        "description": "no-store, except for the docs page's assets (cached for a year)",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Location": {
+        "description": "Path of the created resource",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before trying again (rate limits; absent when "
+        "waiting will not help, e.g. conversation_full)",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "WWW-Authenticate": {
+        "description": "The Bearer challenge",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+}
+ERROR_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After",)}
+PARAMETERS = {
+    REQUEST_ID_HEADER: {
+        "name": REQUEST_ID_HEADER,
+        "in": "header",
+        "required": False,
+        "description": "Your own id for the request (to find it in logs): echoed back when "
+        "it is 1-128 letters, digits, '.', '_' or '-'; otherwise the server makes one",
+        "schema": {"type": "string"},
+    }
+}
+REQUEST_ID_PARAMETER = {"$ref": f"#/components/parameters/{REQUEST_ID_HEADER}"}
+
+
 def build_openapi(routers: Iterable[Router], *, version: str) -> dict[str, Any]:
     operations = [op for router in routers for op in router.operations]
     refs, components = _component_schemas(operations)
@@ -55,9 +99,13 @@ def build_openapi(routers: Iterable[Router], *, version: str) -> dict[str, Any]:
             "description": "Back-end of the Axly.pro app: accounts, garage and AI diagnosis.",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
+        # Relative: whichever host serves this document (production, or make dev's).
+        "servers": [{"url": "/", "description": "The host serving this document"}],
         "paths": paths,
         "components": {
             "schemas": components,
+            "headers": HEADERS,
+            "parameters": PARAMETERS,
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },
@@ -70,9 +118,10 @@ Refs = dict[tuple[type[BaseModel], Mode], JsonSchemaValue]
 
 
 def _component_schemas(operations: list[Operation]) -> tuple[Refs, dict[str, Any]]:
+    """Every body and response model, once each (queries become parameters instead)."""
     models: list[tuple[type[BaseModel], Mode]] = [(Problem, "serialization")]
     for op in operations:
-        models += [(m, "validation") for m in (op.body, op.query) if m is not None]
+        models += [(m, "validation") for m in (op.body, op.form and op.form.model) if m]
         if op.response is not None:
             models.append((op.response, "serialization"))
     keys = list(dict.fromkeys(models))
@@ -85,7 +134,7 @@ def _operation(op: Operation, refs: Refs) -> dict[str, Any]:
         "operationId": op.operation_id,
         "summary": op.summary,
         "tags": [op.tag],
-        "parameters": _path_parameters(op) + _query_parameters(op),
+        "parameters": [*_path_parameters(op), *_query_parameters(op), REQUEST_ID_PARAMETER],
         "responses": _responses(op, refs),
     }
     if op.description:
@@ -93,11 +142,10 @@ def _operation(op: Operation, refs: Refs) -> dict[str, Any]:
     if op.auth:
         document["security"] = [{"bearerAuth": []}]
     if op.body is not None:
-        schema = refs[(op.body, "validation")]
-        document["requestBody"] = {
-            "required": op.body_required,
-            "content": {ct: {"schema": schema} for ct in op.content_types},
-        }
+        content = {JSON: {"schema": refs[(op.body, "validation")]}}
+        if op.form is not None:
+            content[MULTIPART] = {"schema": refs[(op.form.model, "validation")]}
+        document["requestBody"] = {"required": op.body_required, "content": content}
     return document
 
 
@@ -121,21 +169,41 @@ def _query_parameters(op: Operation) -> list[dict[str, Any]]:
     # The Functions host drops a blank query value before the app sees it (devhost/host.py,
     # `query_params`): `?limit=` is the same as leaving `limit` out.
     return [
-        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        {"name": name, "in": "query", "required": name in required, "schema": _present(prop)}
         | ({} if name in required else {"allowEmptyValue": True})
         for name, prop in schema.get("properties", {}).items()
     ]
 
 
+def _present(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema: a query string has no null, only parameters left out."""
+    schema = dict(schema)
+    without_null(schema)
+    return schema
+
+
+def _headers(*names: str) -> dict[str, Any]:
+    every = (REQUEST_ID_HEADER, "Cache-Control")  # see api.endpoints.dispatch
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in (*every, *names)}
+
+
+def _success_content(op: Operation, refs: Refs) -> dict[str, Any] | None:
+    if op.response_mimetype != JSON:
+        return {op.response_mimetype: {"schema": {"type": "string"}}}
+    if op.response is None:
+        return None
+    return {JSON: {"schema": refs[(op.response, "serialization")]}}
+
+
 def _responses(op: Operation, refs: Refs) -> dict[str, Any]:
     responses: dict[str, Any] = {}
-    success: dict[str, Any] = {"description": STATUS_TEXT.get(op.status, "Success")}
-    if op.response is not None:
-        if op.response_mimetype == JSON:
-            schema = refs[(op.response, "serialization")]
-        else:
-            schema = {"type": "string"}
-        success["content"] = {op.response_mimetype: {"schema": schema}}
+    success: dict[str, Any] = {
+        "description": STATUS_TEXT.get(op.status, "Success"),
+        "headers": _headers(*op.response_headers),
+    }
+    content = _success_content(op, refs)
+    if content:
+        success["content"] = content
     responses[str(op.status)] = success
     errors = set(op.errors)
     if op.body is not None:
@@ -152,6 +220,7 @@ def _responses(op: Operation, refs: Refs) -> dict[str, Any]:
     for status in sorted(errors):
         responses[str(status)] = {
             "description": STATUS_TEXT.get(status, "Error"),
-            "content": {"application/problem+json": {"schema": problem}},
+            "headers": _headers(*ERROR_HEADERS.get(status, ())),
+            "content": {PROBLEM_JSON: {"schema": problem}},
         }
     return responses

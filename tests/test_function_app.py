@@ -14,6 +14,7 @@ EXPECTED_ROUTES = {
     "health": {"GET"},
     "openapi.json": {"GET"},
     "docs": {"GET"},
+    "docs/{asset}": {"GET"},
     "request_pin": {"POST"},
     "confirm_signup": {"POST"},
     "login": {"POST"},

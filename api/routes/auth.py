@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.endpoints import DbRequest, Router, UserRequest
+from api.endpoints import ROUTE_PREFIX, DbRequest, Reply, Router, UserRequest
 from api.models import User
 from api.schemas.auth import (
     AccountDeletion,
@@ -25,6 +25,7 @@ router = Router("auth")
 # One body whatever the e-mail, so the answer never tells whether an account exists.
 PIN_SENT = "Check your e-mail: we have sent you a PIN or what to do next."
 RESET_PIN_SENT = "Check your e-mail: we have sent you a PIN to reset your password."
+ACCOUNT_LOCATION = f"/{ROUTE_PREFIX}/me"  # where a new account lives (201 Location)
 
 
 @router.operation(
@@ -50,17 +51,19 @@ def request_pin(request: DbRequest[PinRequest]) -> Message:
     summary="Create the account with the e-mailed PIN",
     response=TokenBundle,
     status=201,
+    response_headers=("Location",),
     errors=(403, 409, 429),
 )
-def confirm_signup(request: DbRequest[SignupConfirmation]) -> auth.IssuedTokens:
+def confirm_signup(request: DbRequest[SignupConfirmation]) -> Reply:
     body = request.body
-    return auth.confirm_signup(
+    tokens = auth.confirm_signup(
         session=request.session,
         email=body.email,
         password=body.password,
         pin=body.pin,
         client=client_address(request.http),
     )
+    return Reply(tokens, headers={"Location": ACCOUNT_LOCATION})
 
 
 @router.operation(

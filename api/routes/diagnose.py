@@ -12,18 +12,20 @@ from typing import Any
 
 import azure.functions as func
 
-from api.endpoints import JSON, MULTIPART, Router, UserRequest
+from api.endpoints import Form, Router, UserRequest
 from api.models import Conversation
-from api.schemas.common import Page
 from api.schemas.diagnose import (
     MAX_DTC_CODES,
     ConversationDetail,
+    ConversationPage,
     ConversationQuery,
     ConversationSummary,
     ConversationUpdate,
+    DiagnoseForm,
     DiagnoseRequest,
     DiagnoseResponse,
     LegacyDiagnoseBody,
+    LegacyDiagnoseForm,
     LegacyDiagnoseQuery,
     LegacyDiagnoseResponse,
 )
@@ -80,8 +82,7 @@ def _v2_form(req: func.HttpRequest) -> dict[str, Any]:
     description="JSON with Base64 media, or multipart/form-data with the same field names "
     "and media as file parts. Omit session_id to start a new conversation.",
     response=DiagnoseResponse,
-    content_types=(JSON, MULTIPART),
-    body_parser=_v2_form,
+    form=Form(DiagnoseForm, _v2_form),
     max_body_bytes=_max_body_bytes,
     errors=DIAGNOSE_ERRORS,
 )
@@ -144,8 +145,7 @@ def diagnose_legacy_get(request: UserRequest[None, LegacyDiagnoseQuery]) -> Diag
     "Diagnose",
     summary="Legacy diagnosis with an optional image and recording (old app builds)",
     response=LegacyDiagnoseResponse,
-    content_types=(JSON, MULTIPART),
-    body_parser=_form,
+    form=Form(LegacyDiagnoseForm, _form),
     max_body_bytes=_max_body_bytes,
     errors=DIAGNOSE_ERRORS,
 )
@@ -162,7 +162,7 @@ def diagnose_legacy_post(request: UserRequest[LegacyDiagnoseBody]) -> DiagnoseRe
     "GET",
     "conversations",
     summary="Your conversations, most recently active first",
-    response=Page[ConversationSummary],
+    response=ConversationPage,
 )
 def list_conversations(
     request: UserRequest[None, ConversationQuery],

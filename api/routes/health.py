@@ -7,25 +7,13 @@ from typing import Any
 
 import azure.functions as func
 
+from api import docs as docs_page
 from api.endpoints import Reply, Request, Router
-from api.schemas.health import Health
+from api.schemas.health import Health, OpenAPIDocument
 from api.services.health import check_health
 from api.settings import get_settings
 
 router = Router("health")
-
-# Swagger UI from a CDN, pinned: the page is for humans with a browser (and internet).
-SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14"
-DOCS_PAGE = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Axly API</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="{SWAGGER_UI}/swagger-ui.css"></head>
-<body><div id="docs"></div>
-<script src="{SWAGGER_UI}/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({{url: "openapi.json", dom_id: "#docs"}});</script>
-<noscript>The API description is at <a href="openapi.json">openapi.json</a>.</noscript>
-</body></html>
-"""
 
 
 @router.operation(
@@ -48,7 +36,12 @@ def _openapi_document() -> dict[str, Any]:
     return build_openapi(ROUTERS, version=get_settings().app_version)
 
 
-@router.operation("GET", "openapi.json", summary="This API's OpenAPI 3.1 description")
+@router.operation(
+    "GET",
+    "openapi.json",
+    summary="This API's OpenAPI 3.1 description",
+    response=OpenAPIDocument,
+)
 def openapi(request: Request) -> dict[str, Any]:
     return _openapi_document()
 
@@ -56,8 +49,17 @@ def openapi(request: Request) -> dict[str, Any]:
 @router.operation(
     "GET",
     "docs",
-    summary="Human-readable API docs (HTML)",
+    summary="Human-readable API docs (HTML; Swagger UI served by this API, no CDN)",
     response_mimetype="text/html",
 )
 def docs(request: Request) -> func.HttpResponse:
-    return func.HttpResponse(DOCS_PAGE, mimetype="text/html", charset="utf-8")
+    return docs_page.page_response()
+
+
+@router.operation(
+    "GET",
+    "docs/{asset}",
+    summary="The docs page's scripts and styles (cached for a year: their URLs change with them)",
+)
+def docs_asset(request: Request, asset: str) -> func.HttpResponse:
+    return docs_page.asset_response(asset, request.http.headers.get("Accept-Encoding"))

