@@ -455,11 +455,11 @@ def _unit_of_work(account: list[uuid.UUID]) -> Iterator[Session]:
     """The invocation's session (see `api.db.session_scope`), with database failures a
     client can act on made into their answers:
 
-    - a write that lost a race with the deletion of the caller's own account (`account`,
-      once authenticated: a foreign key
-      to the deleted user, an UPDATE whose row the deletion's cascade removed, a deadlock
-      with it) is a 401 `account_deleted` once the account is found gone — not a 500; a row
-      another request deleted meanwhile is a 404;
+    - a write that lost a race with the deletion of the caller's own account (`account`
+      holds its id once authenticated) — a foreign key to the deleted user, an UPDATE whose
+      row the deletion's cascade removed, a deadlock with it — is a 401 `account_deleted`
+      once the account is found gone, not a 500; a row another request deleted meanwhile
+      is a 404;
     - no pooled connection free in time, the database gone mid-request, or a deadlock
       otherwise: the client can retry, so a 503, not a bug's 500.
     """
@@ -484,18 +484,32 @@ def _unit_of_work(account: list[uuid.UUID]) -> Iterator[Session]:
 
 
 def _lost_to_deletion(error: Exception) -> bool:
+    """A failure a concurrent deletion causes: an UPDATE or DELETE that found its row gone
+    (StaleDataError, which carries no SQLSTATE), a row referring to a deleted one, a
+    deadlock with the deletion's cascade."""
+    from sqlalchemy.orm.exc import StaleDataError
+
     sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
-    return sqlstate in (FOREIGN_KEY_VIOLATION, DEADLOCK_DETECTED) or not hasattr(error, "orig")
+    return isinstance(error, StaleDataError) or sqlstate in (
+        FOREIGN_KEY_VIOLATION,
+        DEADLOCK_DETECTED,
+    )
 
 
 def _hold_account(user_id: uuid.UUID) -> None:
     """401 `account_deleted` once the account is found gone (its row lock makes the check
-    wait for a deletion in progress), in a transaction of its own: the request's failed."""
+    wait for a deletion in progress), in a transaction of its own: the request's failed.
+    When the database cannot even answer that, the original failure is answered instead."""
+    from sqlalchemy.exc import DBAPIError, TimeoutError
+
     from api.db import session_scope
     from api.services.auth import hold_account
 
-    with session_scope() as session:
-        hold_account(session=session, user_id=user_id)
+    try:
+        with session_scope() as session:
+            hold_account(session=session, user_id=user_id)
+    except (DBAPIError, TimeoutError):
+        log.warning("Could not check whether the caller's account still exists", exc_info=True)
 
 
 def _database_unavailable() -> NoReturn:

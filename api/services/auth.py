@@ -95,7 +95,7 @@ def authenticate(*, session: Session, token: str) -> Caller:
         select(User, _live(claims["sid"], now=utcnow())).where(User.id == claims["sub"])
     ).first()
     if row is None:
-        raise AuthenticationError("The account no longer exists", code="invalid_token")
+        raise AuthenticationError(ACCOUNT_DELETED, code="invalid_token")
     user, session_alive = row
     if claims["ver"] != user.token_version or not session_alive:
         raise AuthenticationError(SESSION_ENDED, code="session_ended")

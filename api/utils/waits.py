@@ -19,6 +19,6 @@ def in_words(wait: timedelta) -> str:
     "12 minutes", "3 hours" (rounded up)."""
     seconds = whole_seconds(wait)
     if seconds < 120:
-        return f"{seconds} seconds"
+        return "1 second" if seconds == 1 else f"{seconds} seconds"
     minutes = whole_minutes(wait)
     return f"{minutes} minutes" if minutes < 120 else f"{-(-minutes // 60)} hours"

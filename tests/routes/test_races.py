@@ -102,12 +102,16 @@ def waiting_on_a_lock(connection: Connection) -> bool:
 
 
 def racing_the_deletion(
-    engine: Engine, user_id: uuid.UUID, request: Callable[[httpx.Client], httpx.Response]
+    engine: Engine,
+    user_id: uuid.UUID,
+    request: Callable[[httpx.Client], httpx.Response],
+    deletion: str = "DELETE FROM users WHERE id = :id",
 ) -> httpx.Response:
-    """Delete the account in a transaction of our own, start `request` (authenticated while
-    the account still exists), wait until it blocks on the deletion's locks, commit."""
+    """Delete the account (or run another `deletion` of `user_id`'s rows) in a transaction
+    of our own, start `request` (authenticated while the account still exists), wait until
+    it blocks on the deletion's locks, commit."""
     with engine.connect() as deleter, engine.connect() as observer, ThreadPoolExecutor(1) as pool:
-        deleter.execute(text("DELETE FROM users WHERE id = :id"), {"id": user_id})
+        deleter.execute(text(deletion), {"id": user_id})
         with api() as client:
             pending = pool.submit(request, client)
             deadline = time.monotonic() + 10
@@ -153,6 +157,27 @@ def test_editing_a_vehicle_while_the_account_is_deleted(database: Engine) -> Non
         ),
     )
     assert response.status_code == 401, response.text
+
+
+def test_editing_a_vehicle_another_device_deletes_is_a_404(database: Engine) -> None:
+    """Not the account: the same user deleting the vehicle from another device."""
+    user_id, bundle = account(database)
+    with Session(database) as session:
+        vehicle = Vehicle(user_id=user_id, make="Mazda", model="MX-5", year="1990")
+        session.add(vehicle)
+        session.commit()
+        vehicle_id = vehicle.id
+    response = racing_the_deletion(
+        database,
+        user_id,
+        lambda client: client.patch(
+            f"/vehicles/{vehicle_id}",
+            json={"nickname": "Roadster"},
+            headers=bearer(bundle["access_token"]),
+        ),
+        deletion="DELETE FROM vehicles WHERE user_id = :id",
+    )
+    assert response.status_code == 404, response.text
 
 
 def test_renaming_a_conversation_while_the_account_is_deleted(database: Engine) -> None:
