@@ -62,7 +62,6 @@ NewSecret = text_rule(text.ANY_CONTROL, visible=False)
 Secret = text_rule(text.LONE_SURROGATE, visible=False)
 """A password or token being checked: anything that can be encoded, so no existing password
 is refused for a character that was allowed when it was set."""
-OneLineText = Annotated[str, OneLine]
 FreeText = Annotated[str, MultiLine]
 
 

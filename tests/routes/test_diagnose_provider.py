@@ -5,6 +5,7 @@ cleaned."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
@@ -120,6 +121,11 @@ def test_azure_openai_is_used_when_its_endpoint_is_set(
     (request, _), *_ = [entry for entry in httpserver.log if entry[0].path.startswith("/openai/")]
     assert request.headers["api-key"] == "azure-key"
     assert request.args["api-version"] == "2024-10-21"
+    # Its strict mode refuses maxLength / maxItems: the caps go as descriptions only.
+    sent = json.dumps(fake.diagnosis_bodies[0]["response_format"])
+    assert "maxLength" not in sent
+    assert "maxItems" not in sent
+    assert "At most 1500 characters" in sent
 
 
 def test_half_configured_azure_is_not_configured(

@@ -191,27 +191,6 @@ def test_provider_text_is_capped_field_by_field(
     assert schema["properties"]["next_steps"]["items"]["maxLength"] == 400
 
 
-def test_azure_openai_gets_the_caps_as_descriptions_only(
-    client: httpx.Client, httpserver, user: User
-) -> None:
-    fake = FakeOpenAI(httpserver)
-    with changed_settings(
-        AZURE_OPENAI_ENDPOINT=httpserver.url_for("/").rstrip("/"),
-        AZURE_OPENAI_API_KEY="azure-key",
-        AZURE_OPENAI_DEPLOYMENT="diagnostician",
-        OPENAI_MAX_RETRIES="0",
-    ):
-        httpserver.expect_request(
-            "/openai/deployments/diagnostician/chat/completions", method="POST"
-        ).respond_with_handler(fake.chat)
-        response = client.post("/diagnose2", headers=auth_headers(user), json={"q": "hello"})
-    assert response.status_code == 200, response.text
-    sent = json.dumps(fake.diagnosis_bodies[0]["response_format"])
-    assert "maxLength" not in sent
-    assert "maxItems" not in sent
-    assert "At most 1500 characters" in sent
-
-
 def test_a_stored_reply_is_never_half_written(
     client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
 ) -> None:

@@ -58,6 +58,15 @@ def account(engine: Engine) -> tuple[uuid.UUID, dict]:
     return user_id, bundle
 
 
+def vehicle_of(engine: Engine, user_id: uuid.UUID) -> uuid.UUID:
+    """A committed vehicle of the user's."""
+    with Session(engine) as session:
+        vehicle = Vehicle(user_id=user_id, make="Mazda", model="MX-5", year="1990")
+        session.add(vehicle)
+        session.commit()
+        return vehicle.id
+
+
 def test_twenty_concurrent_refreshes_with_one_token_all_keep_the_session(
     database: Engine,
 ) -> None:
@@ -139,14 +148,20 @@ def test_adding_a_vehicle_while_the_account_is_deleted(database: Engine) -> None
     assert response.json()["code"] == "account_deleted"
 
 
-def test_editing_a_vehicle_while_the_account_is_deleted(database: Engine) -> None:
-    """Was a 500: the UPDATE found its row gone once the deletion committed."""
+@pytest.mark.parametrize(
+    ("deletion", "status"),
+    [
+        # Was a 500: the UPDATE found its row gone once the account's deletion committed.
+        ("DELETE FROM users WHERE id = :id", 401),
+        # Not the account: the same user deleting the vehicle from another device.
+        ("DELETE FROM vehicles WHERE user_id = :id", 404),
+    ],
+)
+def test_editing_a_vehicle_while_it_is_deleted(
+    database: Engine, deletion: str, status: int
+) -> None:
     user_id, bundle = account(database)
-    with Session(database) as session:
-        vehicle = Vehicle(user_id=user_id, make="Mazda", model="MX-5", year="1990")
-        session.add(vehicle)
-        session.commit()
-        vehicle_id = vehicle.id
+    vehicle_id = vehicle_of(database, user_id)
     response = racing_the_deletion(
         database,
         user_id,
@@ -155,29 +170,9 @@ def test_editing_a_vehicle_while_the_account_is_deleted(database: Engine) -> Non
             json={"nickname": "Roadster"},
             headers=bearer(bundle["access_token"]),
         ),
+        deletion=deletion,
     )
-    assert response.status_code == 401, response.text
-
-
-def test_editing_a_vehicle_another_device_deletes_is_a_404(database: Engine) -> None:
-    """Not the account: the same user deleting the vehicle from another device."""
-    user_id, bundle = account(database)
-    with Session(database) as session:
-        vehicle = Vehicle(user_id=user_id, make="Mazda", model="MX-5", year="1990")
-        session.add(vehicle)
-        session.commit()
-        vehicle_id = vehicle.id
-    response = racing_the_deletion(
-        database,
-        user_id,
-        lambda client: client.patch(
-            f"/vehicles/{vehicle_id}",
-            json={"nickname": "Roadster"},
-            headers=bearer(bundle["access_token"]),
-        ),
-        deletion="DELETE FROM vehicles WHERE user_id = :id",
-    )
-    assert response.status_code == 404, response.text
+    assert response.status_code == status, response.text
 
 
 def test_renaming_a_conversation_while_the_account_is_deleted(database: Engine) -> None:
@@ -201,11 +196,7 @@ def test_renaming_a_conversation_while_the_account_is_deleted(database: Engine) 
 
 def test_adding_a_mod_while_the_account_is_deleted(database: Engine) -> None:
     user_id, bundle = account(database)
-    with Session(database) as session:
-        vehicle = Vehicle(user_id=user_id, make="Mazda", model="MX-5", year="1990")
-        session.add(vehicle)
-        session.commit()
-        vehicle_id = vehicle.id
+    vehicle_id = vehicle_of(database, user_id)
     response = racing_the_deletion(
         database,
         user_id,
