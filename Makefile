@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: dev test lint lint-infra format migrate bench load package package-check clean swagger-ui
+.PHONY: dev test lint lint-infra pgbouncer format migrate bench load package package-check clean swagger-ui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,16 @@ local.settings.json: | $(BIN)/python
 dev: $(STAMP) local.settings.json
 	$(BIN)/python -m devhost
 
-test: $(STAMP) lint lint-infra
+test: $(STAMP) lint lint-infra pgbouncer
 	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+# The database tests run through a real PgBouncer (Debian's package; the tests start their
+# own on a free port). Installed here when missing, so no machine or CI run skips them.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+pgbouncer:
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

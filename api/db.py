@@ -1,31 +1,74 @@
-"""One engine per process (created lazily) and one session per invocation."""
+"""One engine per process (created lazily), one session per unit of work, and the bounds
+that keep a slow or frozen database from holding requests.
+
+Connection budget: an instance opens at most DB_POOL_SIZE + DB_MAX_OVERFLOW connections;
+a request that finds none free within DB_POOL_TIMEOUT_S answers 503. Connections older than
+DB_POOL_RECYCLE_S are replaced, and each is pinged before use (pre-ping), since instances
+and pooler connections come and go.
+
+Timeouts, per connection, all below DIAGNOSE_DEADLINE_S:
+- connecting: libpq `connect_timeout` (DB_CONNECT_TIMEOUT_S), and TCP keepalives
+  (DB_KEEPALIVES_IDLE_S) so a dead peer of an idle pooled connection is noticed;
+- on the server: `statement_timeout` and `idle_in_transaction_session_timeout`, set at the
+  start of every transaction with `set_config(..., is_local => true)`. Not as startup
+  `options`: PgBouncer does not pass those on, and a session-level SET would leak to other
+  clients of the same server connection; a transaction-local setting works the same direct
+  and through a transaction pooler;
+- on the client: no reply may take longer than the statement timeout plus
+  RESPONSE_GRACE_S (api/utils/bounded_connection.py), for when the server cannot enforce its own
+  timeout — a frozen backend or a network path that swallows packets still ACKs TCP, so
+  keepalives alone never notice. The request then answers 503 instead of hanging.
+
+PgBouncer (DB_POOLER=pgbouncer, transaction pooling): no server-side prepared statements
+(psycopg `prepare_threshold=None`) and only transaction-scoped state (advisory locks are
+`pg_advisory_xact_lock`, settings are transaction-local); migrations, which need a
+session-level advisory lock, run on a direct connection (DB_MIGRATION_URI).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from api import migrations
 from api.errors import AppError, ServiceUnavailableError
-from api.settings import get_settings
+from api.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import DBAPIConnection
 
 log = logging.getLogger(__name__)
 
 # After a failed schema check, wait this long before trying the database again, so a
 # database that comes back is picked up without a restart and a dead one is not hammered.
 SCHEMA_RETRY_S = 5.0
+# How often an instance waiting for another's migration looks at the revision again.
+MIGRATION_POLL_S = 1.0
+# The client waits this much longer than the server's statement timeout, so the server's
+# own (clean) cancellation wins whenever the server is able to run it.
+RESPONSE_GRACE_S = 2.0
+KEEPALIVE_INTERVAL_S = 10  # between unanswered keepalive probes
+KEEPALIVE_PROBES = 3  # unanswered probes before the connection counts as dead
 
 # expire_on_commit=False: handlers serialise objects after the wrapper has committed.
 # create_savepoint: when tests bind a connection that already holds a transaction, each
 # request's commit releases a savepoint and the test rolls everything back at the end.
 SessionFactory = sessionmaker(expire_on_commit=False, join_transaction_mode="create_savepoint")
+
+# What a service that runs several short transactions is given instead of one session:
+# `with unit_of_work() as session:` commits on success and rolls back on an exception.
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
 _engine_lock = threading.Lock()
 _engine: Engine | None = None
@@ -39,8 +82,89 @@ def database_url(uri: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def connect_args(settings: Settings, *, application_name: str, prepare: bool) -> dict[str, Any]:
+    """libpq/psycopg options: bounded connecting, TCP keepalives, and server-side prepared
+    statements only when `prepare` (a direct connection: through a transaction pooler the
+    next transaction may run on a server connection that never saw the statement)."""
+    args: dict[str, Any] = {
+        "application_name": application_name,
+        "connect_timeout": settings.db_connect_timeout_s,
+        "keepalives": 1,
+        "keepalives_idle": settings.db_keepalives_idle_s,
+        "keepalives_interval": KEEPALIVE_INTERVAL_S,
+        "keepalives_count": KEEPALIVE_PROBES,
+    }
+    if not prepare:
+        args["prepare_threshold"] = None
+    return args
+
+
+def create_app_engine(settings: Settings) -> Engine:
+    """The pooled engine requests use, with the connection budget and timeouts above."""
+    engine = create_engine(
+        database_url(settings.db_uri),
+        pool_pre_ping=True,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_s,
+        pool_recycle=settings.db_pool_recycle_s,
+        hide_parameters=True,  # errors in the logs must not carry users' data
+        connect_args=connect_args(
+            settings, application_name="axly-api", prepare=settings.db_pooler == "none"
+        ),
+    )
+    response_timeout_s = settings.db_statement_timeout_s + RESPONSE_GRACE_S
+    event.listen(engine, "do_connect", partial(_connect_bounded, response_timeout_s))
+    timeouts = {
+        "statement": str(round(settings.db_statement_timeout_s * 1000)),
+        "idle": str(round(settings.db_idle_in_transaction_timeout_s * 1000)),
+    }
+    event.listen(engine, "begin", partial(_set_transaction_timeouts, timeouts))
+    return engine
+
+
+def _connect_bounded(
+    response_timeout_s: float,
+    dialect: Dialect,
+    _record: ConnectionPoolEntry,
+    cargs: tuple[str, ...],
+    cparams: dict[str, Any],
+) -> DBAPIConnection:
+    """Connect as the dialect does, then bound every wait of the new connection."""
+    from api.utils.bounded_connection import bound_waits  # psycopg: at the first connection
+
+    connection = dialect.connect(*cargs, **cparams)
+    bound_waits(connection, response_timeout_s)
+    return connection
+
+
+_TRANSACTION_TIMEOUTS = (
+    "SELECT set_config('statement_timeout', %(statement)s, true),"
+    " set_config('idle_in_transaction_session_timeout', %(idle)s, true)"
+)
+
+
+def _set_transaction_timeouts(timeouts: dict[str, str], connection: Connection) -> None:
+    """The first statement of every transaction (SQLAlchemy does not autobegin inside its
+    own `begin` event, so this runs in the transaction being begun)."""
+    connection.exec_driver_sql(_TRANSACTION_TIMEOUTS, timeouts)
+
+
+def migration_engine(settings: Settings) -> Engine:
+    """A one-connection engine for Alembic on DB_MIGRATION_URI (else DB_URI): direct, so
+    its session-level advisory lock holds, and without the request timeouts, which a long
+    migration may rightly pass. It prepares nothing: a migration run is short, and
+    `make migrate` may go through the pooler when DB_MIGRATION_URI is unset."""
+    return create_engine(
+        database_url(settings.migration_uri),
+        poolclass=NullPool,
+        hide_parameters=True,
+        connect_args=connect_args(settings, application_name="axly-api-migrations", prepare=False),
+    )
+
+
 def get_engine() -> Engine:
-    """The process-wide engine; a small pool with pre-ping, since instances come and go."""
+    """The process-wide engine (see the module's doc)."""
     global _engine
     with _engine_lock:
         if _engine is None:
@@ -49,15 +173,7 @@ def get_engine() -> Engine:
                 raise ServiceUnavailableError(
                     "The database is not configured (DB_URI)", code="database_unavailable"
                 )
-            _engine = create_engine(
-                database_url(settings.db_uri),
-                pool_pre_ping=True,
-                pool_size=settings.db_pool_size,
-                max_overflow=settings.db_pool_size,
-                pool_recycle=1800,
-                hide_parameters=True,  # errors in the logs must not carry users' data
-                connect_args={"connect_timeout": 5, "application_name": "axly-api"},
-            )
+            _engine = create_app_engine(settings)
         return _engine
 
 
@@ -109,12 +225,11 @@ def _check_schema() -> SchemaStatus:
     checked_at = time.monotonic()
     upgraded = False
     try:
-        engine = get_engine()
-        with engine.connect() as connection:
-            revision = migrations.current_revision(connection)
-            if revision != migrations.SCHEMA_HEAD and get_settings().db_migrate_on_startup:
-                upgraded = migrations.upgrade_to_head(connection)
-                revision = migrations.current_revision(connection)
+        revision = _served_revision()
+        settings = get_settings()
+        if revision != migrations.SCHEMA_HEAD and settings.db_migrate_on_startup:
+            upgraded = _migrate(settings)
+            revision = _served_revision()  # what requests see, wherever migrations ran
     except ServiceUnavailableError as exc:
         return SchemaStatus(error=exc.detail, checked_at=checked_at)
     except Exception:
@@ -133,6 +248,37 @@ def _check_schema() -> SchemaStatus:
             checked_at=checked_at,
         )
     return SchemaStatus(revision=revision, checked_at=checked_at, upgraded=upgraded)
+
+
+def _migrate(settings: Settings) -> bool:
+    """Migrate to head, or wait for the instance that is migrating, holding a direct
+    connection only to migrate: while the lock is held elsewhere (seen in pg_locks through
+    the app's pool) the revision is watched through the pool; should the migrating instance
+    die, its lock goes with its connection and the next look here takes over. True when
+    this process migrated."""
+    while True:
+        if not _migration_running_elsewhere():
+            engine = migration_engine(settings)
+            try:
+                with engine.connect() as connection:
+                    upgraded = migrations.upgrade_to_head(connection)
+            finally:
+                engine.dispose()
+            if upgraded is not None:
+                return upgraded
+        time.sleep(MIGRATION_POLL_S)
+        if _served_revision() == migrations.SCHEMA_HEAD:
+            return False
+
+
+def _migration_running_elsewhere() -> bool:
+    with get_engine().connect() as connection:
+        return migrations.migration_running(connection)
+
+
+def _served_revision() -> str | None:
+    with get_engine().connect() as connection:
+        return migrations.current_revision(connection)
 
 
 _schema = _SchemaGate()

@@ -3,10 +3,11 @@
 Each area has a `Router`; handlers are plain functions decorated with `router.operation(...)`.
 A handler's signature is its contract, read once at registration:
 
-- its first parameter is the request, typed `Request`, `DbRequest` or `UserRequest`
-  (no database, a session, a session and the authenticated caller), subscripted with the
-  body and query models to validate: `UserRequest[VehicleCreate]`,
-  `UserRequest[None, Pagination]` (left out, a model is None and nothing is read);
+- its first parameter is the request, typed `Request`, `DbRequest`, `UserRequest` or
+  `SlowUserRequest` (no database; a session; a session and the authenticated caller; the
+  caller and a unit-of-work factory instead of a session), subscripted with the body and
+  query models to validate: `UserRequest[VehicleCreate]`, `UserRequest[None, Pagination]`
+  (left out, a model is None and nothing is read);
 - its other parameters are the route's `{name}` parameters, typed `uuid.UUID` or `str`
   (a value that is not a UUID answers 404, like an unknown id);
 - it returns what the `response` model reads (a model, an ORM object, a dataclass), a
@@ -17,10 +18,20 @@ A handler's signature is its contract, read once at registration:
 function dispatches on the method and is the single place errors become problem+json. CORS
 is the platform's (README, "CORS on Azure"): the host answers preflights and sets
 Access-Control-Allow-Origin.
+
+Transactions: services never commit. A `DbRequest`/`UserRequest` handler runs inside one
+unit of work (`api.db.session_scope`): committed when it returns, rolled back when it
+raises. A handler that waits on something slow — the AI provider, for up to
+DIAGNOSE_DEADLINE_S — must not hold a pooled connection (let alone an open transaction)
+meanwhile, so it is declared with `SlowUserRequest`: the caller is authenticated in a unit
+of work of its own that is closed before the handler runs, and the handler passes
+`request.unit_of_work` to its service, which opens one short unit of work per step
+(`with unit_of_work() as session:`), each committed or rolled back on its own.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -66,6 +77,7 @@ from api.utils import http
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from api.db import UnitOfWork
     from api.models import User
     from api.services.auth import Caller
 
@@ -123,6 +135,21 @@ class UserRequest(DbRequest[BodyT, QueryT]):
     was issued with) is always set; without a token the handler never runs (401)."""
 
     caller: Caller
+
+    @property
+    def user(self) -> User:
+        return self.caller.user
+
+
+@dataclass(frozen=True)
+class SlowUserRequest(Request[BodyT, QueryT]):
+    """A request with a valid access token whose handler waits on something slow, so it
+    holds no database connection: `caller` was authenticated in a unit of work already
+    closed, and `unit_of_work()` opens a short one (committed when its block ends, rolled
+    back when it raises) each time the handler's service needs the database."""
+
+    caller: Caller
+    unit_of_work: UnitOfWork
 
     @property
     def user(self) -> User:
@@ -202,11 +229,11 @@ class Operation:
 
     @property
     def auth(self) -> bool:
-        return issubclass(self.signature.request_type, UserRequest)
+        return issubclass(self.signature.request_type, UserRequest | SlowUserRequest)
 
     @property
     def db(self) -> bool:
-        return issubclass(self.signature.request_type, DbRequest)
+        return issubclass(self.signature.request_type, DbRequest | SlowUserRequest)
 
     @cached_property
     def response_adapter(self) -> TypeAdapter[Any] | None:
@@ -347,7 +374,8 @@ def _request_parts(
     request_type = get_origin(hint) or hint
     if not (isinstance(request_type, type) and issubclass(request_type, Request)):
         raise RouteError(
-            f"{where}: the first parameter must be typed Request, DbRequest or UserRequest"
+            f"{where}: the first parameter must be typed Request, DbRequest, UserRequest "
+            "or SlowUserRequest"
         )
     body, query = [_model(arg, where) for arg in get_args(hint)] or [None, None]
     return request_type, body, query
@@ -416,6 +444,8 @@ def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResp
     if not op.db:
         path, body, query = _inputs(op, req)
         return _serialise(op, op.handler(Request(req, request_id, body, query), **path))
+    if issubclass(op.signature.request_type, SlowUserRequest):
+        return _run_slow(op, req, request_id)
     token = _bearer_token(req) if op.auth else None  # refused before touching the database
     account: list[uuid.UUID] = []  # the caller's, once known (for _unit_of_work)
     with _unit_of_work(account) as session:
@@ -427,6 +457,19 @@ def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResp
             account.append(caller.user.id)
             request = UserRequest(req, request_id, body, query, session, caller)
         return _serialise(op, op.handler(request, **path))
+
+
+def _run_slow(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResponse:
+    """As `_run`, but the handler runs outside any unit of work (see the module's doc)."""
+    token = _bearer_token(req)
+    with _unit_of_work([]) as session:
+        caller = _authenticate(session, token)
+    path, body, query = _inputs(op, req)
+    account = [caller.user.id]  # each of the handler's units of work knows its caller
+    request = SlowUserRequest(
+        req, request_id, body, query, caller, functools.partial(_unit_of_work, account)
+    )
+    return _serialise(op, op.handler(request, **path))
 
 
 def _authenticate(session: Session, token: str) -> Caller:

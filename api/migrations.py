@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 # The newest revision in api/alembic/versions (a test keeps the two in step). Comparing
 # against a constant lets an up-to-date instance skip importing Alembic on a cold start.
-SCHEMA_HEAD = "08_rate_limit_events"
+SCHEMA_HEAD = "09_rate_limit_events"
 
 # Arbitrary fixed key: every instance of the API serialises its upgrades on it.
 MIGRATION_LOCK_KEY = 0x41584C59  # "AXLY"
@@ -43,16 +43,38 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def upgrade_to_head(connection: Connection) -> bool:
-    """Bring the database to SCHEMA_HEAD; returns True when this call applied migrations.
+def migration_running(connection: Connection) -> bool:
+    """Whether another session holds the migration lock (read from pg_locks, so any
+    connection can ask, a pooled one included)."""
+    return bool(
+        connection.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = 0 AND objid = :key AND database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database()))"
+            ),
+            {"key": MIGRATION_LOCK_KEY},
+        ).scalar()
+    )
 
-    Many instances may start at once: each takes a session-level advisory lock, re-reads the
-    revision, and only the first one to hold the lock runs Alembic; the rest wait and find
-    the database already at head.
+
+def upgrade_to_head(connection: Connection) -> bool | None:
+    """Bring the database to SCHEMA_HEAD under a session-level advisory lock: True when this
+    call applied migrations, False when it found the database at head, None when another
+    process holds the lock (it is migrating).
+
+    Many instances may start at once. The lock is only tried, never waited for: an instance
+    that finds it taken hands its connection back, and waits for the migrating one through
+    its own pool (api/db.py), so instances starting together do not each hold a direct
+    connection for as long as the migration lasts.
     """
-    connection.rollback()  # wait for the lock holding no other locks (e.g. on alembic_version)
-    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    connection.rollback()  # take the lock holding no other locks (e.g. on alembic_version)
+    locked = connection.execute(
+        text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+    ).scalar()
     connection.commit()
+    if not locked:
+        return None
     try:
         revision = current_revision(connection)
         connection.commit()

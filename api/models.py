@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Date,
     DateTime,
@@ -234,9 +235,29 @@ class ChatMessage(Base):
     conversation: Mapped[Conversation | None] = relationship(back_populates="messages")
 
 
+class AttachmentBlob(Base):
+    """The bytes of an image or recording, stored once per user however many messages
+    carry the same file (same sha256). Deleted with the last attachment that refers to it
+    (api/services/conversations.py) or with its owner."""
+
+    __tablename__ = "attachment_blobs"
+    __table_args__ = (
+        UniqueConstraint("user_id", "sha256", name="uq_attachment_blobs_user_sha256"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE", name="fk_attachment_blobs_user")
+    )
+    sha256: Mapped[str]
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created_at()
+
+
 class ChatAttachment(Base):
-    """An image or recording a user sent, kept out of `chat_messages.content` (which only
-    references it) so history stays small; deleted with its conversation."""
+    """An image or recording a user sent: what it is, with its bytes in `AttachmentBlob`.
+    Kept out of `chat_messages.content` (which only references it) so history stays small;
+    deleted with its conversation."""
 
     __tablename__ = "chat_attachments"
     __table_args__ = (
@@ -244,6 +265,7 @@ class ChatAttachment(Base):
         CheckConstraint("size_bytes >= 0", name="ck_chat_attachments_size"),
         Index("ix_chat_attachments_conversation", "conversation_id"),
         Index("ix_chat_attachments_message", "message_id"),
+        Index("ix_chat_attachments_blob", "blob_id"),
     )
 
     id: Mapped[uuid.UUID] = _id()
@@ -253,24 +275,39 @@ class ChatAttachment(Base):
     message_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("chat_messages.id", ondelete="CASCADE", name="fk_chat_attachments_message")
     )
+    blob_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("attachment_blobs.id", name="fk_chat_attachments_blob")
+    )
     kind: Mapped[str]
     mime_type: Mapped[str]
     size_bytes: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str]
-    data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = _created_at()
 
 
 class DiagnosisUsage(Base):
-    """One diagnosis a user was charged for: the DIAGNOSES_PER_DAY ledger. Kept apart from
-    the messages so deleting a conversation does not give the quota back; rows older than
-    the 24-hour window are pruned as new ones are written."""
+    """One diagnosis a user was charged for, or is running (`pending_until` set: the turn's
+    reservation, at most one per user, expiring then): the ledger behind DIAGNOSES_PER_DAY
+    and ATTACHMENT_BYTES_PER_DAY. Kept apart from the messages so deleting a conversation
+    gives nothing back; rows older than the 24-hour window are pruned as new ones are
+    written."""
 
     __tablename__ = "diagnosis_usage"
-    __table_args__ = (Index("ix_diagnosis_usage_user_created", "user_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_diagnosis_usage_user_created", "user_id", "created_at"),
+        Index(
+            "uq_diagnosis_usage_running",
+            "user_id",
+            unique=True,
+            postgresql_where=text("pending_until IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = _id()
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE", name="fk_diagnosis_usage_user")
     )
     created_at: Mapped[datetime] = _created_at()
+    pending_until: Mapped[datetime | None]
+    # Bytes of attachments the turn stored anew (files the user had already sent count 0).
+    attachment_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"), default=0)

@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.utils.media import MAX_TURN_ATTACHMENT_BYTES
+
 # Shipped in local.settings.example.json so a fresh checkout runs; refused in production.
 DEVELOPMENT_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105
 
@@ -30,7 +32,25 @@ class Settings(BaseSettings):
         "production", alias="AXLY_ENV"
     )
     db_uri: str = Field("", alias="DB_URI")
+    # `pgbouncer`: DB_URI is a transaction pooler (Azure's built-in PgBouncer on 6432), so no
+    # server-side prepared statements and no session state; migrations use DB_MIGRATION_URI.
+    db_pooler: Literal["none", "pgbouncer"] = Field("none", alias="DB_POOLER")
+    # A direct connection (port 5432) for migrations; empty: DB_URI.
+    db_migration_uri: str = Field("", alias="DB_MIGRATION_URI", repr=False)
+    # The connection budget per instance: at most DB_POOL_SIZE + DB_MAX_OVERFLOW connections.
     db_pool_size: int = Field(5, alias="DB_POOL_SIZE", ge=1, le=50)
+    db_max_overflow: int = Field(0, alias="DB_MAX_OVERFLOW", ge=0, le=50)
+    # How long a request waits for a free pooled connection before answering 503.
+    db_pool_timeout_s: float = Field(10.0, alias="DB_POOL_TIMEOUT_S", gt=0, le=60)
+    db_pool_recycle_s: int = Field(300, alias="DB_POOL_RECYCLE_S", ge=30, le=86_400)
+    # Per-connection bounds, all well below DIAGNOSE_DEADLINE_S: a frozen or unreachable
+    # database answers 503 instead of holding requests (see api/db.py).
+    db_statement_timeout_s: float = Field(15.0, alias="DB_STATEMENT_TIMEOUT_S", ge=1, le=120)
+    db_idle_in_transaction_timeout_s: float = Field(
+        30.0, alias="DB_IDLE_IN_TRANSACTION_TIMEOUT_S", ge=1, le=600
+    )
+    db_connect_timeout_s: int = Field(5, alias="DB_CONNECT_TIMEOUT_S", ge=2, le=60)
+    db_keepalives_idle_s: int = Field(30, alias="DB_KEEPALIVES_IDLE_S", ge=1, le=7200)
     db_migrate_on_startup: bool = Field(True, alias="DB_MIGRATE_ON_STARTUP")
 
     jwt_secret: str = Field("", alias="JWT_SECRET", repr=False)
@@ -69,6 +89,11 @@ class Settings(BaseSettings):
     azure_openai_api_version: str = Field("2024-10-21", alias="AZURE_OPENAI_API_VERSION")
     diagnose_history_turns: int = Field(20, alias="DIAGNOSE_HISTORY_TURNS", ge=0, le=100)
     diagnoses_per_day: int = Field(50, alias="DIAGNOSES_PER_DAY", ge=1)
+    # Attachment bytes newly stored per user in any 24 hours (identical files count once). At
+    # least what one turn may carry, so a single turn always fits an empty allowance.
+    attachment_bytes_per_day: int = Field(
+        200_000_000, alias="ATTACHMENT_BYTES_PER_DAY", ge=MAX_TURN_ATTACHMENT_BYTES
+    )
     messages_per_conversation: int = Field(200, alias="MESSAGES_PER_CONVERSATION", ge=2)
     # Room for 4 images of 8 MB and 25 MB of audio once Base64 has grown them by a third.
     diagnose_max_body_bytes: int = Field(
@@ -135,6 +160,26 @@ class Settings(BaseSettings):
                 "secret and grant the app's identity Key Vault Secrets User"
             )
         return data
+
+    @property
+    def migration_uri(self) -> str:
+        """Where migrations run: DB_MIGRATION_URI, else DB_URI."""
+        return self.db_migration_uri or self.db_uri
+
+    @model_validator(mode="after")
+    def _migrations_bypass_a_transaction_pooler(self) -> Settings:
+        # Alembic's upgrade holds a session-level advisory lock across transactions, which a
+        # transaction pooler would hand to other clients' server connections.
+        if (
+            self.db_pooler == "pgbouncer"
+            and self.db_migrate_on_startup
+            and not self.db_migration_uri
+        ):
+            raise ValueError(
+                "DB_POOLER=pgbouncer: set DB_MIGRATION_URI to a direct connection (port 5432) "
+                "for start-up migrations, or DB_MIGRATE_ON_STARTUP=false"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:

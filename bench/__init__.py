@@ -1,1 +1,1 @@
-"""Benchmarks: `make bench` (python -m bench) prints figures; nothing here is asserted."""
+"""Benchmarks that print figures (`make bench`, `make load`); never asserted in tests."""

@@ -1,4 +1,6 @@
-"""`make bench`: figures for cold start, request latency and abuse (printed, never asserted).
+"""`make bench`: figures for cold start, request latency, diagnosis turns at scale and abuse
+(printed, never asserted). `python -m bench [cold|requests|turns|abuse] [--app-dir DIR]`
+runs one.
 
 Cold start: a fresh interpreter importing function_app and indexing it, as the Azure
 worker does, and which heavy modules that pulled in (telemetry's included: without a
@@ -6,7 +8,8 @@ connection string none may load); then what starting telemetry adds, with one. R
 median and p95 latency of routes served in-process by the local host against a real
 PostgreSQL (the server of DB_URI, else the embedded one) in a database of the benchmark's
 own, `axly_bench`, and the SQL statements a garage listing takes for 1 and for 50 vehicles
-with mods.
+with mods. Turns: bench/turns.py (`--app-dir`: another checkout's code, e.g. the design
+before).
 """
 
 from __future__ import annotations
@@ -196,6 +199,11 @@ def abuse() -> None:
     from devhost.server import create_server
     from function_app import app
 
+    use_bench_database()
+    os.environ["BCRYPT_ROUNDS"] = "12"  # logins at the production cost
+    get_settings.cache_clear()
+    db.dispose_engine()
+    db.schema_status()
     password = "bench passphrase that is long enough"  # noqa: S105 - bench accounts'
     with Session(db.get_engine(), expire_on_commit=False) as session:
         owner = garage_owner(session, 5)
@@ -236,9 +244,29 @@ def abuse() -> None:
         server.task_dispatcher.shutdown()
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("part", nargs="?", choices=["cold", "requests", "turns", "abuse"])
+    parser.add_argument("--app-dir", type=Path, default=Path.cwd(), help="checkout to serve")
+    args = parser.parse_args(argv)
     os.environ.setdefault("JWT_SECRET", "bench-only-secret-" + "x" * 32)
     os.environ.setdefault("AXLY_ENV", "development")
-    cold_start()
-    telemetry_start()
-    request_latency()
+    os.environ.setdefault("BCRYPT_ROUNDS", "10")
+    if args.part in (None, "cold"):
+        cold_start()
+        telemetry_start()
+    if args.part in (None, "requests"):
+        request_latency()
+    if args.part in (None, "turns"):
+        from bench import turns
+
+        turns.run(args.app_dir.resolve())
+    if args.part in (None, "abuse"):
+        abuse()
+
+
+if __name__ == "__main__":
+    main()

@@ -25,7 +25,7 @@ from waitress.server import BaseWSGIServer, MultiSocketServer
 import devhost.server
 from devhost.database import PGDATA
 from devhost.host import FunctionHost, create_app
-from devhost.settings import load_local_settings, read_route_prefix
+from devhost.settings import load_local_settings, read_route_prefix, worker_threads
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7071
@@ -124,7 +124,7 @@ def listen(server: DevServer) -> MultiSocketServer | BaseWSGIServer:
     serve, and before the database starts)."""
     try:
         return devhost.server.create_server(
-            server.app, host=server.host, port=server.port, threads=8
+            server.app, host=server.host, port=server.port, threads=worker_threads()
         )
     except OSError as error:
         raise SystemExit(f"devhost: {_cannot_listen(server, error)}") from None

@@ -1,4 +1,4 @@
-"""The two pieces of Functions configuration devhost needs, read as Core Tools reads them."""
+"""The Functions configuration devhost needs, read as Core Tools and the worker read it."""
 
 from __future__ import annotations
 
@@ -37,3 +37,15 @@ def read_route_prefix(host_json: Path = Path("host.json")) -> str:
     if not isinstance(prefix, str):
         raise ValueError(f"{host_json}: extensions.http.routePrefix must be a string")
     return prefix
+
+
+def worker_threads() -> int:
+    """How many invocations of synchronous functions run at once, as the Azure Python worker
+    decides: PYTHON_THREADPOOL_THREAD_COUNT, else (Python >= 3.9) ThreadPoolExecutor's own
+    default, min(32, cores + 4); an invalid value falls back to that default
+    (azure-functions-python-worker, dispatcher.py `_get_sync_tp_max_workers`)."""
+    try:
+        threads = int(os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", ""))
+    except ValueError:
+        threads = 0
+    return threads if threads >= 1 else min(32, (os.cpu_count() or 1) + 4)

@@ -27,7 +27,7 @@ param hostingPlan string = 'FlexConsumption'
 ])
 param premiumSku string = 'EP1'
 
-@description('Most app instances. Each holds at most 2 x DB_POOL_SIZE (10) database connections: 40 instances stay under the 844 user connections of a 2-vCore server (concepts-limits).')
+@description('Most app instances. Each opens at most DB_POOL_SIZE + DB_MAX_OVERFLOW (5) connections to PgBouncer, whose max_client_conn (5000) they stay far under; PgBouncer shares its default_pool_size (50) server connections among them (README, Database connections).')
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
@@ -229,6 +229,7 @@ module postgres 'modules/postgres.bicep' = {
     keyVaultName: keyVault.outputs.name
     adminPasswordSecretName: 'postgres-admin-password'
     dbUriSecretName: 'db-uri'
+    migrationUriSecretName: 'db-migration-uri'
     tags: tags
   }
 }
@@ -259,13 +260,23 @@ var emailSettings = useSendGrid ? {
 var appSettings = union({
   AXLY_ENV: 'production'
   DB_URI: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=db-uri)'
+  DB_POOLER: 'pgbouncer'
+  DB_MIGRATION_URI: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=db-migration-uri)'
   JWT_SECRET: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=jwt-secret)'
   EMAIL_FROM: emailFrom
 }, aiSettings, emailSettings)
 
 // Settings of api/settings.py this template deliberately leaves to their defaults, one per
 // line as "NAME = default: why" (tests/infra fail on a setting neither set above nor here):
-//   DB_POOL_SIZE = default: 5 (at most 10 connections per instance) fits maximumInstanceCount x 10 under the server's max_connections
+//   DB_POOL_SIZE = default: 5 connections per instance to PgBouncer, enough for the worker's threads since a diagnosis holds none while the AI answers
+//   DB_MAX_OVERFLOW = default: 0, so an instance never opens more than DB_POOL_SIZE
+//   DB_POOL_TIMEOUT_S = default: 10 s waiting for a free connection, then 503
+//   DB_POOL_RECYCLE_S = default: 300 s, so connections are renewed every few minutes (a failover or a PgBouncer restart is picked up)
+//   DB_STATEMENT_TIMEOUT_S = default: 15 s, far below DIAGNOSE_DEADLINE_S
+//   DB_IDLE_IN_TRANSACTION_TIMEOUT_S = default: 30 s; no transaction waits on anything slow
+//   DB_CONNECT_TIMEOUT_S = default: 5 s to connect, then 503
+//   DB_KEEPALIVES_IDLE_S = default: 30 s, so a dead peer of an idle pooled connection is found within about a minute
+//   ATTACHMENT_BYTES_PER_DAY = default: a product limit, kept in code
 //   DB_MIGRATE_ON_STARTUP = default: the first instance migrates under an advisory lock, so the pipeline needs no network path to the database
 //   JWT_ISSUER = default: a product constant, the same in every deployment
 //   JWT_AUDIENCE = default: a product constant, the same in every deployment

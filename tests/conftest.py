@@ -1,12 +1,15 @@
 """Test fixtures: a real PostgreSQL (TEST_DB_URI, else the embedded server), migrated once
-per run through Alembic; each test runs inside a transaction that is rolled back."""
+per run through Alembic and reached through a real PgBouncer in transaction mode, as on
+Azure; each test runs inside a transaction that is rolled back. Tests that need real
+commits and real concurrency (threads racing, a provider call watched from outside) get a
+database of their own instead, directly or through the pooler."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 import azure.functions as func
@@ -14,8 +17,9 @@ import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 from pytest_postgresql.janitor import DatabaseJanitor
-from sqlalchemy import Connection, create_engine
+from sqlalchemy import Connection, create_engine, make_url
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from api.endpoints import ROUTE_PREFIX
 from api.models import User
@@ -30,6 +34,7 @@ from tests.harness import (
     reload_settings,
 )
 from tests.outbox import Outbox
+from tests.pgbouncer import PgBouncer, running_pgbouncer
 
 if TYPE_CHECKING:
     from tests.exported import Exported
@@ -81,18 +86,63 @@ def override_settings() -> Iterator[Callable[..., None]]:
 
 
 @pytest.fixture(scope="session")
-def database_uri(make_database: Callable[..., str]) -> Iterator[str]:
-    """The run's database, migrated to head once through Alembic, as the app does it."""
-    from api import db, migrations
+def pgbouncer(pg_server: Server) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction mode in front of the tests' server, for the whole run."""
+    with running_pgbouncer(pg_server) as bouncer:
+        yield bouncer
 
-    uri = make_database()
-    engine = create_engine(uri)
+
+def _migrated(uri: str) -> None:
+    from api import migrations
+
+    engine = create_engine(uri, poolclass=NullPool)
     with engine.connect() as connection:
         migrations.upgrade_to_head(connection)
     engine.dispose()
-    reload_settings(DB_URI=uri)
-    yield uri
+
+
+@pytest.fixture(scope="session")
+def database_uri(make_database: Callable[..., str], pgbouncer: PgBouncer) -> Iterator[str]:
+    """The run's database, migrated to head once through Alembic, as the app does it; the
+    app reaches it through PgBouncer (DB_POOLER=pgbouncer, migrations on the direct URI).
+    Yields the app's DB_URI."""
+    from api import db
+
+    direct = make_database()
+    _migrated(direct)
+    pooled = pgbouncer.settings(direct)
+    reload_settings(**pooled)
+    yield pooled["DB_URI"]
     db.dispose_engine()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(make_database: Callable[..., str]) -> str:
+    """A migrated database nobody stays connected to, copied by `own_database`."""
+    uri = make_database()
+    _migrated(uri)
+    return make_url(uri).database or ""
+
+
+@pytest.fixture(params=["direct", "pgbouncer"])
+def own_database(
+    request: pytest.FixtureRequest,
+    make_database: Callable[..., str],
+    migrated_template: str,
+    pgbouncer: PgBouncer,
+    override_settings: Callable[..., None],
+) -> str:
+    """A migrated database of the test's own that the app uses for real (no shared
+    transaction: every request commits), directly and then through PgBouncer. Returns the
+    app's DB_URI."""
+    direct = make_database(template=migrated_template)
+    env = (
+        pgbouncer.settings(direct)
+        if request.param == "pgbouncer"
+        else {"DB_URI": direct, "DB_POOLER": "none", "DB_MIGRATION_URI": ""}
+    )
+    override_settings(**env)
+    return env["DB_URI"]
 
 
 @pytest.fixture
@@ -127,25 +177,60 @@ def indexed_functions() -> list[func.Function]:
     return index_function_app()
 
 
+def _local_client() -> httpx.Client:
+    transport = httpx.WSGITransport(app=local_host())
+    return httpx.Client(transport=transport, base_url=f"http://testserver/{ROUTE_PREFIX}")
+
+
 @pytest.fixture
 def client(connection: Connection) -> Iterator[httpx.Client]:
     """The API as a client sees it: through the local Functions host, in-process."""
-    transport = httpx.WSGITransport(app=local_host())
-    base_url = f"http://testserver/{ROUTE_PREFIX}"
-    with httpx.Client(transport=transport, base_url=base_url) as http_client:
+    with _local_client() as http_client:
         yield http_client
 
 
 @pytest.fixture
-def openai(httpserver: HTTPServer, client: httpx.Client) -> Iterator[FakeOpenAI]:
-    """The AI provider: a local OpenAI-compatible server the real SDK is pointed at."""
+def new_client() -> Callable[[], httpx.Client]:
+    """Clients of the API on `own_database` (one per thread: a client is not thread-safe)."""
+    return _local_client
+
+
+@contextmanager
+def _provider_at(server: HTTPServer) -> Iterator[FakeOpenAI]:
     with changed_settings(
         OPENAI_API_KEY="sk-test",
-        OPENAI_BASE_URL=httpserver.url_for("/v1"),
+        OPENAI_BASE_URL=server.url_for("/v1"),
         OPENAI_MAX_RETRIES="0",
         OPENAI_TIMEOUT_S="5",
     ):
-        yield FakeOpenAI(httpserver)
+        yield FakeOpenAI(server)
+
+
+@pytest.fixture
+def provider(httpserver: HTTPServer) -> Iterator[FakeOpenAI]:
+    """The AI provider: a local OpenAI-compatible server the real SDK is pointed at."""
+    with _provider_at(httpserver) as fake:
+        yield fake
+
+
+@pytest.fixture
+def busy_provider() -> Iterator[FakeOpenAI]:
+    """The AI provider answering many calls at once (a thread per request), for turns that
+    really run in parallel."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    try:
+        with _provider_at(server) as fake:
+            yield fake
+    finally:
+        server.clear()
+        server.stop()
+
+
+@pytest.fixture
+def openai(client: httpx.Client, provider: FakeOpenAI) -> FakeOpenAI:
+    """The AI provider, for tests on the shared test transaction (through `client`)."""
+    return provider
 
 
 @pytest.fixture

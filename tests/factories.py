@@ -4,6 +4,7 @@ through the API, small media samples, and rows read back for assertions."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ import httpx
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, object_session
 
-from api.models import Base, ChatAttachment, ChatMessage, Conversation, User
+from api.models import AttachmentBlob, Base, ChatAttachment, ChatMessage, Conversation, User
 from api.services.auth import start_session
 from api.utils.hashing import hash_password
 from tests.outbox import Outbox
@@ -106,16 +107,28 @@ def add_message(
     return message
 
 
-def add_image(session: Session, message: ChatMessage) -> ChatAttachment:
-    """A small image attached to `message` (stored bytes, as a diagnosis turn keeps them)."""
+def add_image(session: Session, message: ChatMessage, data: bytes = PNG) -> ChatAttachment:
+    """An image attached to `message`, its bytes stored once for the conversation's owner,
+    as a diagnosis turn stores them."""
+    conversation = session.get(Conversation, message.conversation_id)
+    assert conversation is not None
+    assert conversation.user_id is not None
+    digest = hashlib.sha256(data).hexdigest()
+    blob = session.scalar(
+        select(AttachmentBlob).where(
+            AttachmentBlob.user_id == conversation.user_id, AttachmentBlob.sha256 == digest
+        )
+    ) or AttachmentBlob(user_id=conversation.user_id, sha256=digest, data=data)
+    session.add(blob)
+    session.flush()
     attachment = ChatAttachment(
-        conversation_id=message.conversation_id,
+        conversation_id=conversation.id,
         message_id=message.id,
+        blob_id=blob.id,
         kind="image",
         mime_type="image/png",
-        size_bytes=3,
-        sha256="0" * 64,
-        data=b"png",
+        size_bytes=len(data),
+        sha256=digest,
     )
     session.add(attachment)
     return attachment

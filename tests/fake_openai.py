@@ -5,13 +5,15 @@ scripted replies (a valid diagnosis when the queue is empty); title calls get `t
 transcriptions get `transcript` (each a text, or a whole scripted `Response`; transcriptions
 take a queue of them too). Every request is kept as it arrives (before any scripted
 delay), to assert what crossed the wire, with the timeout the SDK gave it (the SDK sends it
-in a header).
+in a header). `meanwhile`, when set, runs while a diagnosis call is being answered: what a
+test looks at or does while the provider works.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +95,7 @@ class FakeOpenAI:
     chat_bodies: list[dict[str, Any]] = field(default_factory=list)
     chat_timeouts: list[float] = field(default_factory=list)
     transcriptions: list[Transcription] = field(default_factory=list)
+    meanwhile: Callable[[], object] | None = None
 
     def __post_init__(self) -> None:
         self.server.expect_request("/v1/chat/completions", method="POST").respond_with_handler(
@@ -123,6 +126,8 @@ class FakeOpenAI:
             if isinstance(self.title, Response):
                 return self.title
             return json_response(completion(self.title))
+        if self.meanwhile is not None:
+            self.meanwhile()
         reply = self.replies.pop(0) if self.replies else DIAGNOSIS
         if isinstance(reply, Slow):
             time.sleep(reply.seconds)

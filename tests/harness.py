@@ -46,7 +46,10 @@ def reload_settings(**env: str) -> None:
 @contextmanager
 def changed_settings(**env: str) -> Iterator[None]:
     """Settings changed for a block, e.g. `with changed_settings(DIAGNOSES_PER_DAY="1"):`;
-    the previous ones (with a fresh engine and schema check) are back afterwards."""
+    the previous ones (with a fresh engine and schema check) are back afterwards. A DB_URI
+    given without DB_POOLER is a direct connection (the run's pooler settings are dropped)."""
+    if "DB_URI" in env and "DB_POOLER" not in env:
+        env = {"DB_POOLER": "none", "DB_MIGRATION_URI": "", **env}
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)

@@ -1,6 +1,7 @@
 """The start-up schema check (api.db.schema_status): it migrates an empty or outdated
-database, refuses to serve when migrations are off, survives a dead database, stays off
-Alembic when nothing is to do, and lets many instances start at once on one database."""
+database (directly, or through DB_MIGRATION_URI when requests go through PgBouncer), refuses
+to serve when migrations are off, survives a dead database, stays off Alembic when nothing
+is to do, and lets many instances start at once on one database."""
 
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ def process_env(uri: str) -> dict[str, str]:
     return {
         **os.environ,
         "DB_URI": uri,
+        "DB_POOLER": "none",
+        "DB_MIGRATION_URI": "",
         "JWT_SECRET": TEST_JWT_SECRET,
         "AXLY_ENV": "test",
         "DB_MIGRATE_ON_STARTUP": "true",
@@ -89,9 +92,14 @@ def report_of(process: subprocess.Popen[str]) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_empty_database_is_migrated_to_head_on_first_check(make_database, override_settings):
+@pytest.mark.parametrize("through", ["direct", "pgbouncer"])
+def test_empty_database_is_migrated_to_head_on_first_check(
+    through, make_database, pgbouncer, override_settings
+):
+    """Through PgBouncer, requests use the pooler and Alembic the direct DB_MIGRATION_URI
+    (its session-level lock would not survive transaction pooling)."""
     uri = make_database()
-    override_settings(DB_URI=uri)
+    override_settings(**(pgbouncer.settings(uri) if through == "pgbouncer" else {"DB_URI": uri}))
 
     status = db.schema_status()
 
@@ -162,6 +170,18 @@ def test_a_database_at_head_is_checked_without_importing_alembic(make_database):
     assert report["alembic_imported"] is False
 
 
+def _connections(conn, application_name: str) -> int:
+    """The database's connections from the app (`axly-api`) or its migrations."""
+    conn.commit()
+    return conn.execute(
+        text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = :name"
+        ),
+        {"name": application_name},
+    ).scalar_one()
+
+
 def _waiting_for_migration_lock(conn) -> int:
     return conn.execute(
         text(
@@ -174,10 +194,12 @@ def _waiting_for_migration_lock(conn) -> int:
 
 
 @pytest.mark.slow
-def test_instances_starting_together_migrate_once(make_database):
-    """Four API processes start on one empty database. The test holds the migration lock
-    until all four are queued on it, so they really do contend; then exactly one of them
-    migrates and every one of them comes up ready."""
+def test_instances_starting_together_migrate_once_holding_one_direct_connection(make_database):
+    """Four API processes start on one empty database while the test holds the migration
+    lock, as an instance that is migrating would. None of them opens a migration connection
+    meanwhile, let alone queues on the lock (they watch the revision through their own
+    pools); once the lock is free, exactly one of them migrates and every one of them comes
+    up ready."""
     uri = make_database()
     engine = create_engine(uri, poolclass=NullPool)
     with engine.connect() as lock_holder:
@@ -188,12 +210,17 @@ def test_instances_starting_together_migrate_once(make_database):
         processes = [start_api_process(uri) for _ in range(4)]
         try:
             deadline = time.monotonic() + 30
-            while _waiting_for_migration_lock(lock_holder) < 4:
-                lock_holder.commit()
+            while _connections(lock_holder, "axly-api") < 4:  # each has read the revision
                 exited = [p for p in processes if p.poll() is not None]
                 assert not exited, exited[0].communicate()
-                assert time.monotonic() < deadline, "the processes never queued on the lock"
+                assert time.monotonic() < deadline, "the processes never started"
                 time.sleep(0.02)
+            watching_until = time.monotonic() + 2 * db.MIGRATION_POLL_S
+            while time.monotonic() < watching_until:
+                assert _waiting_for_migration_lock(lock_holder) == 0
+                assert _connections(lock_holder, "axly-api-migrations") == 0
+                assert all(p.poll() is None for p in processes)  # still waiting
+                time.sleep(0.05)
             lock_holder.execute(
                 text("SELECT pg_advisory_unlock(:key)"), {"key": migrations.MIGRATION_LOCK_KEY}
             )

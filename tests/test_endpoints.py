@@ -11,10 +11,20 @@ import azure.functions as func
 import httpx
 import pytest
 from pydantic import Field
-from sqlalchemy import text
+from sqlalchemy import select, text
 
-from api.endpoints import DbRequest, Form, Reply, Request, RouteError, Router, UserRequest
+from api.endpoints import (
+    DbRequest,
+    Form,
+    Reply,
+    Request,
+    RouteError,
+    Router,
+    SlowUserRequest,
+    UserRequest,
+)
 from api.errors import ConflictError
+from api.models import Vehicle
 from api.openapi import build_openapi
 from api.schemas.common import InputModel, OutputModel, Pagination
 from devhost.host import create_app
@@ -74,6 +84,18 @@ def private(request: UserRequest) -> dict[str, str]:
 @router.operation("GET", "counted", summary="Uses the database")
 def counted(request: DbRequest) -> dict[str, int]:
     return {"one": request.session.scalar(text("SELECT 1")) or 0}
+
+
+@router.operation("POST", "steps", summary="Two short units of work, no session between")
+def two_steps(request: SlowUserRequest[Widget]) -> None:
+    with request.unit_of_work() as session:
+        session.add(
+            Vehicle(user_id=request.user.id, make=request.body.name, model="M", year="2020")
+        )
+    with request.unit_of_work() as session:
+        session.add(Vehicle(user_id=request.user.id, make="second", model="M", year="2020"))
+        if request.body.size > 1:
+            raise ConflictError("The second step failed")
 
 
 @router.operation("GET", "labels/{name}/{token}", summary="Typed by declaration, not by name")
@@ -417,7 +439,7 @@ def returns_widget(request: Request, name: str) -> WidgetOut:
         (untyped_name, {}, "type 'name' as uuid.UUID or str"),
         (int_name, {}, "type 'name' as uuid.UUID or str"),
         (no_return_annotation, {}, "annotate what the handler returns"),
-        (raw_request, {}, "typed Request, DbRequest or UserRequest"),
+        (raw_request, {}, "typed Request, DbRequest, UserRequest or SlowUserRequest"),
         (any_body, {}, "pydantic models"),
         (extra_parameter, {}, "must be the route's"),
         (takes_name, {"response": WidgetOut}, "answers 204"),
@@ -445,6 +467,22 @@ def test_only_operations_that_take_a_session_touch_the_database(
     override_settings(DB_URI="postgresql://postgres@127.0.0.1:1/gone")
     assert api.get("/widgets").status_code == 200  # Request: no session, no database
     assert_problem(api.get("/counted"), 503, "database_unavailable")
+
+
+def test_a_slow_request_commits_each_unit_of_work_on_its_own(api: httpx.Client, session) -> None:
+    from tests.factories import auth_headers, count, create_user
+
+    user = create_user(session)
+    assert_problem(api.post("/steps", json={"name": "first", "size": 1}), 401, "not_authenticated")
+    both = api.post("/steps", json={"name": "both", "size": 1}, headers=auth_headers(user))
+    failed = api.post("/steps", json={"name": "kept", "size": 2}, headers=auth_headers(user))
+    assert both.status_code == 204
+    assert_problem(failed, 409, "conflict")
+    makes = session.scalars(
+        select(Vehicle.make).where(Vehicle.user_id == user.id).order_by(Vehicle.created_at)
+    ).all()
+    assert makes == ["both", "second", "kept"]  # the failed step alone was rolled back
+    assert count(session, Vehicle) == 3
 
 
 def test_a_db_request_runs_in_the_invocations_session(api: httpx.Client, connection) -> None:

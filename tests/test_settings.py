@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from api.settings import DEVELOPMENT_JWT_SECRET, Settings
+from api.utils.media import MAX_TURN_ATTACHMENT_BYTES
 
 STRONG_SECRET = "s" * 32
 
@@ -50,3 +51,21 @@ def test_an_unresolved_key_vault_reference_is_refused_not_taken_as_the_secret(
     ) as error:
         Settings(_env_file=None)
     assert "kv-axly" not in str(error.value)
+
+
+def test_a_transaction_pooler_needs_a_direct_connection_for_start_up_migrations() -> None:
+    with pytest.raises(ValidationError, match="set DB_MIGRATION_URI"):
+        make(DB_POOLER="pgbouncer", DB_MIGRATION_URI="")
+    assert make(DB_POOLER="pgbouncer", DB_MIGRATION_URI="", DB_MIGRATE_ON_STARTUP="false")
+    direct = "postgresql://axly@db:5432/axly"
+    pooled = make(
+        DB_URI="postgresql://axly@db:6432/axly", DB_POOLER="pgbouncer", DB_MIGRATION_URI=direct
+    )
+    assert pooled.migration_uri == direct
+    assert make(DB_URI=direct, DB_POOLER="none", DB_MIGRATION_URI="").migration_uri == direct
+
+
+def test_the_attachment_allowance_fits_at_least_one_full_message() -> None:
+    with pytest.raises(ValidationError, match="ATTACHMENT_BYTES_PER_DAY"):
+        make(ATTACHMENT_BYTES_PER_DAY=str(MAX_TURN_ATTACHMENT_BYTES - 1))
+    assert make().attachment_bytes_per_day >= MAX_TURN_ATTACHMENT_BYTES

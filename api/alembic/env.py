@@ -1,8 +1,8 @@
 """Alembic environment: runs on the connection the API hands over (start-up upgrade, tests),
-or opens one from DB_URI (the `alembic upgrade head` deploy step)."""
+or opens one from DB_MIGRATION_URI, else DB_URI (the `alembic upgrade head` deploy step)."""
 
 from alembic import context
-from sqlalchemy import Connection, create_engine, pool
+from sqlalchemy import Connection
 
 from api.models import Base
 
@@ -23,13 +23,14 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from api.db import database_url
+    from api.db import migration_engine
     from api.settings import get_settings
 
-    engine = create_engine(database_url(get_settings().db_uri), poolclass=pool.NullPool)
+    engine = migration_engine(get_settings())
     with engine.connect() as connection:
         _run(connection)
         connection.commit()
+    engine.dispose()
 
 
 if context.is_offline_mode():

@@ -2,7 +2,8 @@
 
 Functions routes are case-insensitive, so v2 cannot be `diagnose`: the legacy `Diagnose`
 keeps its name for old app builds and v2 is `diagnose2`. Both map their request onto one
-service call (`services.diagnose.diagnose`); only the wire shapes differ.
+service call (`services.diagnose.diagnose`); only the wire shapes differ. They are
+`SlowUserRequest`s: the turn holds no database connection while the AI provider works.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import azure.functions as func
 
-from api.endpoints import Form, Router, UserRequest
+from api.endpoints import Form, Router, SlowUserRequest, UserRequest
 from api.models import Conversation
 from api.schemas.diagnose import (
     MAX_DTC_CODES,
@@ -86,10 +87,10 @@ def _v2_form(req: func.HttpRequest) -> dict[str, Any]:
     max_body_bytes=_max_body_bytes,
     errors=DIAGNOSE_ERRORS,
 )
-def diagnose_v2(request: UserRequest[DiagnoseRequest]) -> DiagnoseResult:
+def diagnose_v2(request: SlowUserRequest[DiagnoseRequest]) -> DiagnoseResult:
     body = request.body
     return diagnose(
-        session=request.session,
+        unit_of_work=request.unit_of_work,
         user=request.user,
         request=DiagnoseInput(
             text=body.q,
@@ -134,9 +135,11 @@ def _legacy_input(
     response=LegacyDiagnoseResponse,
     errors=DIAGNOSE_ERRORS,
 )
-def diagnose_legacy_get(request: UserRequest[None, LegacyDiagnoseQuery]) -> DiagnoseResult:
+def diagnose_legacy_get(
+    request: SlowUserRequest[None, LegacyDiagnoseQuery],
+) -> DiagnoseResult:
     return diagnose(
-        session=request.session, user=request.user, request=_legacy_input(request.query)
+        unit_of_work=request.unit_of_work, user=request.user, request=_legacy_input(request.query)
     )
 
 
@@ -149,10 +152,10 @@ def diagnose_legacy_get(request: UserRequest[None, LegacyDiagnoseQuery]) -> Diag
     max_body_bytes=_max_body_bytes,
     errors=DIAGNOSE_ERRORS,
 )
-def diagnose_legacy_post(request: UserRequest[LegacyDiagnoseBody]) -> DiagnoseResult:
+def diagnose_legacy_post(request: SlowUserRequest[LegacyDiagnoseBody]) -> DiagnoseResult:
     body = request.body
     return diagnose(
-        session=request.session,
+        unit_of_work=request.unit_of_work,
         user=request.user,
         request=_legacy_input(body, image=body.image, audio=body.audio),
     )

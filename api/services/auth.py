@@ -44,8 +44,8 @@ from api.utils.waits import whole_minutes
 LOGIN_FAILURE_LIMIT = 10
 LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
 BAD_CREDENTIALS = "Wrong e-mail or password"
+ACCOUNT_GONE = "The account no longer exists"
 SESSION_ENDED = "This session has ended; log in again"
-ACCOUNT_DELETED = "The account no longer exists"
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def authenticate(*, session: Session, token: str) -> Caller:
         select(User, _live(claims["sid"], now=utcnow())).where(User.id == claims["sub"])
     ).first()
     if row is None:
-        raise AuthenticationError(ACCOUNT_DELETED, code="invalid_token")
+        raise AuthenticationError(ACCOUNT_GONE, code="invalid_token")
     user, session_alive = row
     if claims["ver"] != user.token_version or not session_alive:
         raise AuthenticationError(SESSION_ENDED, code="session_ended")
@@ -112,11 +112,12 @@ def account_exists(*, session: Session, user_id: uuid.UUID) -> bool:
 
 
 def hold_account(*, session: Session, user_id: uuid.UUID) -> None:
-    """Lock the user's row (FOR KEY SHARE: it may be edited meanwhile, not deleted) before
-    writing rows of the account; 401 `account_deleted` when it is gone (or went while we
-    waited)."""
+    """Lock the account's row (FOR KEY SHARE) until the transaction ends, before writing rows
+    that belong to it: deleting the account waits meanwhile, instead of breaking the write
+    (or deadlocking with it); 401 `account_deleted` when it is already gone (or went while
+    we waited)."""
     if not account_exists(session=session, user_id=user_id):
-        raise AuthenticationError(ACCOUNT_DELETED, code="account_deleted")
+        raise AuthenticationError(ACCOUNT_GONE, code="account_deleted")
 
 
 def start_session(*, session: Session, user: User) -> IssuedTokens:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from api.errors import NotFoundError
-from api.models import ChatMessage, Conversation, User, utcnow
+from api.models import AttachmentBlob, ChatAttachment, ChatMessage, Conversation, User, utcnow
 from api.schemas.diagnose import ConversationSummary
 from api.services.listing import Listing
 
@@ -23,19 +23,18 @@ def owned_conversation(
     user: User,
     conversation_id: uuid.UUID,
     with_messages: bool = False,
-    key_share_lock: bool = False,
+    for_update: bool = False,
 ) -> Conversation:
     """The user's conversation (its messages loaded in order by one more statement when
-    asked); another user's is "not found" like a missing one. `key_share_lock` holds a FOR
-    KEY SHARE row lock to the end of the transaction: the conversation cannot be deleted
-    meanwhile (a delete waits), though it can still be edited."""
+    asked); another user's is "not found" like a missing one. `for_update` locks its row to
+    the end of the transaction, for work that writes under it or deletes it."""
     query = select(Conversation).where(
         Conversation.id == conversation_id, Conversation.user_id == user.id
     )
     if with_messages:
         query = query.options(selectinload(Conversation.messages))
-    if key_share_lock:
-        query = query.with_for_update(read=True, key_share=True)
+    if for_update:
+        query = query.with_for_update()
     conversation = session.scalar(query)
     if conversation is None:
         raise NotFoundError("No such conversation")
@@ -113,7 +112,27 @@ def rename_conversation(
 
 
 def delete_conversation(*, session: Session, user: User, conversation_id: uuid.UUID) -> None:
-    """Delete it with its messages and attachments (the database cascades)."""
-    conversation = owned_conversation(session=session, user=user, conversation_id=conversation_id)
+    """Delete it with its messages and attachments (the database cascades), and the bytes
+    of every file no other message of the user's still carries.
+
+    Locks are taken in the order a diagnosis turn takes them when it stores a file (the
+    conversation, then the files), so the two never deadlock: a turn that is storing one of
+    these files keeps it, since this waits for the turn and then sees its reference."""
+    conversation = owned_conversation(
+        session=session, user=user, conversation_id=conversation_id, for_update=True
+    )
+    carried = select(ChatAttachment.blob_id).where(
+        ChatAttachment.conversation_id == conversation.id
+    )
+    files = session.scalars(
+        select(AttachmentBlob.id).where(AttachmentBlob.id.in_(carried)).with_for_update()
+    ).all()
     session.delete(conversation)
     session.flush()
+    if files:
+        session.execute(
+            delete(AttachmentBlob).where(
+                AttachmentBlob.id.in_(files),
+                ~exists().where(ChatAttachment.blob_id == AttachmentBlob.id),
+            )
+        )

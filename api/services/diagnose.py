@@ -1,28 +1,47 @@
-"""One diagnosis turn, shared by `diagnose2` and the legacy `Diagnose`.
+"""One diagnosis turn, shared by `diagnose2` and the legacy `Diagnose`, in three steps, so
+that no database connection is held while the AI provider works (seconds, up to
+DIAGNOSE_DEADLINE_S):
 
-Order of work: check the provider is configured, validate the media, check ownership
-(conversation, vehicle) and the caps, call the AI provider, and only then write the turn.
+1. `_reserve`, one short transaction: the conversation and vehicle are checked (another
+   user's id is 404, like a missing one), the caps are counted, the history the prompt
+   needs is read, and the turn is recorded as running: a `diagnosis_usage` row with
+   `pending_until` set. A partial unique index allows one such row per user, so a second
+   turn is refused at once (429 `diagnosis_in_progress`); the row counts against
+   DIAGNOSES_PER_DAY like a finished turn, and is written before the cap is counted, so
+   parallel turns cannot all pass it.
+2. No database: the media were checked before step 1 (a bad file is a 4xx with nothing
+   touched); transcription, sound analysis, diagnosis and title calls all spend one
+   `Deadline` (DIAGNOSE_DEADLINE_S).
+3. `_store`, one short transaction: the question, its attachments (each file's bytes
+   stored once per user, by sha256), the answer, and the charge: the reservation becomes a
+   ledger row carrying the bytes newly stored (ATTACHMENT_BYTES_PER_DAY).
 
-Failed turns are rolled back, not kept: when the provider fails (429/5xx → 502, timeout →
-504, unusable reply → 502) nothing has been written yet and the request's transaction is
-rolled back, so the conversation is exactly as it was — no half turn, no user message
-without an answer, no count against the caps. Nothing is silently lost: the client gets the
-error and still holds what it sent, and can send it again.
+A failed turn is not stored at all: on any error after step 1, `_release` deletes the
+reservation in a short transaction of its own, so the conversation is exactly as it was
+(no question without its answer) and nothing is charged; the client still holds what it
+sent and can send it again. A process that dies mid-turn leaves its reservation behind:
+it expires at `pending_until` (the deadline plus RESERVATION_GRACE) and the user's next turn
+removes it, so nobody stays locked out.
 
-The daily cap counts `diagnosis_usage`, a ledger written with each successful turn, so
-deleting conversations does not give diagnoses back. A user runs one turn at a time: an
-advisory lock is taken before counting and held to the end of the transaction, so parallel
-requests cannot all pass the check; a turn that finds it taken is refused at once (429
-`diagnosis_in_progress`) rather than waiting, for up to DIAGNOSE_DEADLINE_S, on a pooled
-database connection. The whole turn runs against one `Deadline` (DIAGNOSE_DEADLINE_S).
+Deletions while the provider works. Step 3 locks the rows it writes under in the order a
+deletion locks them (the account, then the vehicle, then the conversation), so it either
+waits for a deletion in flight or makes the deletion wait for it — never half a turn,
+never a deadlock:
+- the account is gone: 401, nothing stored (its ledger went with it);
+- the conversation is gone: the turn is discarded, 404 "No such conversation" as for one
+  deleted before the turn; it is still charged (the provider was paid, and deleting a
+  conversation mid-turn must not become a way around DIAGNOSES_PER_DAY);
+- the vehicle is gone: the turn is stored and its conversation no longer names the
+  vehicle — what deleting the vehicle just after the turn would have done.
 
-The conversation and vehicle the turn reads are held with FOR KEY SHARE row locks until it
-ends: deleting either meanwhile waits for the turn instead of breaking its final save (a
-500 after the provider was paid). Editing them is not blocked.
+The service never commits: each step runs in a unit of work from the `UnitOfWork` factory
+the Router hands to slow operations (api/endpoints.py), which commits when the step's block
+ends and rolls back when it raises.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -30,32 +49,49 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from api.errors import AppError, LimitReachedError, RateLimitedError
+from api.db import UnitOfWork
+from api.errors import (
+    AppError,
+    LimitReachedError,
+    NotFoundError,
+    RateLimitedError,
+    UpstreamTimeoutError,
+)
 from api.models import (
+    AttachmentBlob,
     ChatAttachment,
     ChatMessage,
     Conversation,
     DiagnosisUsage,
     User,
+    Vehicle,
     utcnow,
 )
 from api.schemas.diagnose import MAX_TITLE_CHARS, Diagnosis
 from api.services import ai, dtc, prompt
+from api.services.auth import hold_account
 from api.services.conversations import owned_conversation
 from api.services.vehicles import get_vehicle
 from api.settings import get_settings
 from api.utils import metrics
 from api.utils.deadline import Deadline
-from api.utils.locks import try_lock_for
 from api.utils.media import Media, MediaField, load_images, load_media
 from api.utils.throttle import wait_for_slot
+
+log = logging.getLogger(__name__)
 
 TITLE_FALLBACK_WORDS = 8
 MAX_EXPLAINED_CODES = 30  # dtc_codes holds up to 20; the text and transcript may add a few
 QUOTA_WINDOW = timedelta(days=1)
 IN_PROGRESS_RETRY = timedelta(seconds=5)  # a turn usually takes a few seconds
+# How long past the turn's deadline its reservation lasts: room for the last provider call
+# to return and for step 3. A turn that finds its reservation gone stores nothing.
+RESERVATION_GRACE = timedelta(seconds=60)
+
+History = list[tuple[str, dict[str, Any] | None]]
 
 
 @dataclass(frozen=True)
@@ -82,13 +118,34 @@ class DiagnoseResult:
     usage: dict[str, int]
 
 
-def diagnose(*, session: Session, user: User, request: DiagnoseInput) -> DiagnoseResult:
+@dataclass(frozen=True)
+class Reservation:
+    """What step 1 found and recorded, for the steps after it (no database rows: its
+    session is closed)."""
+
+    id: uuid.UUID  # the running turn's diagnosis_usage row
+    conversation_id: uuid.UUID | None  # None: the turn starts a conversation
+    needs_title: bool
+    vehicle: prompt.VehicleLike | None
+    history: History
+
+
+@dataclass(frozen=True)
+class Consultation:
+    """What the provider answered (step 2)."""
+
+    turn: prompt.NewTurn
+    completion: ai.Completion
+    title: str | None
+
+
+def diagnose(*, unit_of_work: UnitOfWork, user: User, request: DiagnoseInput) -> DiagnoseResult:
     """One turn; `diagnose_duration_ms` is recorded whatever the outcome (`ok` or the error
     code), with what the client sent (never its content)."""
     started = time.perf_counter()
     outcome = "internal_error"
     try:
-        result = _turn(session, user, request)
+        result = _turn(unit_of_work, user, request)
     except AppError as error:
         outcome = error.code
         raise
@@ -107,77 +164,52 @@ def diagnose(*, session: Session, user: User, request: DiagnoseInput) -> Diagnos
         )
 
 
-def _turn(session: Session, user: User, request: DiagnoseInput) -> DiagnoseResult:
+def _turn(unit_of_work: UnitOfWork, user: User, request: DiagnoseInput) -> DiagnoseResult:
     deadline = Deadline.after(get_settings().diagnose_deadline_s)
     received_at = utcnow()
     ai.ensure_configured()
     images = load_images(request.images, request.image)
     audio = load_media(request.audio, kind="audio", field="audio") if request.audio else None
-    conversation = _conversation(session, user, request.session_id)
-    vehicle = _vehicle(session, user, request, conversation)
-    _check_caps(session, user, conversation)
-
-    transcript = ai.transcribe(audio, deadline) if audio else None
-    turn = prompt.NewTurn(
-        text=request.text,
-        images=images,
-        dtc=_explained_codes(request, transcript),
-        transcript=transcript,
-        sound_analysis=ai.analyse_sound(audio, deadline) if audio else None,
-    )
-    history = _history(session, conversation)
-    messages = prompt.build_messages(vehicle=vehicle, history=history, turn=turn)
-    completion = ai.diagnose(messages, deadline)
-    answer = render_answer(completion.diagnosis)
-
-    if conversation is None:
-        conversation = Conversation(user_id=user.id, created_at=received_at)
-        session.add(conversation)
-    if request.vehicle_id is not None:
-        conversation.vehicle_id = request.vehicle_id
-    if conversation.title is None:
-        conversation.title = _title(request.text, completion.diagnosis, deadline)
-    conversation.updated_at = utcnow()
-    session.flush()
     media = [*images, *([audio] if audio else [])]
-    _store_question(session, conversation, turn, media, created_at=received_at)
-    assistant = ChatMessage(
-        conversation_id=conversation.id,
-        role="assistant",
-        created_at=utcnow(),
-        content={
-            "answer": answer,
-            "diagnosis": completion.diagnosis.model_dump(mode="json"),
-            "model": completion.model,
-            "usage": _usage(completion),
-        },
+    with unit_of_work() as session:
+        reservation = _reserve(session, user, request, media, deadline, at=received_at)
+    try:
+        consultation = _consult(request, reservation, images, audio, deadline)
+        with unit_of_work() as session:
+            return _store(session, user, request, reservation, consultation, media, received_at)
+    except BaseException:
+        _release(unit_of_work, reservation)
+        raise
+
+
+# --- step 1: check and reserve ----------------------------------------------------------
+
+
+def _reserve(
+    session: Session,
+    user: User,
+    request: DiagnoseInput,
+    media: list[Media],
+    deadline: Deadline,
+    *,
+    at: datetime,
+) -> Reservation:
+    hold_account(session=session, user_id=user.id)
+    conversation = (
+        owned_conversation(session=session, user=user, conversation_id=request.session_id)
+        if request.session_id is not None
+        else None
     )
-    session.add(assistant)
-    _charge(session, user, at=received_at)
-    session.flush()
-    return DiagnoseResult(
-        session_id=conversation.id,
-        message_id=assistant.id,
-        answer=answer,
-        diagnosis=completion.diagnosis,
-        usage=_usage(completion),
-    )
-
-
-def _explained_codes(request: DiagnoseInput, transcript: str | None) -> list[dtc.DtcInfo]:
-    """The codes sent, then those named in the text or recording, up to MAX_EXPLAINED_CODES
-    (a question full of codes must not blow up the prompt)."""
-    codes = dtc.find_codes([*request.dtc_codes, request.text, transcript])
-    return [dtc.explain(code) for code in codes[:MAX_EXPLAINED_CODES]]
-
-
-def _conversation(
-    session: Session, user: User, session_id: uuid.UUID | None
-) -> Conversation | None:
-    if session_id is None:
-        return None
-    return owned_conversation(
-        session=session, user=user, conversation_id=session_id, key_share_lock=True
+    vehicle = _vehicle(session, user, request, conversation)
+    lasts = timedelta(seconds=deadline.remaining()) + RESERVATION_GRACE
+    reservation_id = _start(session, user, at=at, lasts=lasts)
+    _check_caps(session, user, reservation_id, conversation, media, at=at)
+    return Reservation(
+        id=reservation_id,
+        conversation_id=conversation.id if conversation else None,
+        needs_title=conversation is None or conversation.title is None,
+        vehicle=vehicle,
+        history=_history(session, conversation),
     )
 
 
@@ -190,30 +222,86 @@ def _vehicle(
     vehicle_id = request.vehicle_id or (conversation.vehicle_id if conversation else None)
     if vehicle_id is None:
         return None
-    return get_vehicle(session=session, user=user, vehicle_id=vehicle_id, key_share_lock=True)
+    return get_vehicle(session=session, user=user, vehicle_id=vehicle_id)
 
 
-def _check_caps(session: Session, user: User, conversation: Conversation | None) -> None:
-    settings = get_settings()
-    if not try_lock_for(session, "diagnoses", str(user.id)):
+def _start(session: Session, user: User, *, at: datetime, lasts: timedelta) -> uuid.UUID:
+    """Record the turn as running (until `lasts` from now), first removing a reservation a
+    dead process left behind; 429 when another turn of the user's is running."""
+    now = utcnow()
+    session.execute(
+        delete(DiagnosisUsage).where(
+            DiagnosisUsage.user_id == user.id, DiagnosisUsage.pending_until <= now
+        )
+    )
+    reservation_id: uuid.UUID | None = session.scalar(
+        insert(DiagnosisUsage)
+        .values(user_id=user.id, created_at=at, pending_until=now + lasts)
+        .on_conflict_do_nothing(
+            index_elements=[DiagnosisUsage.user_id],
+            index_where=DiagnosisUsage.pending_until.is_not(None),
+        )
+        .returning(DiagnosisUsage.id)
+    )
+    if reservation_id is None:
         raise RateLimitedError(
             "A diagnosis is already running for your account; wait for it to finish",
             retry_after=IN_PROGRESS_RETRY,
             code="diagnosis_in_progress",
         )
+    return reservation_id
+
+
+def _check_caps(
+    session: Session,
+    user: User,
+    reservation_id: uuid.UUID,
+    conversation: Conversation | None,
+    media: list[Media],
+    *,
+    at: datetime,
+) -> None:
+    """DIAGNOSES_PER_DAY and ATTACHMENT_BYTES_PER_DAY over the ledger (the user's other rows:
+    this turn's reservation is one of them once charged), then MESSAGES_PER_CONVERSATION.
+    Exact without a lock: no other turn of the user's can run or be charged meanwhile."""
+    settings = get_settings()
+    others = (DiagnosisUsage.user_id == user.id, DiagnosisUsage.id != reservation_id)
     wait = wait_for_slot(
         session,
         DiagnosisUsage.created_at,
-        DiagnosisUsage.user_id == user.id,
+        *others,
         limit=settings.diagnoses_per_day,
         window=QUOTA_WINDOW,
-        now=utcnow(),
+        now=at,
     )
     if wait is not None:
         raise RateLimitedError(
             f"You have used your {settings.diagnoses_per_day} diagnoses for the last 24 hours",
             retry_after=wait,
             code="diagnosis_quota_exceeded",
+        )
+    new_bytes = sum(item.size_bytes for item in _new_files(session, user, media).values())
+    wait = (
+        wait_for_slot(
+            session,
+            DiagnosisUsage.created_at,
+            *others,
+            limit=settings.attachment_bytes_per_day,
+            window=QUOTA_WINDOW,
+            now=at,
+            weight=DiagnosisUsage.attachment_bytes,
+            need=new_bytes,
+        )
+        if new_bytes
+        else None
+    )
+    if wait is not None:
+        raise RateLimitedError(
+            "This message's attachments would pass your allowance for the last 24 hours "
+            f"(ATTACHMENT_BYTES_PER_DAY: {settings.attachment_bytes_per_day} bytes; files "
+            "you have sent before count once)",
+            retry_after=wait,
+            code="attachment_quota_exceeded",
         )
     if conversation is None:
         return
@@ -230,20 +318,21 @@ def _check_caps(session: Session, user: User, conversation: Conversation | None)
         )
 
 
-def _charge(session: Session, user: User, *, at: datetime) -> None:
-    """Count a successful turn against DIAGNOSES_PER_DAY, dropping the user's rows that have
-    left the window (so the ledger stays as small as the cap)."""
-    session.execute(
-        delete(DiagnosisUsage).where(
-            DiagnosisUsage.user_id == user.id, DiagnosisUsage.created_at <= at - QUOTA_WINDOW
+def _new_files(session: Session, user: User, media: list[Media]) -> dict[str, Media]:
+    """The turn's files the user has not stored before, by sha256 (each once)."""
+    files = {item.sha256: item for item in media}
+    if files:
+        stored = session.scalars(
+            select(AttachmentBlob.sha256).where(
+                AttachmentBlob.user_id == user.id, AttachmentBlob.sha256.in_(files)
+            )
         )
-    )
-    session.add(DiagnosisUsage(user_id=user.id, created_at=at))
+        for digest in stored:
+            del files[digest]
+    return files
 
 
-def _history(
-    session: Session, conversation: Conversation | None
-) -> list[tuple[str, dict[str, Any] | None]]:
+def _history(session: Session, conversation: Conversation | None) -> History:
     """The last DIAGNOSE_HISTORY_TURNS turns (a question and its answer each), oldest first.
     Messages with no role (some migrated from the old history) are left out: the model
     cannot be told who said them."""
@@ -259,15 +348,198 @@ def _history(
     return [(role, content) for role, content in reversed(rows)]
 
 
+# --- step 2: the provider, with no database connection held ------------------------------
+
+
+def _consult(
+    request: DiagnoseInput,
+    reservation: Reservation,
+    images: list[Media],
+    audio: Media | None,
+    deadline: Deadline,
+) -> Consultation:
+    transcript = ai.transcribe(audio, deadline) if audio else None
+    turn = prompt.NewTurn(
+        text=request.text,
+        images=images,
+        dtc=_explained_codes(request, transcript),
+        transcript=transcript,
+        sound_analysis=ai.analyse_sound(audio, deadline) if audio else None,
+    )
+    messages = prompt.build_messages(
+        vehicle=reservation.vehicle, history=reservation.history, turn=turn
+    )
+    completion = ai.diagnose(messages, deadline)
+    title = (
+        _title(request.text, completion.diagnosis, deadline) if reservation.needs_title else None
+    )
+    return Consultation(turn=turn, completion=completion, title=title)
+
+
+def _explained_codes(request: DiagnoseInput, transcript: str | None) -> list[dtc.DtcInfo]:
+    """The codes sent, then those named in the text or recording, up to MAX_EXPLAINED_CODES
+    (a question full of codes must not blow up the prompt)."""
+    codes = dtc.find_codes([*request.dtc_codes, request.text, transcript])
+    return [dtc.explain(code) for code in codes[:MAX_EXPLAINED_CODES]]
+
+
+# --- step 3: store, or release --------------------------------------------------------------
+
+
+def _store(
+    session: Session,
+    user: User,
+    request: DiagnoseInput,
+    reservation: Reservation,
+    consultation: Consultation,
+    media: list[Media],
+    received_at: datetime,
+) -> DiagnoseResult:
+    hold_account(session=session, user_id=user.id)  # 401 when the account went meanwhile
+    charge = session.scalar(
+        select(DiagnosisUsage)
+        .where(DiagnosisUsage.id == reservation.id, DiagnosisUsage.pending_until.is_not(None))
+        .with_for_update()
+    )
+    if charge is None:  # it expired and the user's next turn removed it
+        raise UpstreamTimeoutError("The diagnosis ran out of time (saving); please try again")
+    linked_vehicle = _still_owned_vehicle(session, user, request.vehicle_id)
+    conversation = _conversation_to_write(session, user, reservation, received_at)
+    if conversation is None:
+        _charge(session, charge, stored_bytes=0, at=received_at)
+        raise NotFoundError("No such conversation", keep_changes=True)
+    if request.vehicle_id is not None:
+        conversation.vehicle_id = linked_vehicle
+    if conversation.title is None:  # unless the user named it meanwhile
+        conversation.title = consultation.title
+    conversation.updated_at = utcnow()
+    session.flush()
+    files, stored_bytes = _store_files(session, user, media)
+    _store_question(session, conversation, consultation.turn, media, files, created_at=received_at)
+    completion = consultation.completion
+    answer = render_answer(completion.diagnosis)
+    assistant = ChatMessage(
+        conversation_id=conversation.id,
+        role="assistant",
+        created_at=utcnow(),
+        content={
+            "answer": answer,
+            "diagnosis": completion.diagnosis.model_dump(mode="json"),
+            "model": completion.model,
+            "usage": _usage(completion),
+        },
+    )
+    session.add(assistant)
+    _charge(session, charge, stored_bytes=stored_bytes, at=received_at)
+    session.flush()
+    return DiagnoseResult(
+        session_id=conversation.id,
+        message_id=assistant.id,
+        answer=answer,
+        diagnosis=completion.diagnosis,
+        usage=_usage(completion),
+    )
+
+
+def _still_owned_vehicle(
+    session: Session, user: User, vehicle_id: uuid.UUID | None
+) -> uuid.UUID | None:
+    """The vehicle to link the conversation to, held (FOR KEY SHARE) so it cannot be deleted
+    before the link is written; None when it was deleted during the turn."""
+    if vehicle_id is None:
+        return None
+    return session.scalar(
+        select(Vehicle.id)
+        .where(Vehicle.id == vehicle_id, Vehicle.user_id == user.id)
+        .with_for_update(read=True, key_share=True)
+    )
+
+
+def _conversation_to_write(
+    session: Session, user: User, reservation: Reservation, received_at: datetime
+) -> Conversation | None:
+    """The turn's conversation, locked; a new one for a first turn; None when it was
+    deleted during the turn."""
+    if reservation.conversation_id is None:
+        conversation = Conversation(user_id=user.id, created_at=received_at)
+        session.add(conversation)
+        return conversation
+    try:
+        return owned_conversation(
+            session=session,
+            user=user,
+            conversation_id=reservation.conversation_id,
+            for_update=True,
+        )
+    except NotFoundError:
+        return None
+
+
+def _charge(session: Session, charge: DiagnosisUsage, *, stored_bytes: int, at: datetime) -> None:
+    """The reservation becomes the turn's ledger row; the user's rows that have left the
+    window are dropped (so the ledger stays as small as the caps)."""
+    charge.pending_until = None
+    charge.attachment_bytes = stored_bytes
+    session.execute(
+        delete(DiagnosisUsage).where(
+            DiagnosisUsage.user_id == charge.user_id,
+            DiagnosisUsage.created_at <= at - QUOTA_WINDOW,
+            DiagnosisUsage.pending_until.is_(None),
+        )
+    )
+
+
+def _release(unit_of_work: UnitOfWork, reservation: Reservation) -> None:
+    """Delete a failed turn's reservation (a charged one stays). Best effort: if the
+    database cannot be reached either, the reservation expires on its own."""
+    try:
+        with unit_of_work() as session:
+            session.execute(
+                delete(DiagnosisUsage).where(
+                    DiagnosisUsage.id == reservation.id, DiagnosisUsage.pending_until.is_not(None)
+                )
+            )
+    except Exception:
+        log.warning("Could not release a diagnosis reservation; it expires", exc_info=True)
+
+
+def _store_files(
+    session: Session, user: User, media: list[Media]
+) -> tuple[dict[str, uuid.UUID], int]:
+    """Each distinct file's stored bytes (sha256 → AttachmentBlob id), adding the ones the
+    user has not stored before; and how many bytes were added. Files already stored are
+    held (FOR KEY SHARE), so deleting another conversation that carries them keeps them."""
+    digests = {item.sha256: item for item in media}
+    if not digests:
+        return {}, 0
+    rows = session.execute(
+        select(AttachmentBlob.sha256, AttachmentBlob.id)
+        .where(AttachmentBlob.user_id == user.id, AttachmentBlob.sha256.in_(digests))
+        .with_for_update(read=True, key_share=True)
+    )
+    stored = dict(rows.all())
+    added = [
+        AttachmentBlob(user_id=user.id, sha256=digest, data=item.data)
+        for digest, item in digests.items()
+        if digest not in stored
+    ]
+    session.add_all(added)
+    session.flush()
+    return {**stored, **{blob.sha256: blob.id for blob in added}}, sum(
+        len(blob.data) for blob in added
+    )
+
+
 def _store_question(
     session: Session,
     conversation: Conversation,
     turn: prompt.NewTurn,
     media: list[Media],
+    files: dict[str, uuid.UUID],
     *,
     created_at: datetime,
 ) -> ChatMessage:
-    """The user's message: text and references to attachments; the bytes go to their own
+    """The user's message: text and references to attachments; the bytes are in their own
     table, so messages (and every history read) stay small."""
     message = ChatMessage(
         conversation_id=conversation.id, role="user", content={}, created_at=created_at
@@ -278,11 +550,11 @@ def _store_question(
         ChatAttachment(
             conversation_id=conversation.id,
             message_id=message.id,
+            blob_id=files[item.sha256],
             kind=item.kind,
             mime_type=item.mime_type,
             size_bytes=item.size_bytes,
             sha256=item.sha256,
-            data=item.data,
         )
         for item in media
     ]

@@ -29,16 +29,9 @@ def list_vehicles(*, session: Session, user: User, page: Pagination) -> Listing[
     return _newest_first(session, Vehicle, Vehicle.user_id == user.id, page)
 
 
-def get_vehicle(
-    *, session: Session, user: User, vehicle_id: uuid.UUID, key_share_lock: bool = False
-) -> Vehicle:
-    """The vehicle with its mods (newest first), loaded by one more statement.
-    `key_share_lock` holds a FOR KEY SHARE row lock to the end of the transaction, for work
-    that will write rows referring to the vehicle: deleting it waits meanwhile (editing it
-    or its mods does not)."""
+def get_vehicle(*, session: Session, user: User, vehicle_id: uuid.UUID) -> Vehicle:
+    """The vehicle with its mods (newest first), loaded by one more statement."""
     query = _owned_vehicle(user, vehicle_id).options(selectinload(Vehicle.mods))
-    if key_share_lock:
-        query = query.with_for_update(read=True, key_share=True)
     return _vehicle_or_404(session, query)
 
 

@@ -25,6 +25,8 @@ MAX_IMAGES = 4
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 MAX_AUDIO_BYTES = 25 * 1024 * 1024
 MAX_BYTES = {"image": MAX_IMAGE_BYTES, "audio": MAX_AUDIO_BYTES}
+# The most one message can carry: MAX_IMAGES images and a recording.
+MAX_TURN_ATTACHMENT_BYTES = MAX_IMAGES * MAX_IMAGE_BYTES + MAX_AUDIO_BYTES
 
 _DATA_URL = re.compile(r"^data:[^,]{0,200},", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")

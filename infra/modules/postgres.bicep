@@ -1,9 +1,10 @@
 // PostgreSQL Flexible Server with the application database, SSL required, the built-in
 // PgBouncer enabled (port 6432), backups, and network access as a parameter. The admin
 // password arrives as a secure parameter and leaves only into Key Vault, with the DB_URI
-// the app reads. Checked against the ARM reference of Microsoft.DBforPostgreSQL
-// flexibleServers@2024-08-01 (properties.network.publicNetworkAccess, backup, storage,
-// authConfig) and flexibleServers/configurations@2024-08-01 ({source, value}).
+// (through PgBouncer) and DB_MIGRATION_URI (direct) the app reads. Checked against the
+// ARM reference of Microsoft.DBforPostgreSQL flexibleServers@2024-08-01
+// (properties.network.publicNetworkAccess, backup, storage, authConfig) and
+// flexibleServers/configurations@2024-08-01 ({source, value}).
 
 @description('Azure region of the server.')
 param location string
@@ -67,14 +68,17 @@ param adminPassword string
 @description('Name of the application database.')
 param databaseName string
 
-@description('Vault that receives the password and the DB_URI.')
+@description('Vault that receives the password and the two connection URIs.')
 param keyVaultName string
 
 @description('Name of the secret holding the administrator password.')
 param adminPasswordSecretName string
 
-@description('Name of the secret holding the DB_URI the app reads.')
+@description('Name of the secret holding the DB_URI the app reads (through PgBouncer, 6432).')
 param dbUriSecretName string
+
+@description('Name of the secret holding DB_MIGRATION_URI (straight to PostgreSQL, 5432).')
+param migrationUriSecretName string
 
 param tags object
 
@@ -178,17 +182,30 @@ resource adminPasswordSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   }
 }
 
-// The app connects straight to PostgreSQL on 5432 today: the session features it uses at
-// start-up (advisory lock around migrations) do not survive PgBouncer's transaction
-// pooling. Once the app reads a separate migration URI (DB_MIGRATION_URI, with DB_POOLER
-// naming the pooler), DB_URI moves to port 6432 and the migration URI keeps 5432.
+// Requests go through the built-in PgBouncer (6432, transaction pooling: the app sets
+// DB_POOLER=pgbouncer, so it prepares no statements and keeps no session state). Migrations
+// hold a session-level advisory lock, which a transaction pooler cannot keep: they connect
+// straight to PostgreSQL (5432) through DB_MIGRATION_URI.
+var serverAddress = server.properties.fullyQualifiedDomainName
+var credentials = '${uriComponent(adminLogin)}:${uriComponent(adminPassword)}'
+
 resource dbUriSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   // checkov:skip=CKV_AZURE_41:An expiring secret would stop the app; it changes with the password.
   parent: vault
   name: dbUriSecretName
   properties: {
-    contentType: 'PostgreSQL connection URI (DB_URI)'
-    value: 'postgresql://${uriComponent(adminLogin)}:${uriComponent(adminPassword)}@${server.properties.fullyQualifiedDomainName}:5432/${database.name}?sslmode=require'
+    contentType: 'PostgreSQL connection URI through PgBouncer (DB_URI)'
+    value: 'postgresql://${credentials}@${serverAddress}:6432/${database.name}?sslmode=require'
+  }
+}
+
+resource migrationUriSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_41:An expiring secret would stop the app; it changes with the password.
+  parent: vault
+  name: migrationUriSecretName
+  properties: {
+    contentType: 'PostgreSQL connection URI, direct (DB_MIGRATION_URI)'
+    value: 'postgresql://${credentials}@${serverAddress}:5432/${database.name}?sslmode=require'
   }
 }
 

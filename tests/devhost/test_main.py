@@ -154,7 +154,8 @@ def test_main_lists_functions_and_serves_with_waitress(
 ):
     cli.main(["--port", "7999"])
     [server] = served
-    assert server.options == {"host": "127.0.0.1", "port": 7999, "threads": 8}
+    threads = min(32, (os.cpu_count() or 1) + 4)  # the Azure worker's default
+    assert server.options == {"host": "127.0.0.1", "port": 7999, "threads": threads}
     assert server.running
     assert [function.name for function in server.app.functions] == ["hello", "anything"]
     assert capsys.readouterr().out.splitlines() == [

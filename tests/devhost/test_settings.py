@@ -1,4 +1,5 @@
-"""local.settings.json and host.json are read the way Core Tools reads them."""
+"""local.settings.json and host.json are read the way Core Tools reads them, and the worker's
+thread count as the Azure Python worker reads it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devhost.settings import load_local_settings, read_route_prefix
+from devhost.settings import load_local_settings, read_route_prefix, worker_threads
 
 
 def write_json(path: Path, content: object) -> Path:
@@ -95,3 +96,19 @@ def test_route_prefix_must_be_a_string(tmp_path: Path):
     host_json = write_json(tmp_path / "host.json", {"extensions": {"http": {"routePrefix": 1}}})
     with pytest.raises(ValueError, match="routePrefix must be a string"):
         read_route_prefix(host_json)
+
+
+@pytest.mark.parametrize(
+    ("value", "threads"),
+    [("24", 24), ("1", 1), (None, min(32, (os.cpu_count() or 1) + 4)), ("0", None), ("x", None)],
+)
+def test_worker_threads_are_the_azure_workers(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, threads: int | None
+):
+    """PYTHON_THREADPOOL_THREAD_COUNT, else the worker's default (ThreadPoolExecutor's)."""
+    if value is None:
+        monkeypatch.delenv("PYTHON_THREADPOOL_THREAD_COUNT", raising=False)
+    else:
+        monkeypatch.setenv("PYTHON_THREADPOOL_THREAD_COUNT", value)
+    default = min(32, (os.cpu_count() or 1) + 4)
+    assert worker_threads() == (threads or default)

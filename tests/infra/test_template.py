@@ -167,10 +167,15 @@ def test_the_admin_password_goes_to_key_vault_and_the_app_reads_its_uri_from_the
         s["name"]: s["properties"] for s in postgres.resources("Microsoft.KeyVault/vaults/secrets")
     }
     assert secrets["adminPasswordSecretName"]["value"] == "adminPassword"
-    assert ":5432/" in secrets["dbUriSecretName"]["value"]  # 6432 once the app has DB_POOLER
-    assert "sslmode=require" in secrets["dbUriSecretName"]["value"]
+    # Requests through the built-in PgBouncer, migrations straight to PostgreSQL.
+    assert ":6432/" in secrets["dbUriSecretName"]["value"]
+    assert ":5432/" in secrets["migrationUriSecretName"]["value"]
+    for name in ("dbUriSecretName", "migrationUriSecretName"):
+        assert "sslmode=require" in secrets[name]["value"]
     names = module_call("postgres")["params"]
     assert names["dbUriSecretName"] == "db-uri"
+    assert names["migrationUriSecretName"] == "db-migration-uri"
+    assert app_settings()["DB_POOLER"] == ["pgbouncer"]
 
 
 def test_key_vault_is_rbac_only_with_soft_delete_and_purge_protection() -> None:

@@ -9,8 +9,8 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.models import ChatAttachment, ChatMessage, Conversation, User, Vehicle
-from tests.factories import add_image, auth_headers, create_user
+from api.models import AttachmentBlob, ChatAttachment, ChatMessage, Conversation, User, Vehicle
+from tests.factories import JPEG, PNG, add_image, auth_headers, create_user, stored_turns
 
 NOW = datetime.now(UTC)
 
@@ -125,6 +125,29 @@ def test_delete_removes_messages_and_attachments(client: httpx.Client, session: 
             select(func.count()).select_from(model).where(model.conversation_id == conversation_id)
         )
         assert remaining == 0
+    assert session.scalar(select(func.count()).select_from(AttachmentBlob)) == 0  # the bytes
+
+
+def test_delete_keeps_the_bytes_of_a_file_another_conversation_carries(
+    client: httpx.Client, session: Session
+) -> None:
+    user = create_user(session)
+    kept = conversation_with_turn(session, user, title="Brakes", hours_ago=3)
+    deleted = conversation_with_turn(session, user, title="Brakes again", hours_ago=1)
+    question = stored_turns(session, deleted.id)[0]
+    add_image(session, question, JPEG)  # only in the conversation deleted
+    session.flush()
+
+    response = client.delete(f"/conversations/{deleted.id}", headers=auth_headers(user))
+
+    assert response.status_code == 204
+    session.expire_all()
+    (attachment,) = session.scalars(select(ChatAttachment)).all()
+    assert attachment.conversation_id == kept.id
+    blob = session.get(AttachmentBlob, attachment.blob_id)
+    assert blob is not None
+    assert blob.data == PNG
+    assert session.scalar(select(func.count()).select_from(AttachmentBlob)) == 1
 
 
 def test_another_users_conversation_is_404_and_unchanged(

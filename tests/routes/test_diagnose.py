@@ -14,7 +14,15 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.models import ChatAttachment, ChatMessage, Conversation, User, Vehicle, VehicleMod
+from api.models import (
+    AttachmentBlob,
+    ChatAttachment,
+    ChatMessage,
+    Conversation,
+    User,
+    Vehicle,
+    VehicleMod,
+)
 from tests.factories import (
     JPEG,
     OGG,
@@ -147,7 +155,11 @@ def test_v2_sends_vehicle_history_codes_and_images_and_stores_the_turn(
     by_mime = {a.mime_type: a for a in attachments}
     assert set(by_mime) == {"image/png", "image/jpeg"}
     png = by_mime["image/png"]
-    assert (png.kind, png.size_bytes, png.data) == ("image", len(PNG), PNG)
+    assert (png.kind, png.size_bytes, session.get(AttachmentBlob, png.blob_id).data) == (
+        "image",
+        len(PNG),
+        PNG,
+    )
     assert png.sha256 == hashlib.sha256(PNG).hexdigest()
     assert png.conversation_id == conversation.id
     assert question_row.content["text"] == question

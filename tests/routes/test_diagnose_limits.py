@@ -1,22 +1,31 @@
 """Diagnosis caps: DIAGNOSES_PER_DAY over a usage ledger (429 with Retry-After; deleting
 conversations gives nothing back, failed turns cost nothing), MESSAGES_PER_CONVERSATION,
-and one turn per user at a time, holding the rows it links to."""
+and one turn per user at a time (a reservation the database allows once per user, which a
+dead process cannot hold forever). Real concurrency: test_diagnose_steps.py."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pytest
 import time_machine
-from sqlalchemy import create_engine, event, select, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.models import Conversation, DiagnosisUsage, User, Vehicle
-from tests.factories import add_conversation, auth_headers, count, create_user, stored_turns
+from api.models import AttachmentBlob, ChatAttachment, Conversation, DiagnosisUsage, User
+from tests.factories import (
+    JPEG,
+    PNG,
+    add_conversation,
+    add_image,
+    add_message,
+    auth_headers,
+    b64,
+    count,
+    create_user,
+    stored_turns,
+)
 from tests.fake_openai import FakeOpenAI, error_response
 from tests.harness import changed_settings
 
@@ -124,27 +133,14 @@ def test_messages_per_conversation_cap_is_429(
     assert len(stored_turns(session, uuid.UUID(session_id))) == 2
 
 
-@pytest.fixture
-def second_connection(database_uri: str) -> Iterator[Connection]:
-    """Another client of the test database, in its own transaction (rolled back at the end)."""
-    engine = create_engine(database_uri)
-    try:
-        with engine.connect() as other:
-            yield other
-            other.rollback()
-    finally:
-        engine.dispose()
-
-
-def test_a_second_turn_while_one_runs_is_429_and_holds_no_connection(
-    client: httpx.Client,
-    openai: FakeOpenAI,
-    session: Session,
-    user: User,
-    second_connection: Connection,
+def test_a_second_turn_while_one_runs_is_429_at_once(
+    client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
 ) -> None:
-    lock = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
-    second_connection.execute(lock, {"key": f"diagnoses\n{user.id}"})  # a turn in flight
+    running = DiagnosisUsage(
+        user_id=user.id, pending_until=datetime.now(UTC) + timedelta(minutes=3)
+    )
+    session.add(running)  # a turn in flight: its reservation
+    session.flush()
 
     busy = client.post("/diagnose2", headers=auth_headers(user), json={"q": "hi"})
 
@@ -156,36 +152,83 @@ def test_a_second_turn_while_one_runs_is_429_and_holds_no_connection(
     assert busy.headers["Retry-After"] == "5"
     assert openai.untouched
     assert count(session, Conversation, Conversation.user_id == user.id) == 0
-    assert count(session, DiagnosisUsage, DiagnosisUsage.user_id == user.id) == 0
-
-    second_connection.rollback()  # that turn ends
-    assert client.post("/diagnose2", headers=auth_headers(user), json={"q": "hi"}).is_success
+    assert count(session, DiagnosisUsage, DiagnosisUsage.user_id == user.id) == 1
 
 
-def test_the_turn_key_share_locks_its_conversation_and_vehicle(
-    client: httpx.Client, openai: FakeOpenAI, session: Session, user: User, connection: Connection
+def test_a_reservation_left_by_a_dead_process_expires_and_is_never_charged(
+    client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
 ) -> None:
-    """So a concurrent DELETE of either waits for the turn instead of breaking its save."""
-    vehicle = Vehicle(user_id=user.id, make="Mazda", model="3", year="2015")
-    session.add(vehicle)
+    now = datetime(2025, 8, 1, 12, tzinfo=UTC)
+    session.add(DiagnosisUsage(user_id=user.id, created_at=now, pending_until=now))
     session.flush()
-    conversation = add_conversation(session, user.id, title="Old", vehicle_id=vehicle.id)
-    headers = auth_headers(user)
-    statements: list[str] = []
-
-    def keep(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(" ".join(statement.split()))
-
-    event.listen(connection, "before_cursor_execute", keep)
-    try:
-        response = client.post(
-            "/diagnose2", headers=headers, json={"q": "hi", "session_id": str(conversation.id)}
-        )
-    finally:
-        event.remove(connection, "before_cursor_execute", keep)
+    with changed_settings(DIAGNOSES_PER_DAY="1"), time_machine.travel(now, tick=False):
+        response = client.post("/diagnose2", headers=auth_headers(user), json={"q": "hi"})
     assert response.status_code == 200, response.text
-    locked = [s for s in statements if s.endswith("FOR KEY SHARE")]
-    assert [s.split(" WHERE ")[0].rsplit(" FROM ", 1)[1] for s in locked] == [
-        "conversations",
-        "vehicles",
-    ]
+    session.expire_all()
+    ledger = session.scalars(select(DiagnosisUsage).where(DiagnosisUsage.user_id == user.id)).all()
+    assert [(row.created_at, row.pending_until) for row in ledger] == [(now, None)]
+
+
+def test_a_file_sent_again_is_stored_once_and_counts_once(
+    client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
+) -> None:
+    photo = {"q": "Leak under the car", "images": [b64(PNG), b64(PNG)]}
+    first = client.post("/diagnose2", headers=auth_headers(user), json=photo)
+    session_id = first.json()["session_id"]
+    again = client.post(
+        "/diagnose2", headers=auth_headers(user), json={**photo, "session_id": session_id}
+    )
+    other = create_user(session)
+    theirs = client.post("/diagnose2", headers=auth_headers(other), json=photo)
+    assert [r.status_code for r in (first, again, theirs)] == [200, 200, 200]
+
+    session.expire_all()
+    assert count(session, ChatAttachment) == 6  # every message keeps its attachments
+    blobs = session.scalars(select(AttachmentBlob).order_by(AttachmentBlob.created_at)).all()
+    assert [(blob.user_id, blob.data) for blob in blobs] == [(user.id, PNG), (other.id, PNG)]
+    charged = session.scalars(
+        select(DiagnosisUsage.attachment_bytes)
+        .where(DiagnosisUsage.user_id == user.id)
+        .order_by(DiagnosisUsage.created_at)
+    ).all()
+    assert charged == [len(PNG), 0]
+
+
+def test_the_daily_attachment_allowance_is_429_naming_it(
+    client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
+) -> None:
+    now = datetime(2025, 8, 1, 12, tzinfo=UTC)
+    allowance = 60_000_000
+    stored = add_conversation(session, user.id, title="Earlier")
+    add_image(session, add_message(session, stored, "user", {"text": "a"}, 60), JPEG)
+    session.add_all(
+        [  # 100 bytes short of the allowance, stored 23 and 2 hours ago
+            DiagnosisUsage(
+                user_id=user.id, created_at=now - timedelta(hours=23), attachment_bytes=40_000_000
+            ),
+            DiagnosisUsage(
+                user_id=user.id,
+                created_at=now - timedelta(hours=2),
+                attachment_bytes=allowance - 40_000_100,
+            ),
+        ]
+    )
+    session.flush()
+    new_photo = PNG + bytes(101)
+    with (
+        changed_settings(ATTACHMENT_BYTES_PER_DAY=str(allowance)),
+        time_machine.travel(now, tick=False),
+    ):
+        over = client.post(
+            "/diagnose2", headers=auth_headers(user), json={"q": "a", "images": [b64(new_photo)]}
+        )
+        sent_before = client.post(
+            "/diagnose2", headers=auth_headers(user), json={"q": "b", "images": [b64(JPEG)]}
+        )
+    assert over.status_code == 429
+    assert over.json()["code"] == "attachment_quota_exceeded"
+    assert "ATTACHMENT_BYTES_PER_DAY" in over.json()["detail"]
+    assert over.headers["Retry-After"] == str(3600)  # when the 23-hour-old bytes leave
+    assert len(openai.diagnosis_bodies) == 1  # only the turn that fits reached the provider
+    assert sent_before.status_code == 200  # a file stored before costs nothing
+    assert count(session, AttachmentBlob, AttachmentBlob.user_id == user.id) == 1

@@ -3,8 +3,8 @@ PINs per address and purpose per day, PIN requests and failed logins or confirma
 client address per hour), and an index on email_verification.created_at for the global
 ceiling on PIN e-mails per hour.
 
-Revision ID: 08_rate_limit_events
-Revises: 07_diagnose
+Revision ID: 09_rate_limit_events
+Revises: 08_turn_reservation
 Create Date: 2026-11-29
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "08_rate_limit_events"
-down_revision: str | None = "07_diagnose"
+revision: str = "09_rate_limit_events"
+down_revision: str | None = "08_turn_reservation"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
