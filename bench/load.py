@@ -1,8 +1,8 @@
 """`make load`: a bounded, headless locust run against `make dev`, printed, never asserted.
 
 It starts the stand-in provider (bench/fake_provider.py) and `make dev` on ports of their
-own (LOAD_PORT, default 7160, and the next one), on a database of its own (`axly_load` on
-DB_URI's server, else the embedded PostgreSQL), seeds LOAD_ACCOUNTS accounts, runs
+own (LOAD_PORT, default 7160, and the next one), on a database of its own (created on
+DB_URI's server, else the embedded PostgreSQL, and dropped), seeds LOAD_ACCOUNTS accounts, runs
 bench/locustfile.py with LOAD_USERS users for LOAD_SECONDS seconds, and prints the status
 counts, p50/p99 per route, the server's peak memory and the peak number of database
 connections the API held. It exits non-zero when any response was a 5xx.
@@ -34,18 +34,9 @@ CONNECTIONS = (
 )
 
 
-def load_database() -> str:
-    """DB_URI's server, else the embedded one: database `axly_load`, migrated."""
-    from devhost.database import Server, embedded_server, ensure_database
-
-    uri = os.environ.get("DB_URI")
-    server = Server.from_uri(uri) if uri else embedded_server()
-    return ensure_database(server, "axly_load")
-
-
 def seed_accounts(uri: str) -> list[str]:
-    """ACCOUNTS accounts with PASSWORD (created once, reused by later runs)."""
-    from sqlalchemy import create_engine, select
+    """ACCOUNTS accounts with PASSWORD, in the freshly migrated database `uri`."""
+    from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
     from api import db
@@ -56,13 +47,8 @@ def seed_accounts(uri: str) -> list[str]:
     emails = [f"load-{n:03d}@example.com" for n in range(ACCOUNTS)]
     engine = create_engine(db.database_url(uri))
     with Session(engine) as session:
-        existing = set(session.scalars(select(User.email).where(User.email.in_(emails))))
         password_hash = hash_password(PASSWORD)
-        session.add_all(
-            User(email=email, password_hash=password_hash)
-            for email in emails
-            if email not in existing
-        )
+        session.add_all(User(email=email, password_hash=password_hash) for email in emails)
         session.commit()
     engine.dispose()
     return emails
@@ -134,10 +120,15 @@ def report(stats_csv: Path, statuses: dict[str, int]) -> None:
 
 
 def main() -> None:
+    from bench.turns import fresh_database
     from devhost.settings import load_local_settings
 
     load_local_settings(ROOT / "local.settings.json")
-    uri = load_database()
+    with fresh_database("axly_load") as uri:
+        run(uri)
+
+
+def run(uri: str) -> None:
     os.environ["DB_URI"] = uri
     emails = seed_accounts(uri)
     provider_port = PORT + 1
