@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: dev test lint lint-infra pgbouncer format migrate bench package package-check clean swagger-ui
+.PHONY: dev test lint lint-infra pgbouncer format migrate bench load package package-check clean swagger-ui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ migrate: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# A bounded headless locust run against `make dev` on LOAD_PORT (7160) with a stand-in AI
+# provider; prints status counts, p50/p99 per route, peak memory and DB connections.
+load: $(STAMP) local.settings.json
+	$(BIN)/python -m bench.load
 
 # The zip the pipeline deploys: wheels for Azure's Linux / CPython 3.11 / glibc 2.31, the app
 # minus .funcignore; then the package check (glibc, clean-interpreter index, no dev files).

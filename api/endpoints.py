@@ -43,11 +43,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property, partial
+from itertools import islice
 from typing import (
     TYPE_CHECKING,
     Annotated,
     Any,
     Generic,
+    NoReturn,
     TypeVar,
     get_args,
     get_origin,
@@ -103,6 +105,14 @@ _IDEMPOTENCY_KEY = re.compile(r'(")?([A-Za-z0-9\-._~:+/=]{8,255})(?(1)")')
 # How long a request of the one-transaction kind may own its key: nobody else sees the key
 # before that transaction commits, by which time the response is stored.
 REQUEST_RUNNING = timedelta(minutes=1)
+# No request body of ours holds more than a few dozen keys and values; a body with far more
+# is refused before it is parsed, since parsed JSON costs up to ~25 times its size in memory
+# (an array of `{}`) and every bad item could add errors to validate and report.
+MAX_JSON_ITEMS = 10_000
+# A JSON string (skipped whole, escapes included; an unterminated one runs to the end) or a
+# character that opens a container or separates keys and values. Possessive quantifiers keep
+# the scan linear on any input.
+_JSON_ITEM = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"?|([\[{,:])')
 
 BodyT = DefaultTypeVar("BodyT", bound=BaseModel | None, default=None, covariant=True)
 QueryT = DefaultTypeVar("QueryT", bound=BaseModel | None, default=None, covariant=True)
@@ -487,9 +497,12 @@ def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResp
     if issubclass(op.signature.request_type, SlowUserRequest):
         return _run_slow(op, req, request_id)
     token = _bearer_token(req) if op.auth else None  # refused before touching the database
-    with _unit_of_work() as session:
+    account: list[uuid.UUID] = []  # the caller's, once known (for _unit_of_work)
+    with _unit_of_work(account) as session:
         caller = _authenticate(session, token) if token is not None else None
         inputs = _inputs(op, req)
+        if caller is not None:
+            account.append(caller.user.id)
         request = (
             DbRequest(req, request_id, inputs.body, inputs.query, session)
             if caller is None
@@ -509,7 +522,7 @@ def _run_slow(op: Operation, req: func.HttpRequest, request_id: str) -> func.Htt
     from api.services.idempotency import Idempotency
 
     token = _bearer_token(req)
-    with _unit_of_work() as session:
+    with _unit_of_work([]) as session:
         caller = _authenticate(session, token)
     inputs = _inputs(op, req)
     idempotency = (
@@ -517,8 +530,15 @@ def _run_slow(op: Operation, req: func.HttpRequest, request_id: str) -> func.Htt
         if inputs.idempotency_key is not None
         else None
     )
+    account = [caller.user.id]  # each of the handler's units of work knows its caller
     request = SlowUserRequest(
-        req, request_id, inputs.body, inputs.query, caller, _unit_of_work, idempotency
+        req,
+        request_id,
+        inputs.body,
+        inputs.query,
+        caller,
+        partial(_unit_of_work, account),
+        idempotency,
     )
     return _serialise(op, op.handler(request, **inputs.path))
 
@@ -609,22 +629,78 @@ def _idempotency_key(req: func.HttpRequest) -> str | None:
     return match.group(2)
 
 
+# SQLSTATEs of a write that lost a race with its account's deletion: a row referring to
+# the deleted user, or a deadlock with the deletion's cascade.
+FOREIGN_KEY_VIOLATION, DEADLOCK_DETECTED = "23503", "40P01"
+
+
 @contextmanager
-def _unit_of_work() -> Iterator[Session]:
-    from sqlalchemy.exc import OperationalError, TimeoutError
+def _unit_of_work(account: list[uuid.UUID]) -> Iterator[Session]:
+    """The invocation's session (see `api.db.session_scope`), with database failures a
+    client can act on made into their answers:
+
+    - a write that lost a race with the deletion of the caller's own account (`account`
+      holds its id once authenticated) — a foreign key to the deleted user, an UPDATE whose
+      row the deletion's cascade removed, a deadlock with it — is a 401 `account_deleted`
+      once the account is found gone, not a 500; a row another request deleted meanwhile
+      is a 404;
+    - no pooled connection free in time, the database gone mid-request, or a deadlock
+      otherwise: the client can retry, so a 503, not a bug's 500.
+    """
+    from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError
+    from sqlalchemy.orm.exc import StaleDataError
 
     from api.db import session_scope
 
     try:
         with session_scope() as session:
             yield session
-    except (TimeoutError, OperationalError):
-        # No pooled connection free in time, the database went away mid-request, or a
-        # deadlock: the client can retry, so this is a 503, not a bug's 500.
-        log.warning("Database unavailable during a request", exc_info=True)
-        raise ServiceUnavailableError(
-            "The database is busy or unreachable; try again shortly", code="database_unavailable"
-        ) from None
+    except (DBAPIError, StaleDataError) as error:
+        if account and _lost_to_deletion(error):
+            _hold_account(account[0])  # 401 account_deleted when it is gone
+        if isinstance(error, StaleDataError):  # deleted by another request meanwhile
+            raise NotFoundError("What this request changes was deleted meanwhile") from None
+        if not isinstance(error, OperationalError):
+            raise
+        _database_unavailable()
+    except TimeoutError:
+        _database_unavailable()
+
+
+def _lost_to_deletion(error: Exception) -> bool:
+    """A failure a concurrent deletion causes: an UPDATE or DELETE that found its row gone
+    (StaleDataError, which carries no SQLSTATE), a row referring to a deleted one, a
+    deadlock with the deletion's cascade."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+    return isinstance(error, StaleDataError) or sqlstate in (
+        FOREIGN_KEY_VIOLATION,
+        DEADLOCK_DETECTED,
+    )
+
+
+def _hold_account(user_id: uuid.UUID) -> None:
+    """401 `account_deleted` once the account is found gone (its row lock makes the check
+    wait for a deletion in progress), in a transaction of its own: the request's failed.
+    When the database cannot even answer that, the original failure is answered instead."""
+    from sqlalchemy.exc import DBAPIError, TimeoutError
+
+    from api.db import session_scope
+    from api.services.auth import hold_account
+
+    try:
+        with session_scope() as session:
+            hold_account(session=session, user_id=user_id)
+    except (DBAPIError, TimeoutError):
+        log.warning("Could not check whether the caller's account still exists", exc_info=True)
+
+
+def _database_unavailable() -> NoReturn:
+    log.warning("Database unavailable during a request", exc_info=True)
+    raise ServiceUnavailableError(
+        "The database is busy or unreachable; try again shortly", code="database_unavailable"
+    ) from None
 
 
 def _path_values(op: Operation, raw: dict[str, str]) -> dict[str, object]:
@@ -681,6 +757,11 @@ def _parse_body(
         if fingerprint is not None:
             _fingerprint_form(fingerprint, form)
         return _validate(op.form.model, form, "body")
+    if _too_many_json_items(raw):
+        raise PayloadTooLargeError(
+            f"The JSON body holds more than {MAX_JSON_ITEMS} keys and values",
+            code="too_many_json_items",
+        )
     if fingerprint is not None:
         fingerprint.update(raw)
     try:
@@ -716,6 +797,16 @@ def _validate_value(adapter: TypeAdapter[Any], value: object, loc: list[str | in
                 for error in exc.errors(include_url=False, include_input=False)
             ]
         ) from None
+
+
+def _too_many_json_items(raw: bytes) -> bool:
+    """Does the body have more than MAX_JSON_ITEMS containers and separators outside its
+    strings? Counted without parsing, stopping at the limit; a body with fewer such bytes
+    anywhere (strings included: Base64 has none) needs no scan."""
+    if sum(raw.count(byte) for byte in (b"[", b"{", b",", b":")) <= MAX_JSON_ITEMS:
+        return False
+    items = (match for match in _JSON_ITEM.finditer(raw) if match.group(1))
+    return next(islice(items, MAX_JSON_ITEMS, None), None) is not None
 
 
 def _validate(model: type[BaseModel], data: object, where: str) -> BaseModel:

@@ -4,11 +4,20 @@ status codes' wire form."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from api.utils.text import safe_text
 from api.utils.waits import whole_seconds
+
+# A 4xx body must stay small whatever was sent (one request must not make the server build,
+# or the client download, megabytes of errors): at most this many field errors are listed,
+# and a path part or message a client chose (an unknown key can be any length) is clipped.
+MAX_FIELD_ERRORS = 20
+MAX_LOC_PART_CHARS = 64
+MAX_MESSAGE_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -18,6 +27,15 @@ class FieldError:
     loc: list[str | int]
     message: str
     type: str = "value_error"
+
+    def bounded(self) -> FieldError:
+        """The same error with each path part and the message made safe and clipped (they
+        may quote what the client sent)."""
+        return FieldError(
+            loc=[safe_text(p, MAX_LOC_PART_CHARS) if isinstance(p, str) else p for p in self.loc],
+            message=safe_text(self.message, MAX_MESSAGE_CHARS),
+            type=safe_text(self.type, MAX_LOC_PART_CHARS),
+        )
 
 
 class AppError(Exception):
@@ -82,12 +100,17 @@ class UnsupportedMediaTypeError(AppError):
 
 
 class ValidationFailedError(AppError):
+    """Invalid fields: the first MAX_FIELD_ERRORS are kept (bounded), the rest only counted
+    (`omitted`), so the response stays small however many fields a body gets wrong."""
+
     status, title, code = 422, "Unprocessable Content", "validation_failed"
 
-    def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
-        fields = ", ".join(".".join(str(part) for part in e.loc) for e in errors)
-        super().__init__(detail or f"Invalid input: {fields}")
-        self.errors = errors
+    def __init__(self, errors: Sequence[FieldError], detail: str | None = None) -> None:
+        self.errors = [error.bounded() for error in errors[:MAX_FIELD_ERRORS]]
+        self.omitted = len(errors) - len(self.errors)
+        fields = ", ".join(".".join(str(part) for part in e.loc) for e in self.errors)
+        more = f" and {self.omitted} more" if self.omitted else ""
+        super().__init__(detail or f"Invalid input: {fields}{more}")
 
 
 class RateLimitedError(AppError):

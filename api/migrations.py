@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 # The newest revision in api/alembic/versions (a test keeps the two in step). Comparing
 # against a constant lets an up-to-date instance skip importing Alembic on a cold start.
-SCHEMA_HEAD = "09_client_features"
+SCHEMA_HEAD = "10_client_features"
 
 # Arbitrary fixed key: every instance of the API serialises its upgrades on it.
 MIGRATION_LOCK_KEY = 0x41584C59  # "AXLY"

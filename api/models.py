@@ -78,6 +78,7 @@ class EmailVerification(Base):
         ),
         CheckConstraint("pin ~ '^[0-9a-f]{64}$'", name="email_verification_pin_is_hmac"),
         Index("ix_email_verification_email_purpose", "email", "purpose", "created_at"),
+        Index("ix_email_verification_created", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = _id()
@@ -124,6 +125,23 @@ class LoginFailure(Base):
 
     id: Mapped[uuid.UUID] = _id()
     email: Mapped[str]
+    created_at: Mapped[datetime] = _created_at()
+
+
+class RateLimitEvent(Base):
+    """One event a throttle counts (api/services/limits.py): a wrong PIN for an address and
+    purpose, a PIN request or an authentication failure from a client address. Expired
+    events of a kind are pruned as new ones are written."""
+
+    __tablename__ = "rate_limit_events"
+    __table_args__ = (
+        Index("ix_rate_limit_events_subject", "kind", "subject", "created_at"),
+        Index("ix_rate_limit_events_created", "kind", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    kind: Mapped[str]
+    subject: Mapped[str]
     created_at: Mapped[datetime] = _created_at()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
@@ -65,6 +66,9 @@ class Settings(BaseSettings):
     jwt_audience: str = Field("axly-app", alias="JWT_AUDIENCE")
     access_token_minutes: int = Field(30, alias="ACCESS_TOKEN_MINUTES", ge=1, le=24 * 60)
     refresh_token_days: int = Field(30, alias="REFRESH_TOKEN_DAYS", ge=1, le=365)
+    # A rotated refresh token presented again within this many seconds gets a fresh pair for
+    # the same session instead of ending it (two screens refreshing at once); 0: never.
+    refresh_reuse_interval_s: int = Field(10, alias="REFRESH_REUSE_INTERVAL_S", ge=0, le=300)
 
     max_body_bytes: int = Field(1_000_000, alias="MAX_BODY_BYTES", ge=1024)
     app_version: str = Field("0.1.0", alias="APP_VERSION")
@@ -115,6 +119,19 @@ class Settings(BaseSettings):
     pin_exp_minutes: int = Field(10, alias="PIN_EXP_MINUTES", ge=1, le=10)
     # bcrypt work factor: each +1 doubles the cost; below 10 is too cheap to resist cracking.
     bcrypt_rounds: int = Field(12, alias="BCRYPT_ROUNDS", ge=10, le=16)
+    # Password hashes computed at once per process (0: one per CPU core), so a burst of
+    # logins queues instead of taking every core from the other requests.
+    bcrypt_max_concurrency: int = Field(0, alias="BCRYPT_MAX_CONCURRENCY", ge=0, le=64)
+    # --- Abuse limits (api/services/limits.py) ---------------------------------------------
+    # Wrong PINs per e-mail address and purpose in 24 hours (each PIN also dies after 5).
+    pin_wrong_tries_per_day: int = Field(20, alias="PIN_WRONG_TRIES_PER_DAY", ge=5, le=1000)
+    # PIN e-mails (sign-up and reset, every address) per hour: the sender's budget and name.
+    pin_emails_per_hour: int = Field(1000, alias="PIN_EMAILS_PER_HOUR", ge=1)
+    # Per client address (Azure's front end's X-Forwarded-For hop) per hour: PIN e-mails asked
+    # for, and failed logins and PIN confirmations. Generous: carriers put many phones
+    # behind one address.
+    client_pin_requests_per_hour: int = Field(20, alias="CLIENT_PIN_REQUESTS_PER_HOUR", ge=1)
+    client_auth_failures_per_hour: int = Field(50, alias="CLIENT_AUTH_FAILURES_PER_HOUR", ge=1)
     product_name: str = Field("Axly", alias="PRODUCT_NAME", min_length=1, max_length=60)
     email_from: str = Field("no-reply@axly.pro", alias="EMAIL_FROM", min_length=3)
     # The first configured backend wins: SendGrid, then SMTP, else the console (development).
@@ -137,6 +154,11 @@ class Settings(BaseSettings):
     # Share of requests (and their dependencies) traced; exceptions, custom events and
     # metrics are always sent whatever it is (see README, Observability).
     telemetry_sampling_ratio: float = Field(1.0, alias="TELEMETRY_SAMPLING_RATIO", ge=0, le=1)
+
+    @property
+    def bcrypt_slots(self) -> int:
+        """BCRYPT_MAX_CONCURRENCY, with 0 read as the machine's CPU cores."""
+        return self.bcrypt_max_concurrency or os.cpu_count() or 1
 
     @model_validator(mode="before")
     @classmethod

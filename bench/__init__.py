@@ -1,1 +1,1 @@
-"""Benchmarks that print figures (`make bench`); never asserted in tests."""
+"""Benchmarks that print figures (`make bench`, `make load`); never asserted in tests."""

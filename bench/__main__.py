@@ -1,5 +1,6 @@
-"""`make bench`: figures for cold start, request latency and diagnosis turns at scale
-(printed, never asserted). `python -m bench [cold|requests|turns] [--app-dir DIR]` runs one.
+"""`make bench`: figures for cold start, request latency, diagnosis turns at scale and abuse
+(printed, never asserted). `python -m bench [cold|requests|turns|abuse] [--app-dir DIR]`
+runs one.
 
 Cold start: a fresh interpreter importing function_app and indexing it, as the Azure
 worker does, and which heavy modules that pulled in (telemetry's included: without a
@@ -149,7 +150,7 @@ def request_latency() -> None:
     from sqlalchemy.orm import Session
 
     from api import db
-    from api.services.auth import issue_access_token
+    from api.services.auth import start_session
     from devhost.host import create_app
     from function_app import app
 
@@ -164,9 +165,13 @@ def request_latency() -> None:
         for path in ("/health", "/openapi.json"):
             timed(f"GET /api{path}", partial(get_ok, client, path))
         with Session(engine, expire_on_commit=False) as session:
-            owners = {count: garage_owner(session, count) for count in (1, 50)}
-        for count, owner in owners.items():
-            headers = {"Authorization": f"Bearer {issue_access_token(owner)}"}
+            tokens = {
+                count: start_session(session=session, user=garage_owner(session, count))
+                for count in (1, 50)
+            }
+            session.commit()
+        for count, bundle in tokens.items():
+            headers = {"Authorization": f"Bearer {bundle.access_token}"}
             statements.clear()
             client.get("/vehicles", headers=headers).raise_for_status()
             print(f"GET /api/vehicles with {count} vehicles: {len(statements)} SQL statements")
@@ -176,12 +181,75 @@ def request_latency() -> None:
             )
 
 
+def abuse() -> None:
+    """bench/abuse.py's figures: rejected bodies' memory, GET latency during logins."""
+    import threading
+    import uuid
+
+    import httpx
+    from sqlalchemy.orm import Session
+
+    from api import db
+    from api.models import User
+    from api.services.auth import start_session
+    from api.settings import get_settings
+    from api.utils.hashing import hash_password
+    from bench import abuse as figures
+    from devhost.host import create_app
+    from devhost.server import create_server
+    from function_app import app
+
+    use_bench_database()
+    os.environ["BCRYPT_ROUNDS"] = "12"  # logins at the production cost
+    get_settings.cache_clear()
+    db.dispose_engine()
+    db.schema_status()
+    password = "bench passphrase that is long enough"  # noqa: S105 - bench accounts'
+    with Session(db.get_engine(), expire_on_commit=False) as session:
+        owner = garage_owner(session, 5)
+        headers = {
+            "Authorization": f"Bearer {start_session(session=session, user=owner).access_token}"
+        }
+        # One account per login client: logins to one account queue on its own lock.
+        password_hash = hash_password(password)
+        accounts = [f"bench-login-{uuid.uuid4().hex[:8]}@example.com" for _ in range(20)]
+        session.add_all(User(email=email, password_hash=password_hash) for email in accounts)
+        session.commit()
+
+    host = create_app(app)
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=host), base_url="http://bench/api"
+    ) as client:
+        figures.rejected_bodies(client, headers)
+
+    threads = figures.worker_threads()
+    # Any: the waitress stubs lack effective_port and type trigger as an int.
+    server: Any = create_server(host, host="127.0.0.1", port=0, threads=threads)
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    base_url = f"http://127.0.0.1:{server.effective_port}/api"
+    print(
+        f"GET /api/vehicles during logins (BCRYPT_ROUNDS {get_settings().bcrypt_rounds}, "
+        f"{os.cpu_count()} cores, {threads} worker threads):"
+    )
+    try:
+        for limit, label in (("64", "bcrypt unlimited"), ("0", "BCRYPT_MAX_CONCURRENCY default")):
+            os.environ["BCRYPT_MAX_CONCURRENCY"] = limit
+            get_settings.cache_clear()
+            print(f"  {label} ({get_settings().bcrypt_slots} at once):")
+            figures.vehicles_during_logins(base_url, headers, accounts, password)
+    finally:
+        server.trigger.pull_trigger(server.close)
+        serving.join(timeout=5)
+        server.task_dispatcher.shutdown()
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
     from pathlib import Path
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("part", nargs="?", choices=["cold", "requests", "turns"])
+    parser.add_argument("part", nargs="?", choices=["cold", "requests", "turns", "abuse"])
     parser.add_argument("--app-dir", type=Path, default=Path.cwd(), help="checkout to serve")
     args = parser.parse_args(argv)
     os.environ.setdefault("JWT_SECRET", "bench-only-secret-" + "x" * 32)
@@ -196,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
         from bench import turns
 
         turns.run(args.app_dir.resolve())
+    if args.part in (None, "abuse"):
+        abuse()
 
 
 if __name__ == "__main__":

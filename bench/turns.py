@@ -147,7 +147,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _fresh_database() -> Iterator[str]:
+def fresh_database(prefix: str = "axly_bench_turns") -> Iterator[str]:
     """An empty database of this run's own on the server of DB_URI (else the embedded one),
     dropped afterwards."""
     from devhost.database import Server, embedded_server
@@ -155,7 +155,7 @@ def _fresh_database() -> Iterator[str]:
     uri = os.environ.get("DB_URI")
     server = Server.from_uri(uri) if uri else embedded_server()
     admin = server.uri(server.maintenance_db).replace("+psycopg", "")
-    database = f"axly_bench_turns_{os.getpid()}"
+    database = f"{prefix}_{os.getpid()}"
     name = sql.Identifier(database)
     with psycopg.connect(admin, autocommit=True) as connection:
         connection.execute(sql.SQL("CREATE DATABASE {}").format(name))
@@ -315,7 +315,7 @@ def _percentile(samples: list[float], fraction: float) -> float:
 
 
 def run(app_dir: Path) -> None:
-    with _fresh_database() as database_uri:
+    with fresh_database() as database_uri:
         observed = _observe(app_dir, database_uri)
     _report(app_dir, observed)
 

@@ -198,7 +198,18 @@ def _request_headers(environ: WSGIEnvironment) -> dict[str, str]:
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         if environ.get(key):
             headers[key.replace("_", "-").lower()] = environ[key]
+    headers["x-forwarded-for"] = _forwarded_for(headers.get("x-forwarded-for"), environ)
     return headers
+
+
+def _forwarded_for(sent: str | None, environ: WSGIEnvironment) -> str:
+    """X-Forwarded-For as Azure's front end passes it on: the connection's address and port
+    appended to whatever the client sent (see api.utils.http.client_address)."""
+    address = environ.get("REMOTE_ADDR") or "127.0.0.1"
+    port = environ.get("REMOTE_PORT")
+    hop = f"[{address}]" if ":" in address else address
+    hop = f"{hop}:{port}" if port else hop
+    return f"{sent}, {hop}" if sent else hop
 
 
 def _read_body(environ: WSGIEnvironment, headers: Mapping[str, str]) -> bytes:

@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from api.models import AttachmentBlob, Base, ChatAttachment, ChatMessage, Conversation, User
-from api.services.auth import issue_access_token
+from api.services.auth import start_session
 from api.utils.hashing import hash_password
 from tests.outbox import Outbox
 
@@ -51,8 +51,12 @@ def create_user(session: Session, *, email: str | None = None, password: str | N
 
 
 def auth_headers(user: User) -> dict[str, str]:
-    """A Bearer header with a fresh access token for `user` (at its current token version)."""
-    return bearer(issue_access_token(user))
+    """A Bearer header with a fresh access token for `user` (at its current token version),
+    in a session of its own, stored through the user's database session: an access token
+    works only while its session lives."""
+    session = object_session(user)
+    assert session is not None, "auth_headers needs a user attached to a session"
+    return bearer(start_session(session=session, user=user).access_token)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 Diagnosis calls (those asking for the `diagnosis` JSON schema) are answered from a queue of
 scripted replies (a valid diagnosis when the queue is empty); title calls get `title`;
-transcriptions get `transcript`. Every request is kept as it arrives (before any scripted
+transcriptions get `transcript` (each a text, or a whole scripted `Response`; transcriptions
+take a queue of them too). Every request is kept as it arrives (before any scripted
 delay), to assert what crossed the wire, with the timeout the SDK gave it (the SDK sends it
 in a header). `meanwhile`, when set, runs while a diagnosis call is being answered: what a
 test looks at or does while the provider works.
@@ -87,7 +88,9 @@ class FakeOpenAI:
     server: HTTPServer
     replies: list[Any] = field(default_factory=list)  # dict | str | Response | Slow
     title: str | Response = "Catalyst warning on the motorway"
-    transcript: str = "It rattles when I accelerate past 3000 rpm, code P0301 came up."
+    transcript: str | list[str | Response] = (
+        "It rattles when I accelerate past 3000 rpm, code P0301 came up."
+    )
     sound: str = "A metallic rattle rising with engine speed."
     chat_bodies: list[dict[str, Any]] = field(default_factory=list)
     chat_timeouts: list[float] = field(default_factory=list)
@@ -107,8 +110,11 @@ class FakeOpenAI:
         self.transcriptions.append(
             Transcription(dict(request.form), upload.filename, upload.mimetype, upload.read())
         )
+        reply = self.transcript.pop(0) if isinstance(self.transcript, list) else self.transcript
+        if isinstance(reply, Response):
+            return reply
         usage = {"type": "tokens", "input_tokens": 80, "output_tokens": 12, "total_tokens": 92}
-        return json_response({"text": self.transcript, "usage": usage})
+        return json_response({"text": reply, "usage": usage})
 
     def chat(self, request: Request) -> Response:
         body = request.get_json()

@@ -184,6 +184,46 @@ def test_validation_errors_name_each_field(api: httpx.Client) -> None:
     assert "body.owner" in body["detail"]
 
 
+def test_validation_errors_are_capped_and_the_rest_counted(api: httpx.Client) -> None:
+    unknown = {f"extra{n}": n for n in range(500)}
+    response = api.put(
+        "/widgets/3f2504e0-4f89-11d3-9a0c-0305e82c3301", json={"name": "", **unknown}
+    )
+    body = assert_problem(response, 422, "validation_failed")
+    # 502 problems: the empty name, the missing size and 500 unknown keys.
+    assert len(body["errors"]) == 20
+    assert body["errors_omitted"] == 482
+    assert body["detail"].endswith("and 482 more")
+
+
+def test_a_huge_unknown_key_is_clipped_in_the_error(api: httpx.Client) -> None:
+    key = "k" * 800_000
+    response = api.put("/widgets/3f2504e0-4f89-11d3-9a0c-0305e82c3301", json={key: 1})
+    body = assert_problem(response, 422, "validation_failed")
+    assert len(response.content) < 16_384
+    clipped = next(e for e in body["errors"] if e["type"] == "extra_forbidden")
+    assert clipped["loc"] == ["body", "k" * 63 + "…"]
+    assert "errors_omitted" not in body
+
+
+def test_a_body_of_too_many_json_items_is_refused_unparsed(api: httpx.Client) -> None:
+    def put(body: str) -> httpx.Response:
+        return api.put(
+            "/widgets/3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+            content=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+
+    def ones(n: int) -> str:  # `{`, `:`, `[` and n - 1 commas: n + 2 items
+        return '{"x":[' + ",".join(["1"] * n) + "]}"
+
+    assert put(ones(9_998)).status_code == 422  # 10,000 items: parsed and validated
+    body = assert_problem(put(ones(9_999)), 413, "too_many_json_items")
+    assert "10000" in body["detail"]
+    # Separators inside strings are text, not items.
+    assert put('{"x":"' + "[,:{" * 5_000 + '"}').status_code == 422
+
+
 def test_query_is_validated(api: httpx.Client) -> None:
     assert api.get("/widgets", params={"limit": "7"}).json() == {"limit": 7, "offset": 0}
     body = assert_problem(api.get("/widgets", params={"limit": "1000"}), 422, "validation_failed")
@@ -341,7 +381,7 @@ def test_responses_forbid_content_sniffing(api: httpx.Client) -> None:
 
 
 def test_deeply_nested_json_is_400_not_500(api: httpx.Client) -> None:
-    nested = b"[" * 200_000 + b"]" * 200_000
+    nested = b"[" * 9_000 + b"]" * 9_000  # under MAX_JSON_ITEMS, over the parser's depth
     response = api.put(
         "/widgets/3f2504e0-4f89-11d3-9a0c-0305e82c3301",
         content=nested,

@@ -18,6 +18,7 @@ from api.schemas.auth import (
     UserPublic,
 )
 from api.services import auth
+from api.utils.http import client_address
 
 router = Router("auth")
 
@@ -38,7 +39,9 @@ ACCOUNT_LOCATION = f"/{ROUTE_PREFIX}/me"  # where a new account lives (201 Locat
     errors=(429, 503),
 )
 def request_pin(request: DbRequest[PinRequest]) -> Message:
-    auth.request_signup_pin(session=request.session, email=request.body.email)
+    auth.request_signup_pin(
+        session=request.session, email=request.body.email, client=client_address(request.http)
+    )
     return Message(message=PIN_SENT)
 
 
@@ -49,12 +52,16 @@ def request_pin(request: DbRequest[PinRequest]) -> Message:
     response=TokenBundle,
     status=201,
     response_headers=("Location",),
-    errors=(403, 409),
+    errors=(403, 409, 429),
 )
 def confirm_signup(request: DbRequest[SignupConfirmation]) -> Reply:
     body = request.body
     tokens = auth.confirm_signup(
-        session=request.session, email=body.email, password=body.password, pin=body.pin
+        session=request.session,
+        email=body.email,
+        password=body.password,
+        pin=body.pin,
+        client=client_address(request.http),
     )
     return Reply(tokens, headers={"Location": ACCOUNT_LOCATION})
 
@@ -68,7 +75,10 @@ def confirm_signup(request: DbRequest[SignupConfirmation]) -> Reply:
 )
 def login(request: DbRequest[LoginRequest]) -> auth.IssuedTokens:
     return auth.login(
-        session=request.session, email=request.body.email, password=request.body.password
+        session=request.session,
+        email=request.body.email,
+        password=request.body.password,
+        client=client_address(request.http),
     )
 
 
@@ -111,7 +121,9 @@ def logout(request: UserRequest[LogoutRequest]) -> None:
     errors=(429, 503),
 )
 def request_password_reset_pin(request: DbRequest[PinRequest]) -> Message:
-    auth.request_password_reset_pin(session=request.session, email=request.body.email)
+    auth.request_password_reset_pin(
+        session=request.session, email=request.body.email, client=client_address(request.http)
+    )
     return Message(message=RESET_PIN_SENT)
 
 
@@ -120,12 +132,16 @@ def request_password_reset_pin(request: DbRequest[PinRequest]) -> Message:
     "confirm_password_reset",
     summary="Set a new password with the e-mailed PIN; every older token stops working",
     response=TokenBundle,
-    errors=(403,),
+    errors=(403, 429),
 )
 def confirm_password_reset(request: DbRequest[PasswordResetConfirmation]) -> auth.IssuedTokens:
     body = request.body
     return auth.confirm_password_reset(
-        session=request.session, email=body.email, pin=body.pin, new_password=body.new_password
+        session=request.session,
+        email=body.email,
+        pin=body.pin,
+        new_password=body.new_password,
+        client=client_address(request.http),
     )
 
 

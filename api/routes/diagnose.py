@@ -16,6 +16,7 @@ import azure.functions as func
 from api.endpoints import Form, Reply, Router, SlowUserRequest, UserRequest
 from api.models import Conversation
 from api.schemas.diagnose import (
+    MAX_DTC_CODES,
     ConversationDetail,
     ConversationPage,
     ConversationQuery,
@@ -80,10 +81,12 @@ def _form(req: func.HttpRequest, *, lists: tuple[str, ...] = ()) -> dict[str, An
 def _v2_form(req: func.HttpRequest) -> dict[str, Any]:
     data = _form(req, lists=("images", "dtc_codes"))
     if "dtc_codes" in data:  # repeated, or comma-separated in one field ("P0420, P0301,")
+        # Split at most MAX_DTC_CODES times per part: a field of a million commas stays a few
+        # items (the last holds the rest), and the list's length check refuses it.
         data["dtc_codes"] = [
             code.strip()
             for value in data["dtc_codes"]
-            for code in str(value).split(",")
+            for code in str(value).split(",", MAX_DTC_CODES)
             if code.strip()
         ]
     return data

@@ -14,7 +14,7 @@ from pydantic import (
     StrictBool,
 )
 
-from api.schemas.common import InputModel, Omittable, OutputModel
+from api.schemas.common import InputModel, NewSecret, Omittable, OneLine, OutputModel, Secret
 from api.utils.hashing import is_common_password
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -49,6 +49,7 @@ EmailAddress = Annotated[
         examples=["ana@example.com"],
         json_schema_extra={"format": "email"},
     ),
+    OneLine,
     AfterValidator(_check_email),
 ]
 NewPassword = Annotated[
@@ -58,11 +59,12 @@ NewPassword = Annotated[
         max_length=PASSWORD_MAX,
         description="8-128 characters, kept exactly as typed; common passwords are refused",
     ),
+    NewSecret,
     AfterValidator(_refuse_common),
 ]
-Password = Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX)]
+Password = Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX), Secret]
 Pin = Annotated[str, Field(pattern=r"^[0-9]{6}$", description="The 6-digit e-mailed PIN")]
-JsonWebToken = Annotated[str, Field(min_length=1, max_length=4096)]
+JsonWebToken = Annotated[str, Field(min_length=1, max_length=4096), Secret]
 
 
 class PinRequest(InputModel):

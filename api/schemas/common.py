@@ -1,5 +1,6 @@
 """Schemas shared by every area: strict input base, list envelope, problem bodies, and the
-text checks that keep what PostgreSQL cannot store (NUL) out of the database.
+one rule for text users send (`OneLine`, `MultiLine`, the password rules; the characters
+themselves are defined in api/utils/text.py, with the cleaning of text from the provider).
 
 How the documented schemas read (they are what clients are generated from):
 - a request field that may be left out is optional with no `default` in the schema (a
@@ -15,36 +16,52 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 from pydantic_core import PydanticCustomError
+
+from api.utils import text
 
 T = TypeVar("T")
 
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-CONTROL_BUT_LINE_BREAKS_AND_TABS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
+def text_rule(refused: re.Pattern[str], *, visible: bool = True) -> WrapValidator:
+    """The validator behind every text field, placed after its trimming and length
+    constraints: `refused` characters (controls; always lone surrogates) are a 422 naming
+    the field, checked before the constraints so every field answers the same error; with
+    `visible`, so is text left non-empty but with nothing visible in it (a name of
+    zero-width spaces)."""
 
-def refusing(control: re.Pattern[str]) -> AfterValidator:
-    """Refuse text containing `control` characters (422 naming the field)."""
-
-    def check(value: str) -> str:
-        if control.search(value):
+    def check(value: Any, constrained: ValidatorFunctionWrapHandler) -> Any:
+        found = refused.search(value) if isinstance(value, str) else None
+        if found and text.LONE_SURROGATE.match(found.group()):
+            raise PydanticCustomError("lone_surrogate", "Must be valid Unicode text")
+        if found:
             raise PydanticCustomError("control_character", "Must not contain control characters")
+        value = constrained(value)
+        if visible and isinstance(value, str) and value and not text.has_visible(value):
+            raise PydanticCustomError("invisible_text", "Must contain visible characters")
         return value
 
-    return AfterValidator(check)
+    return WrapValidator(check)
 
 
-def without_nul(value: str) -> str:
-    """Text we did not write (an AI provider's) made storable: PostgreSQL refuses NUL in
-    text and JSONB alike."""
-    return value.replace("\x00", "")
-
-
-OneLine = refusing(CONTROL)
-"""Validator: one line of text (no control characters at all)."""
-MultiLine = refusing(CONTROL_BUT_LINE_BREAKS_AND_TABS)
-"""Validator: free text, where only tabs and line breaks are allowed control characters."""
+# Validators, placed after any trimming or length constraint: `Annotated[str, ..., OneLine]`.
+OneLine = text_rule(text.ANY_CONTROL)
+"""One line of text: names, makes, models (no control character at all)."""
+MultiLine = text_rule(text.CONTROL_BUT_LINE_BREAKS_AND_TABS)
+"""Free text, where tabs and line breaks are the only control characters allowed."""
+NewSecret = text_rule(text.ANY_CONTROL, visible=False)
+"""A password being chosen: no control characters (nobody can type them back)."""
+Secret = text_rule(text.LONE_SURROGATE, visible=False)
+"""A password or token being checked: anything that can be encoded, so no existing password
+is refused for a character that was allowed when it was set."""
 FreeText = Annotated[str, MultiLine]
 
 
@@ -144,7 +161,10 @@ class Problem(BaseModel):
         None, description="The request field a media error is about (400, 413, 415), e.g. images[1]"
     )
     errors: Omittable[list[FieldProblem]] = Field(
-        None, description="Validation errors, one per field (422)"
+        None, description="Validation errors, one per field (422), at most 20"
+    )
+    errors_omitted: Omittable[int] = Field(
+        None, description="How many validation errors there were beyond those listed (422)"
     )
     retry_after: Omittable[int] = Field(
         None, description="Seconds to wait, as in Retry-After (429 rate limits)", ge=1

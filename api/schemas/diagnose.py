@@ -1,43 +1,50 @@
 """Diagnose (v2 and legacy) and conversation bodies; `Diagnosis` is also the JSON schema the
-model must answer in (structured output), so it carries no constraints the model's strict
-mode cannot take.
+model must answer in (structured output).
 
-User text refuses control characters other than tabs and line breaks (422 before any paid
-call: PostgreSQL cannot store NUL). The model's text is not refused but cleaned of NUL, so a
-paid answer is never lost to it."""
+User text follows the one text rule (api/schemas/common.py): a 422 before any paid call.
+The model's text is never refused for its characters (a paid answer must not be lost to a
+stray NUL) but cleaned by `safe_text`, and each field has a cap: in the schema the model
+is given (maxLength / maxItems, which OpenAI's strict mode enforces) and on the reply, where
+anything longer is cut (at a word, with an ellipsis) rather than paid for again."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, cast
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     RootModel,
     StringConstraints,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from api.schemas.common import (
     FORM,
     FreeText,
     InputModel,
+    MultiLine,
     OutputModel,
     Page,
     Pagination,
-    without_nul,
 )
 from api.services.language import LANGUAGE_TAG
-from api.utils.media import MediaField
+from api.utils.media import MAX_IMAGES, MediaField
+from api.utils.text import safe_text
 
 MAX_QUESTION_CHARS = 4000
 MAX_TITLE_CHARS = 200
+MAX_DTC_CODES = 20
 DtcCode = Annotated[
     str,
     StringConstraints(
@@ -49,14 +56,43 @@ LanguageTag = Annotated[
     StringConstraints(strip_whitespace=True, max_length=35, pattern=LANGUAGE_TAG),
     Field(description="A BCP 47 language tag, e.g. es or pt-BR", examples=["es"]),
 ]
-LegacyModsText = Annotated[FreeText, StringConstraints(max_length=2000)]
+LegacyModsText = Annotated[str, StringConstraints(max_length=2000), MultiLine]
 LegacyModList = Annotated[
-    list[Annotated[FreeText, StringConstraints(max_length=100)]], Field(max_length=30)
+    list[Annotated[str, StringConstraints(max_length=100), MultiLine]], Field(max_length=30)
 ]
-ModelText = Annotated[str, AfterValidator(without_nul)]  # adds nothing to the JSON schema
 
 
 # --- What the model answers (strict structured output) -------------------------------------
+
+
+@dataclass(frozen=True)
+class Cap:
+    """`Annotated[str, Cap(n)]` or `Annotated[list[...], Cap(n)]` on a field of the model's
+    reply: the schema says maxLength / maxItems n (and, for providers that ignore those
+    keywords, the description does), and a longer reply is cut to n — text cleaned and cut
+    at a word with an ellipsis (`safe_text`), a list to its first n items."""
+
+    limit: int
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        schema = handler(source)  # a str or list schema: both take max_length
+        cast("dict[str, Any]", schema)["max_length"] = self.limit
+        return core_schema.no_info_before_validator_function(self._cut, schema)
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        unit = "characters" if json_schema.get("type") == "string" else "items"
+        json_schema["description"] = f"At most {self.limit} {unit}"
+        return json_schema
+
+    def _cut(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return safe_text(value, self.limit)
+        return value[: self.limit] if isinstance(value, list) else value
 
 
 class _ModelReply(BaseModel):
@@ -64,24 +100,24 @@ class _ModelReply(BaseModel):
 
 
 class LikelyCause(_ModelReply):
-    cause: ModelText
+    cause: Annotated[str, Cap(200)]
     likelihood: Literal["high", "medium", "low"]
-    how_to_check: ModelText
+    how_to_check: Annotated[str, Cap(600)]
 
 
 class DtcMeaning(_ModelReply):
-    code: ModelText
-    meaning: ModelText
+    code: Annotated[str, Cap(16)]
+    meaning: Annotated[str, Cap(300)]
 
 
 class Diagnosis(_ModelReply):
-    summary: ModelText
+    summary: Annotated[str, Cap(1500)]
     severity: Literal["low", "medium", "high", "critical"]
     safe_to_drive: Literal["yes", "no", "unknown"]
-    likely_causes: list[LikelyCause]
-    next_steps: list[ModelText]
-    follow_up_questions: list[ModelText]
-    dtc: list[DtcMeaning]
+    likely_causes: Annotated[list[LikelyCause], Cap(6)]
+    next_steps: Annotated[list[Annotated[str, Cap(400)]], Cap(8)]
+    follow_up_questions: Annotated[list[Annotated[str, Cap(300)]], Cap(5)]
+    dtc: Annotated[list[DtcMeaning], Cap(30)]
 
 
 # --- v2 -------------------------------------------------------------------------------------
@@ -117,12 +153,15 @@ class DiagnoseRequest(InputModel):
     session_id: uuid.UUID | None = Field(
         None, description="Conversation to continue; without it, a new one"
     )
-    images: list[Base64Media] = Field(default_factory=list, description=IMAGES)
+    # maxItems is checked before any item is: a long list costs one error, not one per item.
+    images: list[Base64Media] = Field(
+        default_factory=list, max_length=MAX_IMAGES, description=IMAGES
+    )
     image: Base64Media | None = Field(None, description=IMAGE)
     audio: Base64Media | None = Field(None, description=AUDIO)
     dtc_codes: list[DtcCode] = Field(
         default_factory=list,
-        max_length=20,
+        max_length=MAX_DTC_CODES,
         description="OBD-II codes, e.g. P0420 (in a form: repeated, or comma-separated)",
     )
     language: LanguageTag | None = Field(
@@ -145,7 +184,7 @@ class DiagnoseForm(DiagnoseRequest):
 
     model_config = FORM
 
-    images: list[FileMedia] = Field(default_factory=list, description=IMAGES)
+    images: list[FileMedia] = Field(default_factory=list, max_length=MAX_IMAGES, description=IMAGES)
     image: FileMedia | None = Field(None, description=IMAGE)
     audio: FileMedia | None = Field(None, description=AUDIO)
 

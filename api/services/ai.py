@@ -3,16 +3,24 @@ OPENAI_BASE_URL), or Azure OpenAI when AZURE_OPENAI_ENDPOINT is set.
 
 Upstream failures become domain errors with no upstream text in them: a timeout is 504;
 rate limiting, 5xx, connection errors and any other refusal are 502 (after
-OPENAI_MAX_RETRIES retries). A reply that does not fit the diagnosis schema is asked for
-once more, then 502.
+OPENAI_MAX_RETRIES retries).
+
+A 200 is not trusted either: every reply is read raw and must be a usable one — a JSON body
+(by its Content-Type) of the expected shape with correctly typed fields, usage included for
+chat completions (`ChatReply`, `TranscriptionReply`). One that is not — HTML from a proxy, a
+JSON array, a completion without `model`, usage as strings — is asked for once more, then
+answered 502 `upstream_invalid_reply`; so is a diagnosis that breaks its schema. Nothing is
+stored for such a turn.
 
 Every call spends the turn's `Deadline` (DIAGNOSE_DEADLINE_S) and records the tokens each
-reply was billed (`openai_tokens`): see `_call`. Text the provider returns is cleaned of NUL before
-anyone stores it (PostgreSQL refuses it).
+reply was billed (`openai_tokens`): see `_call`. Text the provider returns goes through
+`safe_text` (lone surrogates replaced, controls but line breaks and tabs dropped) and is
+capped field by field before anyone stores or shows it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -21,18 +29,19 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from api.errors import ServiceUnavailableError, UpstreamError, UpstreamTimeoutError
-from api.schemas.common import without_nul
 from api.schemas.diagnose import MAX_TITLE_CHARS, Diagnosis
 from api.settings import get_settings
 from api.utils import metrics
 from api.utils.deadline import Deadline
 from api.utils.media import Media
+from api.utils.text import safe_text
 
 if TYPE_CHECKING:
     from openai import OpenAI
+    from openai._legacy_response import LegacyAPIResponse
     from openai.types.chat import ChatCompletionContentPartParam
     from openai.types.chat import ChatCompletionMessageParam as ChatTurn
     from openai.types.shared_params import ResponseFormatJSONSchema
@@ -41,18 +50,14 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DIAGNOSIS_FORMAT: ResponseFormatJSONSchema = {
-    "type": "json_schema",
-    "json_schema": {"name": "diagnosis", "strict": True, "schema": Diagnosis.model_json_schema()},
-}
-SCHEMA_ATTEMPTS = 2  # the first reply, and one retry when it does not fit the schema
+REPLY_ATTEMPTS = 2  # the first reply, and one retry when it is unusable
 TITLE_MAX_TOKENS = 20
+MAX_TRANSCRIPT_CHARS = 20_000  # a 25 MB recording is about half an hour of speech
+MAX_SOUND_ANALYSIS_CHARS = 2_000
+MAX_MODEL_NAME_CHARS = 100
 MIN_CALL_S = 1.0  # no provider call can answer in less: fail now rather than start one
 TITLE_MIN_S = 5.0  # the title is a nicety: with less left, the fallback title is used
 RETRY_BACKOFF_S = 0.5  # the pause before the first retry, doubled for each further one
-# Token counts as chat completions name them, then as transcriptions do.
-PROMPT_TOKEN_FIELDS = ("prompt_tokens", "input_tokens")
-COMPLETION_TOKEN_FIELDS = ("completion_tokens", "output_tokens")
 # How each call is named in messages to clients and in the log.
 CALL_LABELS: dict[metrics.ProviderCall, str] = {
     "diagnosis": "diagnosis",
@@ -87,6 +92,134 @@ class Completion:
     model: str
     prompt_tokens: int
     completion_tokens: int
+
+
+# --- what a usable reply is ----------------------------------------------------------------
+
+
+class _Reply(BaseModel):
+    """Strict: a number sent as a string, or a null where a value belongs, is unusable."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class _ChatUsage(_Reply):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class _ChatMessage(_Reply):
+    content: str | None = None  # None: a refusal or a filtered answer, no text
+
+
+class _ChatChoice(_Reply):
+    message: _ChatMessage
+
+
+class ChatReply(_Reply):
+    """A chat completion we can use: who answered, its text and what it cost."""
+
+    model: str
+    choices: list[_ChatChoice]
+    usage: _ChatUsage
+
+    @property
+    def text(self) -> str:
+        """The first choice's text, made safe; "" when there is none."""
+        content = self.choices[0].message.content if self.choices else None
+        return safe_text(content or "").strip()
+
+    @property
+    def tokens(self) -> tuple[int, int]:
+        return self.usage.prompt_tokens, self.usage.completion_tokens
+
+
+class _TranscriptionUsage(_Reply):
+    """Token usage (gpt-4o-*-transcribe), or seconds of audio (whisper), which are not
+    tokens and are not recorded."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class TranscriptionReply(_Reply):
+    text: str
+    usage: _TranscriptionUsage | None = None
+
+    @property
+    def tokens(self) -> tuple[int | None, int | None]:
+        usage = self.usage or _TranscriptionUsage()
+        return usage.input_tokens, usage.output_tokens
+
+
+ReplyT = TypeVar("ReplyT", ChatReply, TranscriptionReply)
+
+
+class UnusableReplyError(Exception):
+    """A 200 from the provider that cannot become a usable reply (never shown to clients)."""
+
+
+def _read(raw: LegacyAPIResponse[Any], shape: type[ReplyT], action: str) -> ReplyT:
+    """The reply as `shape`, or UnusableReplyError: not JSON by its Content-Type, not
+    JSON at all, or not of the expected shape and types."""
+    content_type = raw.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not (content_type == "application/json" or content_type.endswith("+json")):
+        log.warning("AI provider answered %s with %r, not JSON", action, content_type[:100])
+        raise UnusableReplyError(action)
+    try:
+        # json.loads, not pydantic's parser: it keeps a lone surrogate escape (`\udc00`) as
+        # text for safe_text to replace, where pydantic's would refuse the whole reply.
+        reply: ReplyT = shape.model_validate(_json(raw.content))
+    except ValidationError as error:
+        problems = ", ".join(f"{e['type']} at {e['loc']}" for e in error.errors()[:5])
+        log.warning("AI provider's %s reply is unusable: %s", action, problems)
+        raise UnusableReplyError(action) from None
+    return reply
+
+
+def _json(text: str | bytes) -> Any:
+    """Parsed JSON, or UnusableReplyError."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise UnusableReplyError("not JSON") from None
+
+
+def _usable(action: str, call: Callable[[], T]) -> T:
+    """`call` (one provider request and the reading of its reply), retried once when the
+    reply is unusable; then 502 upstream_invalid_reply."""
+    for _ in range(REPLY_ATTEMPTS):
+        try:
+            return call()
+        except UnusableReplyError:
+            continue
+    raise UpstreamError(
+        f"The AI provider's answer could not be used ({action}); please try again",
+        code="upstream_invalid_reply",
+    )
+
+
+def _diagnosis_format(*, azure: bool) -> ResponseFormatJSONSchema:
+    """The diagnosis schema the model must answer in (strict structured output). Its caps
+    are maxLength / maxItems, which OpenAI's strict mode takes (maxItems is in its
+    documented subset, maxLength is accepted and enforced); Azure OpenAI's documentation
+    lists both among the keywords its strict mode refuses with a 400, so it gets them only
+    as the descriptions every field also carries ("At most 200 characters")."""
+    schema = Diagnosis.model_json_schema()
+    if azure:
+        schema = _without_keywords(schema, {"maxLength", "maxItems"})
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "diagnosis", "strict": True, "schema": schema},
+    }
+
+
+def _without_keywords(schema: Any, keywords: set[str]) -> Any:
+    if isinstance(schema, dict):
+        return {k: _without_keywords(v, keywords) for k, v in schema.items() if k not in keywords}
+    if isinstance(schema, list):
+        return [_without_keywords(item, keywords) for item in schema]
+    return schema
 
 
 def _provider() -> tuple[Provider, str]:
@@ -182,13 +315,15 @@ def _upstream(action: str) -> Iterator[None]:
 def _call(
     call: metrics.ProviderCall,
     deadline: Deadline,
-    request: Callable[[OpenAI, str], T],
+    request: Callable[[OpenAI, str], LegacyAPIResponse[Any]],
+    shape: type[ReplyT],
     *,
     model: str | None = None,
     max_retries: int | None = None,
-) -> T:
+) -> ReplyT:
     """One provider request for `model` (default: the chat model), within the turn's
-    deadline; the tokens of each reply are recorded as `openai_tokens`. Each attempt may take
+    deadline, its raw reply read as `shape` (UnusableReplyError when it cannot be); the
+    tokens of each usable reply are recorded as `openai_tokens`. Each attempt may take
     OPENAI_TIMEOUT_S or the time left, whichever is less, and none starts with less than
     MIN_CALL_S left (504). Retries (OPENAI_MAX_RETRIES, of 429 / 5xx / connection errors /
     timeouts) are made here, not by the SDK, which would sleep as long as a provider's
@@ -208,33 +343,28 @@ def _call(
             timeout = min(provider.timeout_s, _time_left(deadline, action))
             client = _client(provider).with_options(timeout=timeout, max_retries=0)
             try:
-                response = request(client, model)
+                raw = request(client, model)
             except retryable as error:
                 pause = max(RETRY_BACKOFF_S * 2**attempt, _retry_after_s(error))
                 if attempt >= retries or deadline.remaining() < pause + MIN_CALL_S:
                     raise
             else:
-                _record_tokens(response, call=call, model=model)
-                return response
+                reply = _read(raw, shape, action)
+                answered_by = reply.model if isinstance(reply, ChatReply) else model
+                prompt_tokens, completion_tokens = reply.tokens
+                metrics.provider_reply(
+                    model=_model_name(answered_by),
+                    call=call,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                )
+                return reply
             time.sleep(pause)
             attempt += 1
 
 
-def _record_tokens(response: Any, *, call: metrics.ProviderCall, model: str) -> None:
-    """Chat replies report prompt/completion tokens, transcriptions input/output tokens (or
-    only seconds of audio, which are not tokens: such a reply is recorded without counts)."""
-    usage = getattr(response, "usage", None)
-    metrics.provider_reply(
-        model=without_nul(getattr(response, "model", None) or model),
-        call=call,
-        prompt_tokens=_first_int(usage, PROMPT_TOKEN_FIELDS),
-        completion_tokens=_first_int(usage, COMPLETION_TOKEN_FIELDS),
-    )
-
-
-def _first_int(usage: Any, names: tuple[str, ...]) -> int | None:
-    values = (getattr(usage, name, None) for name in names)
-    return next((value for value in values if isinstance(value, int)), None)
+def _model_name(name: str) -> str:
+    return safe_text(name, MAX_MODEL_NAME_CHARS)
 
 
 def _retry_after_s(error: Exception) -> float:
@@ -258,42 +388,49 @@ def _time_left(deadline: Deadline, action: str) -> float:
 
 
 def diagnose(messages: list[ChatTurn], deadline: Deadline) -> Completion:
-    """The structured diagnosis for `messages`; one retry when the reply breaks the schema."""
-    prompt_tokens = completion_tokens = 0
-    for _ in range(SCHEMA_ATTEMPTS):
-        response = _call(
+    """The structured diagnosis for `messages`; one retry when the reply is unusable or
+    breaks the schema (the tokens of both are counted: both were billed)."""
+    provider, _ = _provider()
+    response_format = _diagnosis_format(azure=bool(provider.azure_endpoint))
+    billed = [0, 0]
+
+    def attempt() -> tuple[ChatReply, Diagnosis]:
+        reply = _call(
             "diagnosis",
             deadline,
-            lambda client, model: client.chat.completions.create(
-                model=model, messages=messages, response_format=DIAGNOSIS_FORMAT
+            lambda client, model: client.chat.completions.with_raw_response.create(
+                model=model, messages=messages, response_format=response_format
             ),
+            ChatReply,
         )
-        if response.usage is not None:
-            prompt_tokens += response.usage.prompt_tokens
-            completion_tokens += response.usage.completion_tokens
+        billed[0] += reply.usage.prompt_tokens
+        billed[1] += reply.usage.completion_tokens
         try:
-            diagnosis = Diagnosis.model_validate_json(response.choices[0].message.content or "")
-        except (ValidationError, IndexError):
+            content = reply.choices[0].message.content or ""
+            return reply, Diagnosis.model_validate(_json(content))
+        except (ValidationError, IndexError, UnusableReplyError):
             log.warning("AI reply did not match the diagnosis schema")
-            continue
-        return Completion(diagnosis, without_nul(response.model), prompt_tokens, completion_tokens)
-    raise UpstreamError(
-        "The AI provider's answer was not a valid diagnosis; please try again",
-        code="upstream_invalid_reply",
-    )
+            raise UnusableReplyError("diagnosis") from None
+
+    reply, diagnosis = _usable("diagnosis", attempt)
+    return Completion(diagnosis, _model_name(reply.model), billed[0], billed[1])
 
 
 def transcribe(audio: Media, deadline: Deadline) -> str:
     extension = audio.mime_type.split("/")[1].replace("mpeg", "mp3").replace("mp4", "m4a")
-    transcription = _call(
+    transcription = _usable(
         "transcription",
-        deadline,
-        lambda client, model: client.audio.transcriptions.create(
-            model=model, file=(f"recording.{extension}", audio.data, audio.mime_type)
+        lambda: _call(
+            "transcription",
+            deadline,
+            lambda client, model: client.audio.transcriptions.with_raw_response.create(
+                model=model, file=(f"recording.{extension}", audio.data, audio.mime_type)
+            ),
+            TranscriptionReply,
+            model=get_settings().openai_transcribe_model,
         ),
-        model=get_settings().openai_transcribe_model,
     )
-    return without_nul(transcription.text).strip()
+    return safe_text(transcription.text.strip(), MAX_TRANSCRIPT_CHARS)
 
 
 def analyse_sound(audio: Media, deadline: Deadline) -> str | None:
@@ -308,40 +445,39 @@ def analyse_sound(audio: Media, deadline: Deadline) -> str | None:
         {"type": "text", "text": SOUND_PROMPT},
         {"type": "input_audio", "input_audio": {"data": audio.base64, "format": audio_format}},
     ]
-    response = _call(
-        "sound",
-        deadline,
-        lambda client, model: client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": content}]
+    reply = _usable(
+        "sound analysis",
+        lambda: _call(
+            "sound",
+            deadline,
+            lambda client, model: client.chat.completions.with_raw_response.create(
+                model=model, messages=[{"role": "user", "content": content}]
+            ),
+            ChatReply,
+            model=model,
         ),
-        model=model,
     )
-    return _reply_text(response) or None
+    return safe_text(reply.text, MAX_SOUND_ANALYSIS_CHARS) or None
 
 
 def title_for(messages: list[ChatTurn], deadline: Deadline) -> str | None:
-    """A short title from a cheap call; None when the provider cannot make one, or when less
-    than TITLE_MIN_S is left. No retries: the diagnosis is already paid for and a fallback
-    title exists, so the turn should not wait on a struggling provider for a nicety."""
+    """A short title from a cheap call; None when the provider cannot make one (fails, or
+    answers something unusable), or when less than TITLE_MIN_S is left. No retries: the
+    diagnosis is already paid for and a fallback title exists, so the turn should not wait
+    on a struggling provider for a nicety."""
     if deadline.remaining() < TITLE_MIN_S:
         return None
     try:
-        response = _call(
+        reply = _call(
             "title",
             deadline,
-            lambda client, model: client.chat.completions.create(
+            lambda client, model: client.chat.completions.with_raw_response.create(
                 model=model, messages=messages, max_completion_tokens=TITLE_MAX_TOKENS
             ),
+            ChatReply,
             max_retries=0,
         )
-    except (UpstreamError, UpstreamTimeoutError):
+    except (UpstreamError, UpstreamTimeoutError, UnusableReplyError):
         return None
-    title = _reply_text(response).strip("\"'").strip()
-    return title[:MAX_TITLE_CHARS] or None
-
-
-def _reply_text(response: Any) -> str:
-    """The first choice's text; "" when there is none (a filtered or empty reply)."""
-    if not response.choices:
-        return ""
-    return without_nul(response.choices[0].message.content or "").strip()
+    title = " ".join(reply.text.strip("\"'").split())  # one line
+    return safe_text(title, MAX_TITLE_CHARS) or None

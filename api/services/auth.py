@@ -2,23 +2,38 @@
 rotating refresh tokens, password reset and change, logout and account deletion.
 
 A session is a family of refresh tokens started by one login; each refresh rotates the
-token. Access tokens are stateless but carry the user's token version, which password
-changes, resets and "logout everywhere" bump, ending every older token at once.
+token. An access token names its session (`sid`) and carries the user's token version
+(password changes, resets and "logout everywhere" bump it): it works only while both hold,
+checked on every request in the statement that loads the user, so logging out, a family
+revoked for reuse, a password change or the account's deletion end it at once, not when it
+expires.
+
+Rotation and reuse: presenting a refresh token that was already rotated means it was copied,
+and revokes its whole family — unless it comes within REFRESH_REUSE_INTERVAL_S of its
+rotation, which is an app refreshing from two screens at once (or retrying after a lost
+response): that request gets a sibling in the same family, a fresh token pair for the same
+session. A sibling rather than the successor itself: only tokens' digests are stored, so the
+successor cannot be sent twice without keeping a usable token in the database. Siblings
+rotate and die with their family like any other token.
+
+Lock order: everything that writes a user's rows locks the user's row first (as the
+deletion's cascade does), so a login or refresh racing the account's deletion waits for it
+and finds the account gone instead of deadlocking with it.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from api.errors import AuthenticationError, ConflictError, ForbiddenError, RateLimitedError
 from api.models import LoginFailure, RefreshToken, User, utcnow
 from api.services import email as mail
-from api.services import pins
+from api.services import limits, pins
 from api.services.tokens import decode_token, encode_token, token_digest
 from api.settings import get_settings
 from api.utils import hashing
@@ -45,12 +60,13 @@ class IssuedTokens:
 # --- tokens --------------------------------------------------------------------------------
 
 
-def issue_access_token(user: User, session_id: uuid.UUID | None = None) -> str:
-    """An access token; `session_id` (its `sid` claim) names the refresh-token family it was
-    issued with, so logging out from it can end that session."""
+def issue_access_token(user: User, session_id: uuid.UUID) -> str:
+    """An access token for the session (refresh-token family) `session_id`, its `sid`: it
+    works as long as that session does."""
     lifetime = timedelta(minutes=get_settings().access_token_minutes)
-    claims = {"sid": str(session_id)} if session_id else {}
-    token, _ = encode_token(user.id, "access", lifetime, version=user.token_version, **claims)
+    token, _ = encode_token(
+        user.id, "access", lifetime, version=user.token_version, sid=str(session_id)
+    )
     return token
 
 
@@ -59,18 +75,56 @@ class Caller:
     """Who an access token speaks for, and the session (refresh family) it came with."""
 
     user: User
-    session_id: uuid.UUID | None
+    session_id: uuid.UUID
+
+
+def _live(family_id: uuid.UUID, *, now: datetime) -> ColumnElement[bool]:
+    """Whether the session `family_id` still has a refresh token that can be used."""
+    return exists().where(
+        RefreshToken.family_id == family_id,
+        RefreshToken.revoked_at.is_(None),
+        RefreshToken.expires_at > now,
+    )
 
 
 def authenticate(*, session: Session, token: str) -> Caller:
-    """The caller an access token stands for; 401 for any token not currently valid."""
+    """The caller an access token stands for; 401 for any token not currently valid: the
+    user and whether its session is still alive are read in one statement."""
     claims = decode_token(token, "access")
-    user = session.get(User, claims["sub"])
-    if user is None:
+    row = session.execute(
+        select(User, _live(claims["sid"], now=utcnow())).where(User.id == claims["sub"])
+    ).first()
+    if row is None:
         raise AuthenticationError(ACCOUNT_GONE, code="invalid_token")
-    if claims["ver"] != user.token_version:
+    user, session_alive = row
+    if claims["ver"] != user.token_version or not session_alive:
         raise AuthenticationError(SESSION_ENDED, code="session_ended")
-    return Caller(user=user, session_id=claims.get("sid"))
+    return Caller(user=user, session_id=claims["sid"])
+
+
+def account_exists(*, session: Session, user_id: uuid.UUID) -> bool:
+    """Does the account still exist? Waits for a deletion of it in progress to end (the
+    row lock), so the answer is final."""
+    locked = session.scalar(
+        select(User.id).where(User.id == user_id).with_for_update(read=True, key_share=True)
+    )
+    return locked is not None
+
+
+def hold_account(*, session: Session, user_id: uuid.UUID) -> None:
+    """Lock the account's row (FOR KEY SHARE) until the transaction ends, before writing rows
+    that belong to it: deleting the account waits meanwhile, instead of breaking the write
+    (or deadlocking with it); 401 `account_deleted` when it is already gone (or went while
+    we waited)."""
+    if not account_exists(session=session, user_id=user_id):
+        raise AuthenticationError(ACCOUNT_GONE, code="account_deleted")
+
+
+def start_session(*, session: Session, user: User) -> IssuedTokens:
+    """A new session (refresh-token family) for `user`, its first token pair. Only for a
+    caller that has already proven who the user is (login, sign-up, tests, benchmarks)."""
+    bundle, _ = _start_session(session, user)
+    return bundle
 
 
 def _start_session(
@@ -79,6 +133,7 @@ def _start_session(
     """Issue an access token and a new refresh token (in `family_id`, else a new family)."""
     settings = get_settings()
     now = utcnow()
+    hold_account(session=session, user_id=user.id)
     session.execute(
         delete(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.expires_at < now)
     )
@@ -124,8 +179,11 @@ def _revoke(session: Session, which: ColumnElement[bool]) -> None:
 
 def refresh_session(*, session: Session, refresh_token: str) -> IssuedTokens:
     """Rotate a refresh token. Presenting one that was already rotated means it was copied:
-    the whole family is revoked, for the thief and the victim alike."""
+    the whole family is revoked, for the thief and the victim alike — unless its rotation is
+    under REFRESH_REUSE_INTERVAL_S old, which gets a sibling token pair (see the module's
+    doc). Concurrent refreshes with one token queue on its row lock."""
     claims = decode_token(refresh_token, "refresh")
+    hold_account(session=session, user_id=claims["sub"])
     stored = session.scalars(
         select(RefreshToken)
         .where(RefreshToken.token_hash == token_digest(refresh_token))
@@ -133,23 +191,34 @@ def refresh_session(*, session: Session, refresh_token: str) -> IssuedTokens:
     ).first()
     if stored is None or stored.user_id != claims["sub"]:
         raise AuthenticationError(SESSION_ENDED, code="session_ended")
-    if stored.revoked_at is not None:
-        if stored.replaced_by_id is not None:
-            _revoke(session, RefreshToken.family_id == stored.family_id)
-            raise AuthenticationError(
-                "This refresh token was already used; every session it started has been "
-                "ended. Log in again",
-                code="refresh_token_reused",
-                keep_changes=True,
-            )
-        raise AuthenticationError(SESSION_ENDED, code="session_ended")
+    now = utcnow()
+    if stored.revoked_at is not None and stored.replaced_by_id is None:
+        raise AuthenticationError(SESSION_ENDED, code="session_ended")  # logged out
+    if stored.revoked_at is not None and not _reused_in_time(session, stored, now=now):
+        _revoke(session, RefreshToken.family_id == stored.family_id)
+        raise AuthenticationError(
+            "This refresh token was already used; every session it started has been "
+            "ended. Log in again",
+            code="refresh_token_reused",
+            keep_changes=True,
+        )
     user = session.get(User, stored.user_id)
     if user is None or claims["ver"] != user.token_version:
         raise AuthenticationError(SESSION_ENDED, code="session_ended")
     bundle, successor = _start_session(session, user, family_id=stored.family_id)
-    stored.revoked_at = utcnow()
-    stored.replaced_by_id = successor.id
+    if stored.revoked_at is None:
+        stored.revoked_at = now
+        stored.replaced_by_id = successor.id
     return bundle
+
+
+def _reused_in_time(session: Session, stored: RefreshToken, *, now: datetime) -> bool:
+    """Was `stored` rotated less than REFRESH_REUSE_INTERVAL_S ago, in a session that is
+    still alive (not since logged out or revoked)?"""
+    interval = timedelta(seconds=get_settings().refresh_reuse_interval_s)
+    if stored.revoked_at is None or now - stored.revoked_at > interval:
+        return False
+    return bool(session.scalar(select(_live(stored.family_id, now=now))))
 
 
 def logout(
@@ -172,11 +241,9 @@ def logout(
         )
         _revoke(session, RefreshToken.family_id.in_(family.scalar_subquery()))
         return
-    if caller.session_id is not None:
-        _revoke(
-            session,
-            (RefreshToken.family_id == caller.session_id) & (RefreshToken.user_id == user.id),
-        )
+    _revoke(
+        session, (RefreshToken.family_id == caller.session_id) & (RefreshToken.user_id == user.id)
+    )
 
 
 # --- passwords and throttling ----------------------------------------------------------------
@@ -222,13 +289,31 @@ def _user_by_email(session: Session, email: str) -> User | None:
     return session.scalars(select(User).where(User.email == email)).first()
 
 
-def login(*, session: Session, email: str, password: str) -> IssuedTokens:
+def login(*, session: Session, email: str, password: str, client: str) -> IssuedTokens:
+    """Tokens for a right password; failures count against the e-mail and the `client`
+    address (CLIENT_AUTH_FAILURES_PER_HOUR: many accounts tried from one place)."""
+    now = utcnow()
+    limits.check(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
     user = _user_by_email(session, email)
     if not _check_password(session, email=email, password=password, user=user):
+        limits.record(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
         raise AuthenticationError(BAD_CREDENTIALS, code="invalid_credentials", keep_changes=True)
     assert user is not None
-    bundle, _ = _start_session(session, user)
-    return bundle
+    return start_session(session=session, user=user)
+
+
+def _consume_pin(
+    session: Session, *, email: str, purpose: pins.Purpose, pin: str, client: str
+) -> None:
+    """Use up the PIN; a wrong one also counts against the `client` address, and a client
+    with too many failures is refused before any PIN is looked at."""
+    now = utcnow()
+    limits.check(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
+    try:
+        pins.consume_pin(session=session, email=email, purpose=purpose, pin=pin)
+    except ForbiddenError:
+        limits.record(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
+        raise
 
 
 def _require_password(session: Session, user: User, password: str) -> None:
@@ -242,32 +327,43 @@ def _require_password(session: Session, user: User, password: str) -> None:
 # --- sign-up, reset, change, deletion ------------------------------------------------------
 
 
-def request_signup_pin(*, session: Session, email: str) -> None:
+def _issue_pin(session: Session, *, email: str, purpose: pins.Purpose, client: str) -> str:
+    """A PIN for `email`, counted against the `client` address (CLIENT_PIN_REQUESTS_PER_HOUR:
+    one place asking for e-mails to many addresses)."""
+    now = utcnow()
+    limits.check(session, limits.CLIENT_PIN_REQUESTS, client, now=now)
+    pin = pins.issue_pin(session=session, email=email, purpose=purpose)
+    limits.record(session, limits.CLIENT_PIN_REQUESTS, client, now=now)
+    return pin
+
+
+def request_signup_pin(*, session: Session, email: str, client: str) -> None:
     """E-mail a sign-up PIN, or a "you already have an account" note. Both store a PIN row,
     so throttling, timing and the response are the same whether or not the account exists
     (the note's PIN is never sent, and confirm_signup refuses a registered e-mail anyway)."""
-    pin = pins.issue_pin(session=session, email=email, purpose="signup")
+    pin = _issue_pin(session, email=email, purpose="signup", client=client)
     if _user_by_email(session, email) is None:
         mail.send_email(mail.signup_pin_email(email, pin))
     else:
         mail.send_email(mail.existing_account_email(email))
 
 
-def confirm_signup(*, session: Session, email: str, password: str, pin: str) -> IssuedTokens:
-    pins.consume_pin(session=session, email=email, purpose="signup", pin=pin)
+def confirm_signup(
+    *, session: Session, email: str, password: str, pin: str, client: str
+) -> IssuedTokens:
+    _consume_pin(session, email=email, purpose="signup", pin=pin, client=client)
     if _user_by_email(session, email) is not None:
         raise ConflictError("An account with this e-mail already exists; log in instead")
     user = User(email=email, password_hash=hashing.hash_password(password), token_version=0)
     session.add(user)
     session.flush()
-    bundle, _ = _start_session(session, user)
-    return bundle
+    return start_session(session=session, user=user)
 
 
-def request_password_reset_pin(*, session: Session, email: str) -> None:
+def request_password_reset_pin(*, session: Session, email: str, client: str) -> None:
     """E-mail a reset PIN, or a "no account uses this address" note; as for sign-up, the
     response and throttling do not depend on whether the account exists."""
-    pin = pins.issue_pin(session=session, email=email, purpose="password_reset")
+    pin = _issue_pin(session, email=email, purpose="password_reset", client=client)
     if _user_by_email(session, email) is None:
         mail.send_email(mail.no_account_email(email))
     else:
@@ -275,9 +371,9 @@ def request_password_reset_pin(*, session: Session, email: str) -> None:
 
 
 def confirm_password_reset(
-    *, session: Session, email: str, pin: str, new_password: str
+    *, session: Session, email: str, pin: str, new_password: str, client: str
 ) -> IssuedTokens:
-    pins.consume_pin(session=session, email=email, purpose="password_reset", pin=pin)
+    _consume_pin(session, email=email, purpose="password_reset", pin=pin, client=client)
     user = _user_by_email(session, email)
     if user is None:  # deleted since the PIN was sent
         raise pins.invalid_pin_error()
@@ -295,8 +391,7 @@ def _replace_password(session: Session, user: User, new_password: str) -> Issued
     user.password_hash = hashing.hash_password(new_password)
     _end_every_session(session, user)
     session.execute(delete(LoginFailure).where(LoginFailure.email == user.email))
-    bundle, _ = _start_session(session, user)
-    return bundle
+    return start_session(session=session, user=user)
 
 
 def delete_account(*, session: Session, user: User, password: str) -> None:
@@ -308,14 +403,3 @@ def delete_account(*, session: Session, user: User, password: str) -> None:
     session.execute(delete(LoginFailure).where(LoginFailure.email == user.email))
     session.execute(delete(User).where(User.id == user.id))
     session.expunge(user)
-
-
-def hold_account(*, session: Session, user_id: uuid.UUID) -> None:
-    """Lock the account's row (FOR KEY SHARE) until the transaction ends, before writing rows
-    that belong to it: deleting the account waits meanwhile, instead of breaking the write
-    (or deadlocking with it); 401 when it is already gone."""
-    held = session.scalar(
-        select(User.id).where(User.id == user_id).with_for_update(read=True, key_share=True)
-    )
-    if held is None:
-        raise AuthenticationError(ACCOUNT_GONE, code="account_deleted")

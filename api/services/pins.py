@@ -1,5 +1,8 @@
 """E-mailed PINs: issued from a CSPRNG, stored as a keyed HMAC, bound to an e-mail and a
 purpose, single use, at most MAX_WRONG_TRIES wrong tries, and throttled per e-mail+purpose.
+Guessing is bounded per day too: PIN_WRONG_TRIES_PER_DAY wrong PINs per address and
+purpose (then 429 for both asking and confirming until the day's oldest leaves the window),
+and PIN_EMAILS_PER_HOUR PIN e-mails are sent in all, whatever the address.
 
 Why an HMAC rather than a salted slow hash: a 6-digit PIN has only a million values, so any
 unkeyed hash, however slow, falls to brute force once the table leaks. The HMAC's key is
@@ -21,10 +24,11 @@ from sqlalchemy.orm import Session
 
 from api.errors import ForbiddenError, RateLimitedError
 from api.models import EmailVerification, utcnow
+from api.services import limits
 from api.settings import get_settings
 from api.utils.locks import lock_for
 from api.utils.throttle import wait_for_slot
-from api.utils.waits import whole_minutes, whole_seconds
+from api.utils.waits import in_words, whole_minutes, whole_seconds
 
 Purpose = Literal["signup", "password_reset"]
 
@@ -33,6 +37,7 @@ MAX_WRONG_TRIES = 5
 SEND_INTERVAL = timedelta(seconds=60)
 SEND_WINDOW = timedelta(hours=1)
 SENDS_PER_WINDOW = 5
+ALL_SENDS_WINDOW = timedelta(hours=1)  # PIN_EMAILS_PER_HOUR
 
 INVALID_PIN = "That PIN is wrong, expired or already used; check it or request a new one"
 DEAD_PIN = "Too many wrong tries: this PIN no longer works; request a new one"
@@ -54,6 +59,7 @@ def issue_pin(*, session: Session, email: str, purpose: Purpose) -> str:
     now = utcnow()
     lock_for(session, "pin", purpose, email)
     _check_send_rate(session, email=email, purpose=purpose, now=now)
+    limits.check(session, limits.WRONG_PINS, limits.pin_subject(email, purpose), now=now)
     mine = (EmailVerification.email == email) & (EmailVerification.purpose == purpose)
     session.execute(
         delete(EmailVerification).where(mine, EmailVerification.created_at <= now - SEND_WINDOW)
@@ -78,9 +84,19 @@ def issue_pin(*, session: Session, email: str, purpose: Purpose) -> str:
 
 
 def _check_send_rate(session: Session, *, email: str, purpose: Purpose, now: datetime) -> None:
-    """SENDS_PER_WINDOW an hour, and none within SEND_INTERVAL of the last one."""
-    sent = (EmailVerification.email == email, EmailVerification.purpose == purpose)
+    """PIN_EMAILS_PER_HOUR in all; to one address and purpose SENDS_PER_WINDOW an hour, and
+    none within SEND_INTERVAL of the last one. The overall count takes no lock (it would
+    queue every sign-up behind one): concurrent requests may pass it together."""
     at = EmailVerification.created_at
+    ceiling = get_settings().pin_emails_per_hour
+    wait = wait_for_slot(session, at, limit=ceiling, window=ALL_SENDS_WINDOW, now=now)
+    if wait is not None:
+        raise RateLimitedError(
+            f"We are sending too many PIN e-mails right now; try again in {in_words(wait)}",
+            retry_after=wait,
+            code="pin_emails_paused",
+        )
+    sent = (EmailVerification.email == email, EmailVerification.purpose == purpose)
     wait = wait_for_slot(session, at, *sent, limit=SENDS_PER_WINDOW, window=SEND_WINDOW, now=now)
     if wait is not None:
         raise RateLimitedError(
@@ -114,8 +130,12 @@ def consume_pin(*, session: Session, email: str, purpose: Purpose, pin: str) -> 
     ).first()
     if current is None:
         raise invalid_pin_error()
+    # Checked under the PIN's row lock, so concurrent guesses cannot all pass the budget.
+    subject = limits.pin_subject(email, purpose)
+    limits.check(session, limits.WRONG_PINS, subject, now=now)
     expected = pin_hmac(pin, email=email, purpose=purpose)
     if not hmac.compare_digest(current.pin_hmac, expected):
+        limits.record(session, limits.WRONG_PINS, subject, now=now)
         current.attempts += 1
         dead = current.attempts >= MAX_WRONG_TRIES
         if dead:
@@ -127,8 +147,9 @@ def consume_pin(*, session: Session, email: str, purpose: Purpose, pin: str) -> 
 
 
 def invalid_pin_error() -> ForbiddenError:
-    # 403 as Supabase Auth answers a wrong or expired one-time code.
-    return ForbiddenError(INVALID_PIN, code="invalid_pin")
+    # 403 as Supabase Auth answers a wrong or expired one-time code. keep_changes: what the
+    # request counted (the client's failures) outlives the refusal.
+    return ForbiddenError(INVALID_PIN, code="invalid_pin", keep_changes=True)
 
 
 def discard_pins(*, session: Session, email: str) -> None:

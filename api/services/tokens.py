@@ -62,10 +62,10 @@ def decode_token(token: str, typ: TokenType) -> dict[str, Any]:
         raise AuthenticationError("The token is invalid", code="invalid_token") from None
     if type(claims["ver"]) is not int:
         raise AuthenticationError("The token is invalid", code="invalid_token")
-    if "sid" in claims:
+    if typ == "access" or "sid" in claims:  # an access token always names its session
         try:
             claims["sid"] = uuid.UUID(claims["sid"])
-        except (ValueError, TypeError, AttributeError):
+        except (KeyError, ValueError, TypeError, AttributeError):
             raise AuthenticationError("The token is invalid", code="invalid_token") from None
     return claims
 

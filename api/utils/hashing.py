@@ -15,11 +15,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 
 import bcrypt
 
+from api.errors import RateLimitedError
 from api.settings import get_settings
 
 PREHASH_KEY = b"axly-password-prehash-v1"
@@ -27,6 +32,58 @@ PREHASH_KEY = b"axly-password-prehash-v1"
 # they still verify, once, as they were made, and are replaced at that login.
 LEGACY_PREFIX = "legacy-bcrypt:"
 COMMON_PASSWORDS_FILE = Path(__file__).parent.parent / "data" / "common-passwords.txt"
+# A password check waits for a free slot at most this long: the worker's threads are few
+# (PYTHON_THREADPOOL_THREAD_COUNT, min(32, cores + 4) by default) and a waiting check holds one.
+BCRYPT_QUEUE_S = 10.0
+BCRYPT_BUSY_RETRY = timedelta(seconds=1)  # a login takes a fraction of a second
+
+
+class _BcryptGate:
+    """`slots` bcrypt computations at once, and as many more waiting for one; a check
+    beyond that is refused at once, so logins never hold more than 2 x `slots` of the
+    worker's threads and the rest keep serving other requests.
+
+    The refusal is a 429 `login_busy` with Retry-After, not a 503: it is this instance's
+    sign-in rate being enforced during a burst, which the app retries, not a fault — a 5xx
+    would count towards the 5xx alert (infra/) for expected behaviour."""
+
+    def __init__(self, slots: int) -> None:
+        self._slots = threading.BoundedSemaphore(slots)
+        self._admitted = threading.BoundedSemaphore(2 * slots)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._admitted.acquire(blocking=False):
+            raise _busy()
+        try:
+            if not self._slots.acquire(timeout=BCRYPT_QUEUE_S):
+                raise _busy()
+            try:
+                yield
+            finally:
+                self._slots.release()
+        finally:
+            self._admitted.release()
+
+
+def _busy() -> RateLimitedError:
+    return RateLimitedError(
+        "Too many sign-ins at once; try again in a few seconds",
+        retry_after=BCRYPT_BUSY_RETRY,
+        code="login_busy",
+    )
+
+
+@cache
+def _gate(slots: int) -> _BcryptGate:
+    return _BcryptGate(slots)
+
+
+def _bcrypt_slot() -> AbstractContextManager[None]:
+    """Hold one of BCRYPT_MAX_CONCURRENCY slots for a bcrypt computation. bcrypt releases the
+    GIL, so without a limit every worker thread of a burst of logins hashes at once and the
+    cores have no time left for other requests."""
+    return _gate(get_settings().bcrypt_slots).slot()
 
 
 def _prehash(password: str) -> bytes:
@@ -36,12 +93,19 @@ def _prehash(password: str) -> bytes:
 
 def hash_password(password: str) -> str:
     salt = bcrypt.gensalt(rounds=get_settings().bcrypt_rounds)
-    return bcrypt.hashpw(_prehash(password), salt).decode()
+    with _bcrypt_slot():
+        return bcrypt.hashpw(_prehash(password), salt).decode()
+
+
+def _check(candidate: bytes, password_hash: bytes) -> bool:
+    with _bcrypt_slot():
+        return bcrypt.checkpw(candidate, password_hash)
 
 
 @cache
 def _dummy_hash(rounds: int) -> bytes:
-    return bcrypt.hashpw(b"no account has this password", bcrypt.gensalt(rounds=rounds))
+    with _bcrypt_slot():
+        return bcrypt.hashpw(b"no account has this password", bcrypt.gensalt(rounds=rounds))
 
 
 def verify_password(password: str, password_hash: str | None) -> bool:
@@ -53,10 +117,10 @@ def verify_password(password: str, password_hash: str | None) -> bool:
     candidate = _prehash(password)
     try:
         if password_hash is not None:
-            return bcrypt.checkpw(candidate, password_hash.encode())
+            return _check(candidate, password_hash.encode())
     except ValueError:  # not a bcrypt hash: an account without a usable password
         pass
-    bcrypt.checkpw(candidate, _dummy_hash(get_settings().bcrypt_rounds))
+    _check(candidate, _dummy_hash(get_settings().bcrypt_rounds))
     return False
 
 
@@ -65,9 +129,9 @@ def _verify_legacy(password: str, legacy_hash: str) -> bool:
     72 bytes (so a longer password never matched there either)."""
     raw = password.encode()
     try:
-        return len(raw) <= 72 and bcrypt.checkpw(raw, legacy_hash.encode())
+        return len(raw) <= 72 and _check(raw, legacy_hash.encode())
     except ValueError:  # a malformed legacy hash: no usable password
-        bcrypt.checkpw(_prehash(password), _dummy_hash(get_settings().bcrypt_rounds))
+        _check(_prehash(password), _dummy_hash(get_settings().bcrypt_rounds))
         return False
 
 

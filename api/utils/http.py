@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import uuid
@@ -13,8 +14,12 @@ from typing import Any
 import azure.functions as func
 
 from api.errors import AppError, ValidationFailedError
+from api.utils.text import safe_text
 
 PROBLEM_JSON = "application/problem+json"
+# A detail may quote something the client sent (a content type, a field name): kept short,
+# so no error body grows with the request (see api.errors.MAX_FIELD_ERRORS).
+MAX_DETAIL_CHARS = 1000
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -50,6 +55,44 @@ def request_id_for(incoming: str | None) -> str:
     if incoming and _SAFE_REQUEST_ID.fullmatch(incoming):
         return incoming
     return uuid.uuid4().hex
+
+
+FORWARDED_FOR_HEADER = "X-Forwarded-For"
+IPV6_CLIENT_PREFIX = 64  # one subscriber's network: its addresses are the client's to pick
+
+
+def client_address(req: func.HttpRequest) -> str:
+    """Where the request came from, for per-client throttles.
+
+    Trust assumption: Azure's front end (the App Service / Functions front-end role that
+    terminates the client's connection) adds the address it accepted the connection from,
+    with its port, as the LAST hop of X-Forwarded-For, appending to any value the client
+    sent; the Functions host passes the header on unchanged (it has no forwarded-headers
+    middleware: azure-functions-host v4.1037 only reads X-Forwarded-Proto). Earlier hops are
+    whatever the client wrote, so only the last one is used: a client cannot choose a new
+    identity per request. Behind another proxy of ours (Front Door, API Management) the last
+    hop would be that proxy, which would then have to be trusted and skipped. devhost adds
+    the hop the same way. An IPv6 client counts by its /64 (the addresses a subscriber may
+    rotate through freely)."""
+    hops = (req.headers.get(FORWARDED_FOR_HEADER) or "").split(",")
+    hop = hops[-1].strip()
+    address = _ip_of(hop)
+    if address is None:
+        return hop[:64] or "unknown"
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/{IPV6_CLIENT_PREFIX}", strict=False))
+    return str(address)
+
+
+def _ip_of(hop: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address of a hop written `ip`, `ip:port` or `[ipv6]:port`."""
+    host = hop[1:].partition("]")[0] if hop.startswith("[") else hop
+    for candidate in (host, host.rpartition(":")[0]):
+        try:
+            return ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+    return None
 
 
 def json_response(
@@ -88,7 +131,7 @@ def problem_body(error: AppError) -> dict[str, Any]:
         "type": f"https://api.axly.pro/problems/{error.code.replace('_', '-')}",
         "title": error.title,
         "status": error.status,
-        "detail": error.detail,
+        "detail": safe_text(error.detail, MAX_DETAIL_CHARS),
         "code": error.code,
         **error.extra,
     }
@@ -102,6 +145,8 @@ def problem_body(error: AppError) -> dict[str, Any]:
             }
             for e in error.errors
         ]
+        if error.omitted:
+            body["errors_omitted"] = error.omitted
     return body
 
 

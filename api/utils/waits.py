@@ -12,3 +12,13 @@ def whole_seconds(wait: timedelta) -> int:
 def whole_minutes(wait: timedelta) -> int:
     """A wait rounded up to whole minutes (at least 1), for messages."""
     return max(1, -(-whole_seconds(wait) // 60))
+
+
+def in_words(wait: timedelta) -> str:
+    """A wait for a message, in the largest unit that keeps it short: "40 seconds",
+    "12 minutes", "3 hours" (rounded up)."""
+    seconds = whole_seconds(wait)
+    if seconds < 120:
+        return "1 second" if seconds == 1 else f"{seconds} seconds"
+    minutes = whole_minutes(wait)
+    return f"{minutes} minutes" if minutes < 120 else f"{-(-minutes // 60)} hours"

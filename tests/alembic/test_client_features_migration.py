@@ -1,4 +1,4 @@
-"""Revision 09_client_features on a real database: existing conversations keep working with
+"""Revision 10_client_features on a real database: existing conversations keep working with
 no language (they take the next one asked for), a key is either running or answered, one key
 per user, and the downgrade removes both cleanly."""
 
@@ -20,7 +20,7 @@ def test_conversations_keep_working_and_keys_are_running_or_answered(
     fresh_db: Connection,
 ) -> None:
     connection = fresh_db
-    migrate(connection, "08_turn_reservation")
+    migrate(connection, "09_rate_limit_events")
     ids = {"alice": ALICE, "conversation": CONVERSATION}
     connection.execute(
         text("INSERT INTO users (id, email, password_hash) VALUES (:alice, 'a@x.io', 'x')"), ids
@@ -33,7 +33,7 @@ def test_conversations_keep_working_and_keys_are_running_or_answered(
     )
     connection.commit()
 
-    migrate(connection, "09_client_features")
+    migrate(connection, "10_client_features")
     language = connection.execute(text("SELECT language FROM conversations")).scalar_one()
     assert language is None
     connection.execute(
@@ -55,7 +55,7 @@ def test_conversations_keep_working_and_keys_are_running_or_answered(
     assert connection.execute(text("SELECT count(*) FROM idempotency_keys")).scalar_one() == 0
     connection.rollback()
 
-    migrate(connection, "08_turn_reservation", down=True)
+    migrate(connection, "09_rate_limit_events", down=True)
     tables = connection.execute(
         text("SELECT count(*) FROM pg_tables WHERE tablename = 'idempotency_keys'")
     ).scalar_one()

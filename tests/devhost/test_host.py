@@ -31,6 +31,7 @@ def echo(req: func.HttpRequest, name: str) -> func.HttpResponse:
         "route": dict(req.route_params),
         "query": dict(req.params),
         "header": req.headers.get("x-echo"),
+        "forwarded_for": req.headers.get("x-forwarded-for"),
         "body": req.get_body().decode("utf-8"),
     }
     return func.HttpResponse(json.dumps(payload), mimetype="application/json")
@@ -321,6 +322,25 @@ def test_headers_query_and_body_reach_the_function(client: httpx.Client):
     assert seen["query"] == {"q": "1", "name": "Jürgen", "plus": "a b"}
     assert seen["header"] == "hello"
     assert seen["body"] == '{"name": "Zoë 🚗"}'
+
+
+@pytest.mark.parametrize(
+    ("sent", "environ", "forwarded_for"),
+    [
+        ({}, {"REMOTE_ADDR": "198.51.100.7", "REMOTE_PORT": "50123"}, "198.51.100.7:50123"),
+        (
+            {"HTTP_X_FORWARDED_FOR": "203.0.113.9"},
+            {"REMOTE_ADDR": "198.51.100.7", "REMOTE_PORT": "50123"},
+            "203.0.113.9, 198.51.100.7:50123",
+        ),
+        ({}, {"REMOTE_ADDR": "2001:db8::7", "REMOTE_PORT": "443"}, "[2001:db8::7]:443"),
+    ],
+)
+def test_the_connections_address_is_appended_to_x_forwarded_for_as_azures_front_end_does(
+    host: FunctionHost, sent: dict[str, str], environ: dict[str, str], forwarded_for: str
+):
+    _, _, body = call_wsgi(host, REQUEST_METHOD="PUT", PATH_INFO="/api/echo", **sent, **environ)
+    assert json.loads(body)["forwarded_for"] == forwarded_for
 
 
 def test_repeated_query_parameters_arrive_joined_with_commas(client: httpx.Client):

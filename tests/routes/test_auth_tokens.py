@@ -11,8 +11,11 @@ import httpx
 import jwt
 import pytest
 import time_machine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
+from api.models import User
+from api.services.auth import start_session
+from api.services.tokens import decode_token
 from api.settings import get_settings
 from tests.factories import PASSWORD, auth_headers, bearer, create_user, new_email, sign_up
 from tests.outbox import Outbox
@@ -25,11 +28,16 @@ def assert_rejected(client: httpx.Client, token: str) -> dict:
     return response.json()
 
 
-def claims_for(user_id: str, **overrides) -> dict:
+def claims_for(user: User, **overrides) -> dict:
+    """Well-formed access-token claims for `user`, in a live session of its own."""
     settings = get_settings()
     now = datetime.now(UTC)
+    session = object_session(user)
+    assert session is not None
+    bundle = start_session(session=session, user=user)
     return {
-        "sub": user_id,
+        "sub": str(user.id),
+        "sid": str(decode_token(bundle.access_token, "access")["sid"]),
         "iat": now,
         "exp": now + timedelta(minutes=5),
         "iss": settings.jwt_issuer,
@@ -51,12 +59,12 @@ def b64(part: dict) -> str:
 def test_a_well_formed_token_is_accepted(client: httpx.Client, session: Session) -> None:
     """The control for the attacks below: the same claims, correctly signed, work."""
     user = create_user(session)
-    assert client.get("/me", headers=bearer(forge(claims_for(str(user.id))))).status_code == 200
+    assert client.get("/me", headers=bearer(forge(claims_for(user)))).status_code == 200
 
 
 def test_alg_none_is_refused(client: httpx.Client, session: Session) -> None:
     user = create_user(session)
-    claims = claims_for(str(user.id))
+    claims = claims_for(user)
     claims = {
         **claims,
         "iat": int(claims["iat"].timestamp()),
@@ -68,13 +76,13 @@ def test_alg_none_is_refused(client: httpx.Client, session: Session) -> None:
 
 def test_wrong_secret_is_refused(client: httpx.Client, session: Session) -> None:
     user = create_user(session)
-    assert_rejected(client, forge(claims_for(str(user.id)), secret="another-secret-" + "x" * 32))
+    assert_rejected(client, forge(claims_for(user), secret="another-secret-" + "x" * 32))
 
 
 def test_tampered_payload_is_refused(client: httpx.Client, session: Session) -> None:
     user, other = create_user(session), create_user(session)
-    header, _, signature = forge(claims_for(str(user.id))).split(".")
-    forged_claims = claims_for(str(other.id))
+    header, _, signature = forge(claims_for(user)).split(".")
+    forged_claims = claims_for(other)
     forged_claims = {
         **forged_claims,
         "iat": int(forged_claims["iat"].timestamp()),
@@ -107,13 +115,13 @@ def test_wrong_audience_issuer_type_version_or_session_is_refused(
     client: httpx.Client, session: Session, override: dict
 ) -> None:
     user = create_user(session)
-    assert_rejected(client, forge(claims_for(str(user.id), **override)))
+    assert_rejected(client, forge(claims_for(user, **override)))
 
 
-@pytest.mark.parametrize("missing", ["sub", "exp", "aud", "typ", "ver"])
+@pytest.mark.parametrize("missing", ["sub", "exp", "aud", "typ", "ver", "sid"])
 def test_missing_claims_are_refused(client: httpx.Client, session: Session, missing: str) -> None:
     user = create_user(session)
-    claims = claims_for(str(user.id))
+    claims = claims_for(user)
     del claims[missing]
     assert_rejected(client, forge(claims))
 
@@ -202,22 +210,93 @@ def test_refresh_rotates_and_a_replayed_token_revokes_the_family(
     client: httpx.Client, outbox: Outbox
 ) -> None:
     email = new_email()
-    first = sign_up(client, outbox, email)
-    other_device = client.post("/login", json={"email": email, "password": PASSWORD}).json()
+    with time_machine.travel(datetime(2030, 1, 1, tzinfo=UTC), tick=False) as clock:
+        first = sign_up(client, outbox, email)
+        other_device = client.post("/login", json={"email": email, "password": PASSWORD}).json()
 
-    second = client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]}).json()
-    third = client.post("/auth/refresh", json={"refresh_token": second["refresh_token"]}).json()
-    assert len({first["refresh_token"], second["refresh_token"], third["refresh_token"]}) == 3
+        second = refresh(client, first).json()
+        third = refresh(client, second).json()
+        assert len({first["refresh_token"], second["refresh_token"], third["refresh_token"]}) == 3
 
-    # A thief replays the first token: refused, and every token of that login dies ...
-    replay = client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
-    assert replay.status_code == 401
-    assert replay.json()["code"] == "refresh_token_reused"
-    after = client.post("/auth/refresh", json={"refresh_token": third["refresh_token"]})
-    assert after.status_code == 401
-    # ... but the user's other login goes on.
-    other = client.post("/auth/refresh", json={"refresh_token": other_device["refresh_token"]})
-    assert other.status_code == 200
+        # A thief replays the first token after the reuse interval: refused, and every token
+        # of that login dies, access tokens included ...
+        clock.shift(timedelta(seconds=11))
+        replay = refresh(client, first)
+        assert replay.status_code == 401
+        assert replay.json()["code"] == "refresh_token_reused"
+        assert refresh(client, third).status_code == 401
+        assert assert_rejected(client, third["access_token"])["code"] == "session_ended"
+        # ... but the user's other login goes on.
+        assert refresh(client, other_device).status_code == 200
+
+
+def test_the_same_refresh_token_twice_within_the_interval_keeps_the_session(
+    client: httpx.Client, outbox: Outbox
+) -> None:
+    """An app refreshing from two screens at once (Supabase Auth allows 10 s for this)."""
+    with time_machine.travel(datetime(2030, 1, 1, tzinfo=UTC), tick=False) as clock:
+        first = sign_up(client, outbox)
+        one = refresh(client, first)
+        clock.shift(timedelta(seconds=9))
+        two = refresh(client, first)
+        assert (one.status_code, two.status_code) == (200, 200)
+        for pair in (one.json(), two.json()):
+            assert client.get("/me", headers=bearer(pair["access_token"])).status_code == 200
+            assert refresh(client, pair).status_code == 200
+
+
+def refresh(client: httpx.Client, bundle: dict) -> httpx.Response:
+    return client.post("/auth/refresh", json={"refresh_token": bundle["refresh_token"]})
+
+
+@pytest.mark.parametrize("how", ["logout", "logout_with_refresh_token", "reuse", "password"])
+def test_an_access_token_dies_with_its_session_not_when_it_expires(
+    client: httpx.Client, outbox: Outbox, how: str
+) -> None:
+    """Access tokens used to work for up to 30 minutes after their session ended."""
+    email = new_email()
+    with time_machine.travel(datetime(2030, 1, 1, tzinfo=UTC), tick=False) as clock:
+        bundle = sign_up(client, outbox, email)
+        other = client.post("/login", json={"email": email, "password": PASSWORD}).json()
+        headers = bearer(bundle["access_token"])
+        by_other = bearer(other["access_token"])
+        if how == "logout":
+            assert client.post("/logout", headers=headers).status_code == 204
+        elif how == "logout_with_refresh_token":
+            body = {"refresh_token": bundle["refresh_token"]}
+            assert client.post("/logout", json=body, headers=by_other).status_code == 204
+        elif how == "reuse":
+            refresh(client, bundle)
+            clock.shift(timedelta(seconds=11))
+            assert refresh(client, bundle).status_code == 401
+        else:
+            change = {"current_password": PASSWORD, "new_password": "Another long passphrase 7"}
+            assert client.post("/change_password", json=change, headers=by_other).status_code == 200
+        assert assert_rejected(client, bundle["access_token"])["code"] == "session_ended"
+        if how != "password":  # a password change ends every other session; these only one
+            assert client.get("/me", headers=by_other).status_code == 200
+
+
+def test_the_session_check_costs_no_extra_statement(
+    client: httpx.Client, session: Session, connection, outbox: Outbox
+) -> None:
+    from sqlalchemy import event
+
+    bundle = sign_up(client, outbox)
+    statements: list[str] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany) -> None:
+        if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")):
+            statements.append(statement)
+
+    event.listen(connection, "before_cursor_execute", keep)
+    try:
+        assert client.get("/me", headers=bearer(bundle["access_token"])).status_code == 200
+    finally:
+        event.remove(connection, "before_cursor_execute", keep)
+    (statement,) = statements  # the user and its session, read together
+    assert "refresh_tokens" in statement
+    assert "users" in statement
 
 
 def test_expired_refresh_token_is_refused(client: httpx.Client, outbox: Outbox) -> None:

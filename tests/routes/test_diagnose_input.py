@@ -129,9 +129,11 @@ def test_malformed_multipart_is_a_clear_4xx(
 def test_request_must_carry_something_to_diagnose(
     client: httpx.Client, openai: FakeOpenAI, user: User
 ) -> None:
-    response = client.post("/diagnose2", headers=auth_headers(user), json={"q": "  "})
+    response = client.post("/diagnose2", headers=auth_headers(user), json={"q": ""})
     assert response.status_code == 422
     assert "at least one of q" in response.text
+    blank = client.post("/diagnose2", headers=auth_headers(user), json={"q": "  "})
+    assert blank.json()["errors"][0]["type"] == "invisible_text"
     bad_code = client.post("/diagnose2", headers=auth_headers(user), json={"dtc_codes": ["X1"]})
     assert bad_code.json()["errors"][0]["field"] == "body.dtc_codes.0"
 

@@ -5,6 +5,7 @@ cleaned."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
@@ -120,6 +121,11 @@ def test_azure_openai_is_used_when_its_endpoint_is_set(
     (request, _), *_ = [entry for entry in httpserver.log if entry[0].path.startswith("/openai/")]
     assert request.headers["api-key"] == "azure-key"
     assert request.args["api-version"] == "2024-10-21"
+    # Its strict mode refuses maxLength / maxItems: the caps go as descriptions only.
+    sent = json.dumps(fake.diagnosis_bodies[0]["response_format"])
+    assert "maxLength" not in sent
+    assert "maxItems" not in sent
+    assert "At most 1500 characters" in sent
 
 
 def test_half_configured_azure_is_not_configured(
@@ -133,29 +139,29 @@ def test_half_configured_azure_is_not_configured(
     assert response.json()["code"] == "ai_not_configured"
 
 
-def test_nul_characters_from_the_provider_are_dropped_before_storing(
+def test_provider_text_is_made_safe_before_it_is_stored_or_shown(
     client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
 ) -> None:
+    """NUL (PostgreSQL refuses it), C1 controls and lone surrogates (no encoder takes them:
+    a 500 after the provider was paid) in any provider text: the turn is kept, cleaned."""
     openai.replies = [
         {
             **DIAGNOSIS,
-            "summary": "Cata\x00lyst",
+            "summary": "Cata\x00lyst \udc00\u009b[2J",
             "likely_causes": [{"cause": "\x00", "likelihood": "high", "how_to_check": "L\x00ook"}],
             "next_steps": ["Dri\x00ve"],
         }
     ]
-    openai.title = "Cat\x00alyst"
-    openai.transcript = "A rat\x00tle"
+    openai.title = "Cat\x00alyst \ud800"
+    openai.transcript = "A rat\x00tle \udc00"
     openai.sound = "Knock\x00ing"
     with changed_settings(OPENAI_AUDIO_MODEL="gpt-4o-audio-preview"):
         response = client.post(
             "/diagnose2", headers=auth_headers(user), json={"q": "hi", "audio": b64(WAV)}
         )
     assert response.status_code == 200, response.text
-    schema = openai.diagnosis_bodies[0]["response_format"]["json_schema"]["schema"]
-    assert schema["properties"]["summary"] == {"title": "Summary", "type": "string"}
     diagnosis = response.json()["diagnosis"]
-    assert diagnosis["summary"] == "Catalyst"
+    assert diagnosis["summary"] == "Catalyst \ufffd[2J"
     assert diagnosis["likely_causes"][0] == {
         "cause": "",
         "likelihood": "high",
@@ -165,8 +171,8 @@ def test_nul_characters_from_the_provider_are_dropped_before_storing(
     conversation_id = uuid.UUID(response.json()["session_id"])
     question, answer = stored_turns(session, conversation_id)
     assert (question.content["transcript"], question.content["sound_analysis"]) == (
-        "A rattle",
+        "A rattle \ufffd",
         "Knocking",
     )
     assert answer.content["diagnosis"] == diagnosis
-    assert session.get(Conversation, conversation_id).title == "Catalyst"
+    assert session.get(Conversation, conversation_id).title == "Catalyst \ufffd"

@@ -19,6 +19,7 @@ from tests.factories import PASSWORD, count, create_user, new_email
 from tests.outbox import Outbox
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
+CLIENT = "198.51.100.7"
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def family(session: Session, tokens: auth.IssuedTokens) -> list[RefreshToken]:
 
 
 def test_login_starts_a_session_the_access_token_names(session: Session, account: User) -> None:
-    tokens = auth.login(session=session, email=account.email, password=PASSWORD)
+    tokens = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
     (stored,) = family(session, tokens)
     claims = decode_token(tokens.access_token, "access")
     assert claims["sub"] == account.id
@@ -60,12 +61,12 @@ def test_failed_logins_are_recorded_then_throttled_with_retry_after(
     with time_machine.travel(T0, tick=False) as clock:
         for _ in range(auth.LOGIN_FAILURE_LIMIT):
             with pytest.raises(AuthenticationError) as wrong:
-                auth.login(session=session, email=account.email, password="not it")
+                auth.login(session=session, email=account.email, password="not it", client=CLIENT)
             assert wrong.value.code == "invalid_credentials"
             assert wrong.value.keep_changes  # the failure is recorded though the request fails
             clock.shift(timedelta(minutes=1))
         with pytest.raises(RateLimitedError) as throttled:
-            auth.login(session=session, email=account.email, password=PASSWORD)
+            auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
     assert throttled.value.code == "too_many_login_failures"
     # The first failure (at T0) leaves the 15-minute window 5 minutes from now.
     assert throttled.value.headers == {"Retry-After": "300"}
@@ -74,31 +75,75 @@ def test_failed_logins_are_recorded_then_throttled_with_retry_after(
 
 def test_a_successful_login_clears_the_addresss_failures(session: Session, account: User) -> None:
     with pytest.raises(AuthenticationError):
-        auth.login(session=session, email=account.email, password="not it")
-    auth.login(session=session, email=account.email, password=PASSWORD)
+        auth.login(session=session, email=account.email, password="not it", client=CLIENT)
+    auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
     assert count(session, LoginFailure, LoginFailure.email == account.email) == 0
 
 
 def test_refresh_rotates_and_a_replayed_token_revokes_the_whole_family(
     session: Session, account: User
 ) -> None:
-    first = auth.login(session=session, email=account.email, password=PASSWORD)
-    second = auth.refresh_session(session=session, refresh_token=first.refresh_token)
-    old, new = family(session, second)
-    assert old.replaced_by_id == new.id
-    assert old.revoked_at is not None
-    assert new.revoked_at is None
+    with time_machine.travel(T0, tick=False) as clock:
+        first = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+        second = auth.refresh_session(session=session, refresh_token=first.refresh_token)
+        old, new = family(session, second)
+        assert old.replaced_by_id == new.id
+        assert old.revoked_at is not None
+        assert new.revoked_at is None
 
-    with pytest.raises(AuthenticationError) as replayed:
-        auth.refresh_session(session=session, refresh_token=first.refresh_token)
+        clock.shift(timedelta(seconds=10, microseconds=1))  # past REFRESH_REUSE_INTERVAL_S
+        with pytest.raises(AuthenticationError) as replayed:
+            auth.refresh_session(session=session, refresh_token=first.refresh_token)
     assert replayed.value.code == "refresh_token_reused"
     assert replayed.value.keep_changes  # the revocation outlives the refused request
     assert all(token.revoked_at is not None for token in family(session, second))
 
 
+def test_a_token_presented_again_within_the_reuse_interval_gets_a_sibling(
+    session: Session, account: User
+) -> None:
+    with time_machine.travel(T0, tick=False) as clock:
+        first = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+        second = auth.refresh_session(session=session, refresh_token=first.refresh_token)
+        clock.shift(timedelta(seconds=10))
+        again = auth.refresh_session(session=session, refresh_token=first.refresh_token)
+        original, successor, sibling = family(session, again)
+        assert again.refresh_token not in (first.refresh_token, second.refresh_token)
+        assert original.replaced_by_id == successor.id  # the rotation is not rewritten
+        assert (successor.revoked_at, sibling.revoked_at) == (None, None)
+        assert decode_token(again.access_token, "access")["sid"] == original.family_id
+        # Both pairs work: each screen keeps the one it got.
+        for tokens in (second, again):
+            auth.authenticate(session=session, token=tokens.access_token)
+            auth.refresh_session(session=session, refresh_token=tokens.refresh_token)
+
+
+def test_no_sibling_for_a_session_that_ended_meanwhile(session: Session, account: User) -> None:
+    first = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+    second = auth.refresh_session(session=session, refresh_token=first.refresh_token)
+    caller = auth.authenticate(session=session, token=second.access_token)
+    auth.logout(session=session, caller=caller, refresh_token=None, everywhere=False)
+    with pytest.raises(AuthenticationError) as refused:
+        auth.refresh_session(session=session, refresh_token=first.refresh_token)
+    assert refused.value.code == "refresh_token_reused"
+
+
+def test_a_reuse_interval_of_zero_revokes_at_once(
+    session: Session, account: User, override_settings
+) -> None:
+    override_settings(REFRESH_REUSE_INTERVAL_S="0")
+    with time_machine.travel(T0, tick=False) as clock:
+        first = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+        auth.refresh_session(session=session, refresh_token=first.refresh_token)
+        clock.shift(timedelta(microseconds=1))
+        with pytest.raises(AuthenticationError) as replayed:
+            auth.refresh_session(session=session, refresh_token=first.refresh_token)
+    assert replayed.value.code == "refresh_token_reused"
+
+
 def test_logout_ends_the_callers_own_session_only(session: Session, account: User) -> None:
-    here = auth.login(session=session, email=account.email, password=PASSWORD)
-    elsewhere = auth.login(session=session, email=account.email, password=PASSWORD)
+    here = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+    elsewhere = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
     caller = auth.authenticate(session=session, token=here.access_token)
     auth.logout(session=session, caller=caller, refresh_token=None, everywhere=False)
     assert [token.revoked_at is not None for token in family(session, here)] == [True]
@@ -107,8 +152,8 @@ def test_logout_ends_the_callers_own_session_only(session: Session, account: Use
 
 def test_logout_ignores_another_users_refresh_token(session: Session, account: User) -> None:
     other = create_user(session, email=new_email(), password=PASSWORD)
-    theirs = auth.login(session=session, email=other.email, password=PASSWORD)
-    mine = auth.login(session=session, email=account.email, password=PASSWORD)
+    theirs = auth.login(session=session, email=other.email, password=PASSWORD, client=CLIENT)
+    mine = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
     caller = auth.authenticate(session=session, token=mine.access_token)
     auth.logout(
         session=session, caller=caller, refresh_token=theirs.refresh_token, everywhere=False
@@ -117,7 +162,10 @@ def test_logout_ignores_another_users_refresh_token(session: Session, account: U
 
 
 def test_logout_everywhere_ends_every_token_at_once(session: Session, account: User) -> None:
-    tokens = [auth.login(session=session, email=account.email, password=PASSWORD) for _ in "ab"]
+    tokens = [
+        auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+        for _ in "ab"
+    ]
     caller = auth.authenticate(session=session, token=tokens[0].access_token)
     auth.logout(session=session, caller=caller, refresh_token=None, everywhere=True)
     assert all(t.revoked_at is not None for bundle in tokens for t in family(session, bundle))
@@ -129,7 +177,7 @@ def test_logout_everywhere_ends_every_token_at_once(session: Session, account: U
 def test_changing_the_password_needs_the_current_one_and_ends_other_sessions(
     session: Session, account: User
 ) -> None:
-    old = auth.login(session=session, email=account.email, password=PASSWORD)
+    old = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
     with pytest.raises(ForbiddenError) as wrong:
         auth.change_password(
             session=session, user=account, current_password="not it", new_password="x" * 12
@@ -145,22 +193,24 @@ def test_changing_the_password_needs_the_current_one_and_ends_other_sessions(
     assert auth.authenticate(session=session, token=new.access_token).user == account
     with pytest.raises(AuthenticationError):
         auth.authenticate(session=session, token=old.access_token)
-    auth.login(session=session, email=account.email, password="x" * 12)
+    auth.login(session=session, email=account.email, password="x" * 12, client=CLIENT)
 
 
 def test_sign_up_needs_the_pin_and_a_free_address(
     session: Session, account: User, outbox: Outbox
 ) -> None:
     email = new_email()
-    auth.request_signup_pin(session=session, email=email)
+    auth.request_signup_pin(session=session, email=email, client=CLIENT)
     tokens = auth.confirm_signup(
-        session=session, email=email, password=PASSWORD, pin=outbox.pin_for(email)
+        session=session, email=email, password=PASSWORD, pin=outbox.pin_for(email), client=CLIENT
     )
     assert tokens.user.email == email
 
     pin = pins.issue_pin(session=session, email=account.email, purpose="signup")
     with pytest.raises(ConflictError):
-        auth.confirm_signup(session=session, email=account.email, password=PASSWORD, pin=pin)
+        auth.confirm_signup(
+            session=session, email=account.email, password=PASSWORD, pin=pin, client=CLIENT
+        )
 
 
 def test_deleting_the_account_removes_the_rows_keyed_by_its_address(
@@ -168,9 +218,9 @@ def test_deleting_the_account_removes_the_rows_keyed_by_its_address(
 ) -> None:
     email, user_id = account.email, account.id
     pins.issue_pin(session=session, email=email, purpose="password_reset")
-    auth.login(session=session, email=email, password=PASSWORD)
+    auth.login(session=session, email=email, password=PASSWORD, client=CLIENT)
     with pytest.raises(AuthenticationError):
-        auth.login(session=session, email=email, password="not it")
+        auth.login(session=session, email=email, password="not it", client=CLIENT)
 
     auth.delete_account(session=session, user=account, password=PASSWORD)
     assert session.get(User, user_id) is None
@@ -180,7 +230,7 @@ def test_deleting_the_account_removes_the_rows_keyed_by_its_address(
 
 
 def test_a_token_of_a_deleted_account_is_refused(session: Session, account: User) -> None:
-    tokens = auth.login(session=session, email=account.email, password=PASSWORD)
+    tokens = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
     auth.delete_account(session=session, user=account, password=PASSWORD)
     with pytest.raises(AuthenticationError) as gone:
         auth.authenticate(session=session, token=tokens.access_token)

@@ -151,3 +151,58 @@ def test_discarding_an_addresss_pins_leaves_other_addresses_alone(session: Sessi
     pins.discard_pins(session=session, email=email)
     assert count(session, EmailVerification, EmailVerification.email == email) == 0
     assert count(session, EmailVerification, EmailVerification.email == other) == 2
+
+
+# --- daily guessing budget and the overall e-mail ceiling (issue 10) -------------------------
+
+
+def guess_wrong(session: Session, email: str, pin: str) -> None:
+    wrong = f"{(int(pin) + 1) % 10**6:06d}"
+    with pytest.raises(ForbiddenError):
+        pins.consume_pin(session=session, email=email, purpose="password_reset", pin=wrong)
+
+
+def test_wrong_pins_have_a_daily_budget_per_address_and_purpose(
+    session: Session, clock: time_machine.Traveller, override_settings
+) -> None:
+    """Five wrong tries killed a PIN, but five new PINs an hour made ~600 guesses a day."""
+    override_settings(PIN_WRONG_TRIES_PER_DAY="6")
+    email = new_email()
+    for minutes in (0, 20, 40):  # three PINs, two wrong guesses each: six in all
+        clock.move_to(T0 + timedelta(minutes=minutes))
+        pin = pins.issue_pin(session=session, email=email, purpose="password_reset")
+        guess_wrong(session, email, pin)
+        guess_wrong(session, email, pin)
+    # Even the right PIN of a live one is refused now ...
+    with pytest.raises(RateLimitedError) as confirming:
+        pins.consume_pin(session=session, email=email, purpose="password_reset", pin=pin)
+    assert confirming.value.code == "too_many_wrong_pins"
+    # ... and no new one is sent: the first wrong guess (at T0) leaves the day at T0 + 24 h.
+    clock.shift(timedelta(minutes=20))
+    with pytest.raises(RateLimitedError) as asking:
+        pins.issue_pin(session=session, email=email, purpose="password_reset")
+    assert asking.value.code == "too_many_wrong_pins"
+    assert asking.value.headers == {"Retry-After": str(23 * 3600)}
+    assert "23 hours" in asking.value.detail
+    # Another purpose, or another address, is not affected ...
+    pins.issue_pin(session=session, email=email, purpose="signup")
+    pins.issue_pin(session=session, email=new_email(), purpose="password_reset")
+    # ... and once the day has passed, the address may try again.
+    clock.move_to(T0 + timedelta(days=1, minutes=41))
+    pin = pins.issue_pin(session=session, email=email, purpose="password_reset")
+    pins.consume_pin(session=session, email=email, purpose="password_reset", pin=pin)
+
+
+def test_pin_emails_have_an_overall_ceiling_per_hour(
+    session: Session, clock: time_machine.Traveller, override_settings
+) -> None:
+    override_settings(PIN_EMAILS_PER_HOUR="3")
+    for _ in range(3):
+        pins.issue_pin(session=session, email=new_email(), purpose="signup")
+        clock.shift(timedelta(minutes=10))
+    with pytest.raises(RateLimitedError) as paused:
+        pins.issue_pin(session=session, email=new_email(), purpose="password_reset")
+    assert paused.value.code == "pin_emails_paused"
+    assert paused.value.headers == {"Retry-After": str(30 * 60)}  # the first leaves at T0+1h
+    clock.shift(timedelta(minutes=30))
+    pins.issue_pin(session=session, email=new_email(), purpose="signup")

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from api.settings import Settings
+from api.utils import hashing
 from api.utils.hashing import hash_password, is_common_password, needs_rehash, verify_password
 
 
@@ -87,3 +88,71 @@ def test_legacy_hashes_verify_as_made_and_are_due_for_rehash() -> None:
     assert not verify_password("x" * 100, legacy)  # over 72 bytes never matched there either
     assert not verify_password("Old-Passw0rd!", LEGACY_PREFIX + "garbage")
     assert needs_rehash(legacy)
+
+
+# --- at most BCRYPT_MAX_CONCURRENCY hashes at once (issue 10) --------------------------------
+
+
+def test_password_checks_beyond_the_limit_queue_and_past_the_queue_are_refused(
+    monkeypatch, override_settings
+) -> None:
+    """bcrypt releases the GIL: unlimited, a burst of logins takes every core, and waiting
+    ones would take every worker thread. With one slot: one hashes, one waits, a third is
+    told at once to come back."""
+    import threading
+
+    from api.errors import RateLimitedError
+
+    override_settings(BCRYPT_MAX_CONCURRENCY="1")
+    stored = hashing.hash_password("a long enough passphrase")
+    inside, release = threading.Semaphore(0), threading.Event()
+    real_checkpw = bcrypt.checkpw
+
+    def held_checkpw(password: bytes, hashed: bytes) -> bool:
+        inside.release()
+        release.wait(timeout=10)
+        return real_checkpw(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", held_checkpw)
+    results: list[bool] = []
+
+    def log_in() -> None:
+        results.append(hashing.verify_password("a long enough passphrase", stored))
+
+    first, second = threading.Thread(target=log_in), threading.Thread(target=log_in)
+    first.start()
+    assert inside.acquire(timeout=10)  # the first is hashing
+    second.start()
+    second.join(timeout=0.2)
+    assert second.is_alive()  # the second queues for the slot ...
+    with pytest.raises(RateLimitedError) as busy:  # ... and a third is turned away
+        hashing.verify_password("a long enough passphrase", stored)
+    assert (busy.value.code, busy.value.headers) == ("login_busy", {"Retry-After": "1"})
+    assert not inside.acquire(timeout=0.1)  # still only one inside
+    release.set()
+    first.join()
+    second.join()
+    assert results == [True, True]
+
+
+def test_a_check_that_waits_too_long_is_told_to_retry(monkeypatch, override_settings) -> None:
+    from api.errors import RateLimitedError
+
+    override_settings(BCRYPT_MAX_CONCURRENCY="1")
+    monkeypatch.setattr(hashing, "BCRYPT_QUEUE_S", 0.05)
+    stored = hashing.hash_password("a long enough passphrase")
+    # Another login holds the only slot.
+    with hashing._bcrypt_slot(), pytest.raises(RateLimitedError) as busy:
+        hashing.verify_password("a long enough passphrase", stored)
+    assert busy.value.code == "login_busy"
+    assert busy.value.headers == {"Retry-After": "1"}
+    assert hashing.verify_password("a long enough passphrase", stored)  # freed again
+
+
+def test_zero_means_one_per_core(override_settings) -> None:
+    import os
+
+    from api.settings import get_settings
+
+    override_settings(BCRYPT_MAX_CONCURRENCY="0")
+    assert get_settings().bcrypt_slots == (os.cpu_count() or 1)

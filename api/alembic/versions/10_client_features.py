@@ -10,8 +10,8 @@
   (or changed by a `language` field later); NULL for conversations from before, which take
   the language the next request asks for.
 
-Revision ID: 09_client_features
-Revises: 08_turn_reservation
+Revision ID: 10_client_features
+Revises: 09_rate_limit_events
 Create Date: 2026-11-29
 """
 
@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision: str = "09_client_features"
-down_revision: str | None = "08_turn_reservation"
+revision: str = "10_client_features"
+down_revision: str | None = "09_rate_limit_events"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
