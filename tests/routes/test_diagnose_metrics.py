@@ -86,3 +86,16 @@ def test_failed_turns_record_their_duration_outcome_and_paid_tokens(
     assert duration[2]["outcome"] == outcome
     calls = [m[2]["call"] for m in recorded if m[0] == "openai_tokens"]
     assert calls == ["diagnosis"] * diagnosis_calls
+
+
+def test_a_replayed_turn_is_recorded_as_replayed_with_no_tokens(
+    client: httpx.Client, openai: FakeOpenAI, user: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers = auth_headers(user) | {"Idempotency-Key": "metrics-key-0001"}
+    assert client.post("/diagnose2", headers=headers, json={"q": "a"}).status_code == 200
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="api.metrics"):
+        replay = client.post("/diagnose2", headers=headers, json={"q": "a"})
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    ((name, _, properties),) = recorded_metrics(caplog)  # no openai_tokens: no provider call
+    assert (name, properties["outcome"]) == ("diagnose_duration_ms", "replayed")
