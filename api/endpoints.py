@@ -603,9 +603,11 @@ def _inputs(op: Operation, req: func.HttpRequest) -> _Inputs:
     key = _idempotency_key(req) if op.idempotent else None
     # The fingerprint that tells a retry from another request under the same key: method,
     # path and body (a form's parts rather than its bytes: see _parse_body).
-    digest = hashlib.sha256(f"{req.method.upper()} {urlsplit(req.url).path}\n".encode())
-    body = _parse_body(op, op.body, req, digest if key else None) if op.body else None
-    return _Inputs(path, body, query, key, digest.digest() if key else b"")
+    digest = (
+        hashlib.sha256(f"{req.method.upper()} {urlsplit(req.url).path}\n".encode()) if key else None
+    )
+    body = _parse_body(op, op.body, req, digest) if op.body else None
+    return _Inputs(path, body, query, key, digest.digest() if digest else b"")
 
 
 def _idempotency_key(req: func.HttpRequest) -> str | None:
