@@ -146,6 +146,15 @@ def own_database(
 
 
 @pytest.fixture
+def committed(own_database: str) -> Iterator[Session]:
+    """A session on the test's own database; what it flushes, `commit()` makes visible."""
+    from api import db
+
+    with Session(db.get_engine(), expire_on_commit=False) as db_session:
+        yield db_session
+
+
+@pytest.fixture
 def connection(database_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Connection]:
     """A connection in an open transaction that every request of the test shares (each
     request commits a savepoint); rolled back at the end, so tests never see each other."""

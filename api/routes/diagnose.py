@@ -9,11 +9,12 @@ service call (`services.diagnose.diagnose`); only the wire shapes differ. They a
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import azure.functions as func
 
-from api.endpoints import Form, Reply, Router, SlowUserRequest, UserRequest
+from api.endpoints import Form, HandlerT, Reply, Router, SlowUserRequest, UserRequest
 from api.models import Conversation
 from api.schemas.diagnose import (
     MAX_DTC_CODES,
@@ -49,6 +50,19 @@ DIAGNOSE_ERRORS = (404, 429, 502, 503, 504)
 # language (Content-Language), which the client may ask for with Accept-Language.
 QUOTA_HEADERS = (ratelimit.POLICY_FIELD, ratelimit.LIMIT_FIELD)
 ANSWER_HEADERS = (*QUOTA_HEADERS, "Content-Language")
+
+
+def _diagnosis(method: str, route: str, **options: Any) -> Callable[[HandlerT], HandlerT]:
+    """`router.operation` for a diagnosis: the statuses and headers every one of them has."""
+    return router.operation(
+        method,
+        route,
+        errors=DIAGNOSE_ERRORS,
+        response_headers=ANSWER_HEADERS,
+        request_headers=("Accept-Language",),
+        error_headers={429: QUOTA_HEADERS},
+        **options,
+    )
 
 
 def _reply(outcome: DiagnoseResult | Replayed) -> Reply:
@@ -92,7 +106,7 @@ def _v2_form(req: func.HttpRequest) -> dict[str, Any]:
     return data
 
 
-@router.operation(
+@_diagnosis(
     "POST",
     "diagnose2",
     summary="Diagnose a problem from text, photos, a recording and fault codes",
@@ -102,10 +116,6 @@ def _v2_form(req: func.HttpRequest) -> dict[str, Any]:
     form=Form(DiagnoseForm, _v2_form),
     max_body_bytes=_max_body_bytes,
     idempotent=True,
-    errors=DIAGNOSE_ERRORS,
-    response_headers=ANSWER_HEADERS,
-    request_headers=("Accept-Language",),
-    error_headers={429: QUOTA_HEADERS},
 )
 def diagnose_v2(request: SlowUserRequest[DiagnoseRequest]) -> Reply:
     body = request.body
@@ -156,32 +166,24 @@ def _legacy_input(
     )
 
 
-@router.operation(
+@_diagnosis(
     "GET",
     "Diagnose",
     summary="Legacy diagnosis from query parameters (old app builds)",
     response=LegacyDiagnoseResponse,
-    errors=DIAGNOSE_ERRORS,
-    response_headers=ANSWER_HEADERS,
-    request_headers=("Accept-Language",),
-    error_headers={429: QUOTA_HEADERS},
 )
 def diagnose_legacy_get(request: SlowUserRequest[None, LegacyDiagnoseQuery]) -> Reply:
     turn = _legacy_input(request.query, request.http.headers.get("Accept-Language"))
     return _reply(diagnose(unit_of_work=request.unit_of_work, user=request.user, request=turn))
 
 
-@router.operation(
+@_diagnosis(
     "POST",
     "Diagnose",
     summary="Legacy diagnosis with an optional image and recording (old app builds)",
     response=LegacyDiagnoseResponse,
     form=Form(LegacyDiagnoseForm, _form),
     max_body_bytes=_max_body_bytes,
-    errors=DIAGNOSE_ERRORS,
-    response_headers=ANSWER_HEADERS,
-    request_headers=("Accept-Language",),
-    error_headers={429: QUOTA_HEADERS},
 )
 def diagnose_legacy_post(request: SlowUserRequest[LegacyDiagnoseBody]) -> Reply:
     body = request.body

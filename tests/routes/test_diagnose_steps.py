@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -41,13 +41,6 @@ from tests.factories import (
 )
 from tests.fake_openai import FakeOpenAI
 from tests.harness import changed_settings
-
-
-@pytest.fixture
-def committed(own_database: str) -> Iterator[Session]:
-    """A session on the test's own database; what it flushes, `commit()` makes visible."""
-    with Session(db.get_engine(), expire_on_commit=False) as session:
-        yield session
 
 
 @pytest.fixture

@@ -16,10 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api import db
 from api.endpoints import ROUTE_PREFIX
 from api.models import (
     ChatMessage,
@@ -292,12 +291,6 @@ def test_the_key_of_a_turn_that_died_lasts_as_long_as_its_reservation(
 
 
 @pytest.fixture
-def committed(own_database: str) -> Iterator[Session]:
-    with Session(db.get_engine(), expire_on_commit=False) as session:
-        yield session
-
-
-@pytest.fixture
 def owner(committed: Session) -> User:
     return create_user(committed)
 
@@ -322,13 +315,12 @@ def live_api(own_database: str) -> Iterator[str]:
     server.task_dispatcher.shutdown()
 
 
-def rows(model: type, *where) -> int:
-    with Session(db.get_engine()) as session:
-        return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
-
-
 def test_a_dropped_diagnosis_retried_with_its_key_costs_one_provider_call_and_one_quota_unit(
-    live_api: str, owner: User, headers: dict[str, str], busy_provider: FakeOpenAI
+    live_api: str,
+    committed: Session,
+    owner: User,
+    headers: dict[str, str],
+    busy_provider: FakeOpenAI,
 ) -> None:
     busy_provider.replies = [Slow(1.5)]
     body = {"q": "Knocking when cold", "images": [b64(PNG)]}
@@ -354,11 +346,10 @@ def test_a_dropped_diagnosis_retried_with_its_key_costs_one_provider_call_and_on
     assert retried.headers["Idempotent-Replayed"] == "true"
     assert len(busy_provider.diagnosis_bodies) == 1  # one provider call
     assert quota["diagnoses_today"] == 1  # one quota unit
-    assert rows(DiagnosisUsage) == 1
-    assert rows(ChatMessage) == 2
-    assert retried.json()["message_id"] == str(
-        _only(select(ChatMessage.id).where(ChatMessage.role == "assistant"))
-    )
+    assert count(committed, DiagnosisUsage) == 1
+    assert count(committed, ChatMessage) == 2
+    (answer,) = committed.scalars(select(ChatMessage.id).where(ChatMessage.role == "assistant"))
+    assert retried.json()["message_id"] == str(answer)
 
 
 def _wait_for(condition: Callable[[], object], seconds: float = 10) -> None:
@@ -368,14 +359,11 @@ def _wait_for(condition: Callable[[], object], seconds: float = 10) -> None:
         time.sleep(0.02)
 
 
-def _only(query) -> object:
-    with Session(db.get_engine()) as session:
-        (value,) = session.scalars(query)
-        return value
-
-
 def test_parallel_duplicates_create_one_vehicle_and_all_get_its_answer(
-    owner: User, headers: dict[str, str], new_client: Callable[[], httpx.Client]
+    committed: Session,
+    owner: User,
+    headers: dict[str, str],
+    new_client: Callable[[], httpx.Client],
 ) -> None:
     start = threading.Barrier(6)
     answers: list[httpx.Response] = []
@@ -396,10 +384,11 @@ def test_parallel_duplicates_create_one_vehicle_and_all_get_its_answer(
     assert [answer.status_code for answer in answers] == [201] * 6
     assert len({answer.content for answer in answers}) == 1
     assert sum("Idempotent-Replayed" in answer.headers for answer in answers) == 5
-    assert rows(Vehicle) == 1
+    assert count(committed, Vehicle) == 1
 
 
 def test_parallel_duplicate_diagnoses_run_one_turn(
+    committed: Session,
     owner: User,
     headers: dict[str, str],
     busy_provider: FakeOpenAI,
@@ -427,5 +416,5 @@ def test_parallel_duplicate_diagnoses_run_one_turn(
     assert answers.count((200, False)) == 1  # one turn ran; the others waited or replayed
     assert set(answers) <= {(200, False), (409, "request_in_progress"), (200, True)}
     assert len(busy_provider.diagnosis_bodies) == 1
-    assert rows(DiagnosisUsage) == 1
-    assert rows(Conversation) == 1
+    assert count(committed, DiagnosisUsage) == 1
+    assert count(committed, Conversation) == 1
