@@ -3,17 +3,27 @@ that keep a slow or frozen database from holding requests.
 
 Connection budget: an instance opens at most DB_POOL_SIZE + DB_MAX_OVERFLOW connections;
 a request that finds none free within DB_POOL_TIMEOUT_S answers 503. Connections older than
-DB_POOL_RECYCLE_S are replaced, and each is pinged before use (pre-ping), since instances
-and pooler connections come and go.
+DB_POOL_RECYCLE_S are replaced. No pre-ping (a round trip before every request): a
+connection the server has closed fails its request's first statement instead, which also
+marks every connection pooled before it stale (SQLAlchemy replaces them at checkout); a
+read-only request is then served again on a fresh connection, any other answers 503 (see
+api/endpoints.py, `_run`).
+
+Read-only requests (GET operations of the one-transaction kind) open no transaction on a
+direct connection: autocommit, so no BEGIN and no COMMIT round trip, each statement its own
+snapshot (a list reads its page and total in one statement: api/services/listing.py).
 
 Timeouts, per connection, all below DIAGNOSE_DEADLINE_S:
 - connecting: libpq `connect_timeout` (DB_CONNECT_TIMEOUT_S), and TCP keepalives
   (DB_KEEPALIVES_IDLE_S) so a dead peer of an idle pooled connection is noticed;
-- on the server: `statement_timeout` and `idle_in_transaction_session_timeout`, set at the
-  start of every transaction with `set_config(..., is_local => true)`. Not as startup
-  `options`: PgBouncer does not pass those on, and a session-level SET would leak to other
-  clients of the same server connection; a transaction-local setting works the same direct
-  and through a transaction pooler;
+- on the server: `statement_timeout` and `idle_in_transaction_session_timeout`. On a direct
+  connection (DB_POOLER=none) they are the session's own, given as startup `options` when
+  it connects: nothing to send per request, and the session is ours alone. Through a
+  transaction pooler (DB_POOLER=pgbouncer) a server connection serves other clients
+  between our transactions: startup `options` are not passed on and a session-level SET
+  would leak to them, so they are set at the start of every transaction with
+  `set_config(..., is_local => true)`, and read-only requests keep their transaction there
+  (outside one, a transaction-local setting would last a single statement);
 - on the client: no reply may take longer than the statement timeout plus
   RESPONSE_GRACE_S (api/utils/bounded_connection.py), for when the server cannot enforce its own
   timeout — a frozen backend or a network path that swallows packets still ACKs TCP, so
@@ -72,6 +82,7 @@ UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
 _engine_lock = threading.Lock()
 _engine: Engine | None = None
+_autocommit_engine: Engine | None = None  # the same pool, without transactions (reads)
 
 
 def database_url(uri: str) -> str:
@@ -101,25 +112,30 @@ def connect_args(settings: Settings, *, application_name: str, prepare: bool) ->
 
 def create_app_engine(settings: Settings) -> Engine:
     """The pooled engine requests use, with the connection budget and timeouts above."""
+    direct = settings.db_pooler == "none"
+    timeouts = {
+        "statement": str(round(settings.db_statement_timeout_s * 1000)),
+        "idle": str(round(settings.db_idle_in_transaction_timeout_s * 1000)),
+    }
+    args = connect_args(settings, application_name="axly-api", prepare=direct)
+    if direct:
+        args["options"] = (
+            f"-c statement_timeout={timeouts['statement']}"
+            f" -c idle_in_transaction_session_timeout={timeouts['idle']}"
+        )
     engine = create_engine(
         database_url(settings.db_uri),
-        pool_pre_ping=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_s,
         pool_recycle=settings.db_pool_recycle_s,
         hide_parameters=True,  # errors in the logs must not carry users' data
-        connect_args=connect_args(
-            settings, application_name="axly-api", prepare=settings.db_pooler == "none"
-        ),
+        connect_args=args,
     )
     response_timeout_s = settings.db_statement_timeout_s + RESPONSE_GRACE_S
     event.listen(engine, "do_connect", partial(_connect_bounded, response_timeout_s))
-    timeouts = {
-        "statement": str(round(settings.db_statement_timeout_s * 1000)),
-        "idle": str(round(settings.db_idle_in_transaction_timeout_s * 1000)),
-    }
-    event.listen(engine, "begin", partial(_set_transaction_timeouts, timeouts))
+    if not direct:
+        event.listen(engine, "begin", partial(_set_transaction_timeouts, timeouts))
     return engine
 
 
@@ -179,12 +195,25 @@ def get_engine() -> Engine:
 
 def dispose_engine() -> None:
     """Close the pool (tests and the local host call this when settings change)."""
-    global _engine
+    global _engine, _autocommit_engine
     with _engine_lock:
         if _engine is not None:
             _engine.dispose()
-        _engine = None
+        _engine = _autocommit_engine = None
     _schema.reset()
+
+
+def _read_only_engine(engine: Engine) -> Engine:
+    """What read-only units of work run on: `engine` in autocommit on a direct connection;
+    through a transaction pooler, `engine` itself (see the module's doc: the timeouts are
+    transaction-local there)."""
+    global _autocommit_engine
+    if get_settings().db_pooler != "none":
+        return engine
+    with _engine_lock:
+        if _autocommit_engine is None or _autocommit_engine.pool is not engine.pool:
+            _autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        return _autocommit_engine
 
 
 @dataclass
@@ -299,11 +328,22 @@ def get_bind() -> Engine | Connection:
     return get_engine()
 
 
+@event.listens_for(SessionFactory, "before_flush")
+def _refuse_writes_when_read_only(session: Session, *_: object) -> None:
+    if session.info.get("read_only"):
+        raise RuntimeError("A read-only unit of work tried to write (declare it otherwise)")
+
+
 @contextmanager
-def session_scope() -> Iterator[Session]:
+def session_scope(*, read_only: bool = False) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception (except a domain
-    error that asks to keep what was written: see `AppError.keep_changes`)."""
-    session = SessionFactory(bind=get_bind())
+    error that asks to keep what was written: see `AppError.keep_changes`). `read_only`:
+    one that never writes, served without a transaction where that is safe (see the
+    module's doc); a flush in it is a bug, refused."""
+    bind = get_bind()
+    if read_only and isinstance(bind, Engine):
+        bind = _read_only_engine(bind)
+    session = SessionFactory(bind=bind, info={"read_only": read_only})
     try:
         yield session
         session.commit()

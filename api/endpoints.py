@@ -257,6 +257,12 @@ class Operation:
     def db(self) -> bool:
         return issubclass(self.signature.request_type, DbRequest | SlowUserRequest)
 
+    @property
+    def read_only(self) -> bool:
+        """A GET in one unit of work: it writes nothing (api.db refuses a flush), so it runs
+        without a transaction and may be served again on a fresh connection."""
+        return self.method == "GET" and issubclass(self.signature.request_type, DbRequest)
+
     @cached_property
     def response_adapter(self) -> TypeAdapter[Any] | None:
         return TypeAdapter(self.response) if self.response is not None else None
@@ -496,9 +502,22 @@ def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResp
         return _serialise(op, op.handler(request, **inputs.path))
     if issubclass(op.signature.request_type, SlowUserRequest):
         return _run_slow(op, req, request_id)
+    try:
+        return _run_in_unit_of_work(op, req, request_id)
+    except _StaleConnection:  # raised by read-only units of work alone
+        log.info("A pooled connection was closed by the server; serving the read again")
+    try:
+        return _run_in_unit_of_work(op, req, request_id)
+    except _StaleConnection:
+        _database_unavailable()
+
+
+def _run_in_unit_of_work(
+    op: Operation, req: func.HttpRequest, request_id: str
+) -> func.HttpResponse:
     token = _bearer_token(req) if op.auth else None  # refused before touching the database
     account: list[uuid.UUID] = []  # the caller's, once known (for _unit_of_work)
-    with _unit_of_work(account) as session:
+    with _unit_of_work(account, read_only=op.read_only) as session:
         caller = _authenticate(session, token) if token is not None else None
         inputs = _inputs(op, req)
         if caller is not None:
@@ -636,10 +655,18 @@ def _idempotency_key(req: func.HttpRequest) -> str | None:
 FOREIGN_KEY_VIOLATION, DEADLOCK_DETECTED = "23503", "40P01"
 
 
+class _StaleConnection(Exception):
+    """A read-only unit of work found its connection closed by the server (a restart, a
+    failover, an idle connection cut): nothing was written, so the read can run again."""
+
+
 @contextmanager
-def _unit_of_work(account: list[uuid.UUID]) -> Iterator[Session]:
+def _unit_of_work(account: list[uuid.UUID], *, read_only: bool = False) -> Iterator[Session]:
     """The invocation's session (see `api.db.session_scope`), with database failures a
     client can act on made into their answers:
+
+    - a read-only unit of work whose connection the server had closed: _StaleConnection
+      (`_run` serves the read again, on a fresh connection);
 
     - a write that lost a race with the deletion of the caller's own account (`account`
       holds its id once authenticated) — a foreign key to the deleted user, an UPDATE whose
@@ -655,9 +682,11 @@ def _unit_of_work(account: list[uuid.UUID]) -> Iterator[Session]:
     from api.db import session_scope
 
     try:
-        with session_scope() as session:
+        with session_scope(read_only=read_only) as session:
             yield session
     except (DBAPIError, StaleDataError) as error:
+        if read_only and isinstance(error, DBAPIError) and error.connection_invalidated:
+            raise _StaleConnection from error
         if account and _lost_to_deletion(error):
             _hold_account(account[0])  # 401 account_deleted when it is gone
         if isinstance(error, StaleDataError):  # deleted by another request meanwhile

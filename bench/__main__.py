@@ -1,6 +1,8 @@
-"""`make bench`: figures for cold start, request latency, diagnosis turns at scale and abuse
-(printed, never asserted). `python -m bench [cold|requests|turns|abuse] [--app-dir DIR]`
-runs one.
+"""`make bench`: first the budget table (bench/budgets.py: each figure next to its floor,
+measured interleaved), then figures for cold start, request latency, diagnosis turns at
+scale and abuse (printed, never asserted). `python -m bench [budgets|cold|requests|turns|
+abuse] [--app-dir DIR]` runs one; `python -m bench check` (`make bench-check`) prints the
+budget table and exits 1 naming each row past 1.5 times its budget.
 
 Cold start: a fresh interpreter importing function_app and indexing it, as the Azure
 worker does, and which heavy modules that pulled in (telemetry's included: without a
@@ -27,14 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import httpx
-    from sqlalchemy.orm import Session
-
-    from api.models import User
 
 HEAVY_MODULES = ("alembic", "openai", "sendgrid", "obd", "opentelemetry", "azure.monitor")
 COLD_START_RUNS = 5
 REQUESTS_PER_ROUTE = 200
-MODS_PER_VEHICLE = 5
 
 _COLD_START = """
 import json, sys, time
@@ -96,15 +94,6 @@ def telemetry_start() -> None:
     )
 
 
-def use_bench_database() -> None:
-    """Point DB_URI at `axly_bench` on the configured server (or the embedded one)."""
-    from devhost.database import Server, embedded_server, ensure_database
-
-    uri = os.environ.get("DB_URI")
-    server = Server.from_uri(uri) if uri else embedded_server()
-    os.environ["DB_URI"] = ensure_database(server, "axly_bench")
-
-
 def timed(label: str, call: Callable[[], object], runs: int = REQUESTS_PER_ROUTE) -> None:
     call()  # warm up
     samples = []
@@ -120,26 +109,6 @@ def timed(label: str, call: Callable[[], object], runs: int = REQUESTS_PER_ROUTE
     )
 
 
-def garage_owner(session: Session, vehicles: int) -> User:
-    """A new user with `vehicles` vehicles of MODS_PER_VEHICLE mods each."""
-    import uuid
-
-    from api.models import User, Vehicle, VehicleMod
-
-    user = User(email=f"bench-{uuid.uuid4().hex[:8]}@example.com", password_hash="!")
-    session.add(user)
-    session.flush()
-    for n in range(vehicles):
-        vehicle = Vehicle(user_id=user.id, make="Mazda", model="3", year=str(2000 + n % 25))
-        session.add(vehicle)
-        session.flush()
-        session.add_all(
-            VehicleMod(vehicle_id=vehicle.id, name=f"Mod {m}") for m in range(MODS_PER_VEHICLE)
-        )
-    session.commit()
-    return user
-
-
 def get_ok(client: httpx.Client, path: str, headers: dict[str, str] | None = None) -> None:
     client.get(path, headers=headers).raise_for_status()
 
@@ -151,6 +120,7 @@ def request_latency() -> None:
 
     from api import db
     from api.services.auth import start_session
+    from bench.garage import garage_owner, use_bench_database
     from devhost.host import create_app
     from function_app import app
 
@@ -195,6 +165,7 @@ def abuse() -> None:
     from api.settings import get_settings
     from api.utils.hashing import hash_password
     from bench import abuse as figures
+    from bench.garage import garage_owner, use_bench_database
     from devhost.host import create_app
     from devhost.server import create_server
     from function_app import app
@@ -248,13 +219,21 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     from pathlib import Path
 
+    from bench import budgets
+
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("part", nargs="?", choices=["cold", "requests", "turns", "abuse"])
+    parser.add_argument(
+        "part", nargs="?", choices=["budgets", "check", "cold", "requests", "turns", "abuse"]
+    )
     parser.add_argument("--app-dir", type=Path, default=Path.cwd(), help="checkout to serve")
     args = parser.parse_args(argv)
     os.environ.setdefault("JWT_SECRET", "bench-only-secret-" + "x" * 32)
     os.environ.setdefault("AXLY_ENV", "development")
     os.environ.setdefault("BCRYPT_ROUNDS", "10")
+    if args.part == "check":
+        sys.exit(budgets.check())
+    if args.part in (None, "budgets"):
+        budgets.report()
     if args.part in (None, "cold"):
         cold_start()
         telemetry_start()

@@ -7,13 +7,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session, selectinload
 
 from api.errors import NotFoundError
 from api.models import AttachmentBlob, ChatAttachment, ChatMessage, Conversation, User, utcnow
 from api.schemas.diagnose import ConversationSummary
-from api.services.listing import Listing
+from api.services.listing import Listing, page_of
 
 PREVIEW_CHARS = 120
 
@@ -73,14 +73,12 @@ def list_conversations(
         .limit(1)
         .scalar_subquery()
     )
-    rows = session.execute(
+    query = (
         select(Conversation, last_content)
         .where(*owned)
         .order_by(Conversation.updated_at.desc(), Conversation.id)
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    total = session.scalar(select(func.count()).select_from(Conversation).where(*owned)) or 0
+    )
+    rows, total = page_of(session, query, limit=limit, offset=offset)
     items = [
         ConversationSummary(
             id=conversation.id,

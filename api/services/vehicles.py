@@ -18,7 +18,7 @@ from api.errors import ConflictError, NotFoundError
 from api.models import VIN_PER_USER_INDEX, User, Vehicle, VehicleMod
 from api.schemas.common import Pagination
 from api.schemas.vehicles import ModCreate, VehicleCreate
-from api.services.listing import Listing
+from api.services.listing import Listing, page_of
 from api.settings import get_settings
 
 T = TypeVar("T", Vehicle, VehicleMod)
@@ -150,14 +150,9 @@ def _count(session: Session, entity: type[T], where: ColumnElement[bool]) -> int
 def _newest_first(
     session: Session, entity: type[T], where: ColumnElement[bool], page: Pagination
 ) -> Listing[T]:
-    items = session.scalars(
-        select(entity)
-        .where(where)
-        .order_by(entity.created_at.desc(), entity.id.desc())
-        .limit(page.limit)
-        .offset(page.offset)
-    )
-    return Listing(items=list(items), total=_count(session, entity, where))
+    query = select(entity).where(where).order_by(entity.created_at.desc(), entity.id.desc())
+    rows, total = page_of(session, query, limit=page.limit, offset=page.offset)
+    return Listing(items=[item for item, in rows], total=total)
 
 
 def _locked_for_cap_check(query: Select[*Row]) -> Select[*Row]:

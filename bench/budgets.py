@@ -1,0 +1,130 @@
+"""The performance budgets (issue 11): each figure measured next to the floor it is compared
+to, interleaved in one run (ours and the floor alternate, round by round, so a noisy
+neighbour slows both), and the table `make bench` prints first.
+
+A row is what a row function returns, a plain dict:
+    {"figure": str, "ours": list[float], "floor": list[float], "unit": "ms" | "MiB" | "x",
+     "budget": float,  # the ratio median(ours) / median(floor) that must not be exceeded
+     "floor_name": str, "note": str, "statements": int | None}
+`ROWS` lists the row functions, in the table's order. `make bench-check` fails (exit 1,
+naming the row) when a ratio passes CHECK_MARGIN times its budget: the margin absorbs a
+shared runner's noise, so the check catches regressions, not jitter.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+Row = dict[str, Any]
+CHECK_MARGIN = 1.5
+
+
+def interleaved(
+    ours: Callable[[], float], floor: Callable[[], float], rounds: int
+) -> dict[str, list[float]]:
+    """`rounds` samples of each (what a call returns: a figure it measured), alternating
+    which goes first each round: {"ours": [...], "floor": [...]}, as rows hold them."""
+    samples: dict[str, list[float]] = {"ours": [], "floor": []}
+    for round_ in range(rounds):
+        pair = (("ours", ours), ("floor", floor))
+        for key, sample in pair if round_ % 2 == 0 else reversed(pair):
+            samples[key].append(sample())
+    return samples
+
+
+def timed_ms(call: Callable[[], object]) -> float:
+    """How long `call()` took, in milliseconds."""
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000
+
+
+def ratio(row: Row) -> float:
+    return float(statistics.median(row["ours"]) / statistics.median(row["floor"]))
+
+
+def _spread(samples: list[float]) -> str:
+    """Median and interquartile range."""
+    if len(samples) < 2:
+        return f"{samples[0]:.3g}"
+    q1, median, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return f"{median:.3g} ({q1:.3g}–{q3:.3g})"
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as a Markdown table (what README keeps)."""
+    lines = [
+        "| figure | ours: median (p25–p75) | floor: median (p25–p75) | ratio | budget | met "
+        "| statements | note |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        unit = row["unit"]
+        measured = ratio(row)
+        lines.append(
+            f"| {row['figure']} | {_spread(row['ours'])} {unit} "
+            f"| {row['floor_name']}: {_spread(row['floor'])} {unit} | {measured:.2f}× "
+            f"| ≤ {row['budget']:g}× | {'yes' if measured <= row['budget'] else 'NO'} "
+            f"| {'' if row['statements'] is None else row['statements']} | {row['note']} |"
+        )
+    return "\n".join(lines)
+
+
+def failures(rows: list[Row]) -> list[str]:
+    """The rows whose ratio passes CHECK_MARGIN times their budget, each with its figures."""
+    return [
+        f"{row['figure']}: {ratio(row):.2f}× > {CHECK_MARGIN:g} × budget {row['budget']:g}×"
+        for row in rows
+        if ratio(row) > CHECK_MARGIN * row["budget"]
+    ]
+
+
+def row_functions() -> list[Callable[[], Row | None]]:
+    """The registry, imported when used (each row module imports what it measures)."""
+    from bench import coldstart, original, reads
+
+    return [
+        coldstart.cold_start,
+        coldstart.first_request,
+        reads.vehicles,
+        original.vehicles,
+        original.cold_start,
+    ]
+
+
+def measure() -> list[Row]:
+    """Every row of the registry; a function returns None for a row that cannot be measured
+    here (it says why)."""
+    rows = []
+    for row_function in row_functions():
+        row = row_function()
+        if row is not None:
+            print(f"  measured: {row['figure']}", file=sys.stderr, flush=True)
+            rows.append(row)
+    return rows
+
+
+def report() -> list[Row]:
+    """Measure every row and print the table, with the machine it ran on."""
+    import os
+    import platform
+
+    rows = measure()
+    print(
+        f"Budgets (issue 11) on {platform.machine()} Linux, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}:"
+    )
+    print(table(rows))
+    return rows
+
+
+def check() -> int:
+    """`make bench-check`: 1 (naming each row) when a budget is passed by CHECK_MARGIN."""
+    failed = failures(report())
+    for failure in failed:
+        print(f"BUDGET EXCEEDED: {failure}")
+    return 1 if failed else 0

@@ -1,0 +1,114 @@
+"""Budget row for reads: GET /api/vehicles (20 vehicles of 5 mods) served in-process as the
+worker calls the function (a func.HttpRequest and the invocation context), against the same
+SQL run on one raw psycopg connection (no pool, ORM, transaction or validation), with what
+the request sends to PostgreSQL recorded at the protocol level (devhost/wire.py)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.budgets import Row, interleaved, timed_ms
+
+VEHICLES = 20
+ROUNDS = 400
+
+
+@dataclass(frozen=True)
+class Garage:
+    """The benchmark's garage owner and what listing their vehicles runs."""
+
+    token: str
+    direct_uri: str  # libpq form, for a raw psycopg connection
+    sql: list[tuple[str, Any]]  # (statement, parameters) of one GET /api/vehicles
+    round_trips: int
+    statements: int
+
+
+@functools.cache
+def indexed() -> dict[str, Callable[..., Any]]:
+    """The app's functions by name, indexed once (as the worker does: a second
+    `get_functions()` finds every name twice)."""
+    from function_app import app
+
+    return {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
+
+
+def in_process(name: str, path: str, headers: dict[str, str]) -> Callable[[], int]:
+    """A call of the indexed function `name` as the worker makes it; returns the status."""
+    import azure.functions as func
+
+    from devhost.invocation import invocation_context
+
+    handler = indexed()[name]
+
+    def call() -> int:
+        request = func.HttpRequest("GET", f"http://bench{path}", headers=headers, body=b"")
+        status: int = handler(req=request, context=invocation_context(name, headers)).status_code
+        return status
+
+    return call
+
+
+@functools.cache
+def bench_garage() -> Garage:
+    """A new owner of VEHICLES vehicles in the bench database, and the SQL their listing
+    runs (the statements that read data: not the transaction's settings, if any)."""
+    from sqlalchemy import event, make_url
+    from sqlalchemy.orm import Session
+
+    from api import db
+    from api.services.auth import start_session
+    from bench.garage import garage_owner, use_bench_database
+    from devhost.wire import recording
+
+    uri = use_bench_database()
+    db.dispose_engine()
+    db.schema_status()
+    engine = db.get_engine()
+    with Session(engine, expire_on_commit=False) as session:
+        token = start_session(session=session, user=garage_owner(session, VEHICLES)).access_token
+        session.commit()
+    call = in_process("vehicles", "/api/vehicles", {"authorization": f"Bearer {token}"})
+    sql: list[tuple[str, Any]] = []
+
+    def capture(_c: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
+        if "set_config" not in statement:
+            sql.append((statement, parameters))
+
+    with recording(engine) as recorder:
+        call()  # warm up: connections traced from their first checkout
+        recorder.take()
+        event.listen(engine, "before_cursor_execute", capture)
+        assert call() == 200
+        event.remove(engine, "before_cursor_execute", capture)
+        wire = recorder.take()
+    direct = make_url(uri).set(drivername="postgresql").render_as_string(hide_password=False)
+    return Garage(token, direct, sql, wire.round_trips, wire.statements)
+
+
+def vehicles() -> Row:
+    import psycopg
+
+    garage = bench_garage()
+    ours = in_process("vehicles", "/api/vehicles", {"authorization": f"Bearer {garage.token}"})
+    with psycopg.connect(garage.direct_uri, autocommit=True) as raw:
+
+        def floor() -> None:
+            for statement, parameters in garage.sql:
+                raw.execute(statement, parameters).fetchall()
+
+        ours()
+        floor()
+        samples = interleaved(lambda: timed_ms(ours), lambda: timed_ms(floor), ROUNDS)
+    return {
+        "figure": f"GET /api/vehicles ({VEHICLES} vehicles × 5 mods), in-process",
+        **samples,
+        "unit": "ms",
+        "budget": 2.0,
+        "floor_name": "the same SQL on one raw psycopg connection",
+        "note": f"{garage.round_trips} round trips (BEGIN, COMMIT and pings included)",
+        "statements": garage.statements,
+    }
