@@ -33,7 +33,11 @@ class Settings(BaseSettings):
     """Every setting the API reads. Names are the environment variable names."""
 
     model_config = SettingsConfigDict(
-        case_sensitive=False, extra="ignore", frozen=True, hide_input_in_errors=True
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+        defer_build=True,  # built when first read (the first request), not at import
     )
 
     environment: Literal["development", "test", "production"] = Field(

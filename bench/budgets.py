@@ -52,13 +52,13 @@ def _spread(samples: list[float]) -> str:
     if len(samples) < 2:
         return f"{samples[0]:.3g}"
     q1, median, q3 = statistics.quantiles(samples, n=4, method="inclusive")
-    return f"{median:.3g} ({q1:.3g}–{q3:.3g})"
+    return f"{median:.3g} ({q1:.3g}-{q3:.3g})"
 
 
 def table(rows: list[Row]) -> str:
     """The rows as a Markdown table (what README keeps)."""
     lines = [
-        "| figure | ours: median (p25–p75) | floor: median (p25–p75) | ratio | budget | met "
+        "| figure | ours: median (p25-p75) | floor: median (p25-p75) | ratio | budget | met "
         "| statements | note |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -67,8 +67,8 @@ def table(rows: list[Row]) -> str:
         measured = ratio(row)
         lines.append(
             f"| {row['figure']} | {_spread(row['ours'])} {unit} "
-            f"| {row['floor_name']}: {_spread(row['floor'])} {unit} | {measured:.2f}× "
-            f"| ≤ {row['budget']:g}× | {'yes' if measured <= row['budget'] else 'NO'} "
+            f"| {row['floor_name']}: {_spread(row['floor'])} {unit} | {measured:.2f}x "
+            f"| <= {row['budget']:g}x | {'yes' if measured <= row['budget'] else 'NO'} "
             f"| {'' if row['statements'] is None else row['statements']} | {row['note']} |"
         )
     return "\n".join(lines)
@@ -77,7 +77,7 @@ def table(rows: list[Row]) -> str:
 def failures(rows: list[Row]) -> list[str]:
     """The rows whose ratio passes CHECK_MARGIN times their budget, each with its figures."""
     return [
-        f"{row['figure']}: {ratio(row):.2f}× > {CHECK_MARGIN:g} × budget {row['budget']:g}×"
+        f"{row['figure']}: {ratio(row):.2f}x > {CHECK_MARGIN:g} x budget {row['budget']:g}x"
         for row in rows
         if ratio(row) > CHECK_MARGIN * row["budget"]
     ]

@@ -57,18 +57,22 @@ for sql, params in json.loads(os.environ["BENCH_SQL"]):
 
 
 def run_timed(
-    body: str, *, python: str = sys.executable, cwd: Path | None = None, **env: str
+    body: str,
+    *,
+    python: str = sys.executable,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> float:
     """How long `body` took, in milliseconds, in a fresh interpreter (its start-up aside)."""
     script = _TIMED.format(body=body)
-    printed = subprocess.check_output([python, "-c", script], cwd=cwd, env={**os.environ, **env})
+    printed = subprocess.check_output(
+        [python, "-c", script], cwd=cwd, env={**os.environ, **(env or {})}
+    )
     return float(json.loads(printed)["ms"])
 
 
 def cold_start() -> Row:
-    samples = interleaved(
-        lambda: run_timed(_IMPORT_APP), lambda: run_timed(_IMPORT_FLOOR), ROUNDS
-    )
+    samples = interleaved(lambda: run_timed(_IMPORT_APP), lambda: run_timed(_IMPORT_FLOOR), ROUNDS)
     return {
         "figure": "cold start: `import function_app` + `get_functions()`",
         **samples,
@@ -90,8 +94,8 @@ def first_request() -> Row:
         "BENCH_SQL": json.dumps(garage.sql, default=str),
     }
     samples = interleaved(
-        lambda: run_timed(_FIRST_REQUESTS, **env),
-        lambda: run_timed(_FIRST_REQUESTS_FLOOR, **env),
+        lambda: run_timed(_FIRST_REQUESTS, env=env),
+        lambda: run_timed(_FIRST_REQUESTS_FLOOR, env=env),
         ROUNDS,
     )
     return {
@@ -104,4 +108,3 @@ def first_request() -> Row:
         "note": "includes the engine's first connection and the schema check",
         "statements": None,
     }
-

@@ -75,6 +75,7 @@ def _environment() -> Iterator[dict[str, str]]:
         storage.shutdown()
         storage.server_close()
 
+
 # Run by the original's interpreter in its directory: create its schema and the garage,
 # then time one call of its indexed "Vehicles" function per line read, printing the ms.
 _DRIVER = """
@@ -145,7 +146,8 @@ def vehicles() -> Row | None:
             text=True,
         ) as original,
     ):
-        assert original.stdin is not None and original.stdout is not None
+        assert original.stdin is not None
+        assert original.stdout is not None
         stdin, stdout = original.stdin, original.stdout
         assert stdout.readline().strip() == "ready"
 
@@ -158,7 +160,7 @@ def vehicles() -> Row | None:
         samples = interleaved(lambda: timed_ms(ours), theirs, ROUNDS)
         stdin.close()
     return {
-        "figure": f"GET /api/vehicles ({VEHICLES} vehicles × 5 mods) vs the original's",
+        "figure": f"GET /api/vehicles ({VEHICLES} vehicles x 5 mods) vs the original's",
         **samples,
         "unit": "ms",
         "budget": 0.1,
@@ -177,7 +179,7 @@ def cold_start() -> Row | None:
     with _environment() as env:
         samples = interleaved(
             lambda: run_timed(_IMPORT_APP),
-            lambda: run_timed(_IMPORT, python=original, cwd=ORIGINAL_DIR, **env),
+            lambda: run_timed(_IMPORT, python=original, cwd=ORIGINAL_DIR, env=env),
             IMPORT_ROUNDS,
         )
     return {

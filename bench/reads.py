@@ -33,7 +33,7 @@ def indexed() -> dict[str, Callable[..., Any]]:
     `get_functions()` finds every name twice)."""
     from function_app import app
 
-    return {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
+    return {str(f.get_function_name()): f.get_user_function() for f in app.get_functions()}
 
 
 def in_process(name: str, path: str, headers: dict[str, str]) -> Callable[[], int]:
@@ -104,7 +104,7 @@ def vehicles() -> Row:
         floor()
         samples = interleaved(lambda: timed_ms(ours), lambda: timed_ms(floor), ROUNDS)
     return {
-        "figure": f"GET /api/vehicles ({VEHICLES} vehicles × 5 mods), in-process",
+        "figure": f"GET /api/vehicles ({VEHICLES} vehicles x 5 mods), in-process",
         **samples,
         "unit": "ms",
         "budget": 2.0,

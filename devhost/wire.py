@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from sqlalchemy import Engine, event
 
-_MESSAGE = re.compile(r'^F\t\d+\t(\w+)(?:\t (.*))?$')
+_MESSAGE = re.compile(r"^F\t\d+\t(\w+)(?:\t (.*))?$")
 _QUERY_TEXT = re.compile(r'^"((?:[^"]|"")*)"')
 _PARSE_TEXT = re.compile(r'^"[^"]*" "((?:[^"]|"")*)"')
 # Round trips that are not statements of the request: transaction control, the pool's ping.

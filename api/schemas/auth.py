@@ -6,7 +6,6 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -25,6 +24,8 @@ def _normalise_email(value: object) -> object:
 
 
 def _check_email(value: str) -> str:
+    from email_validator import EmailNotValidError, validate_email  # at the first address
+
     try:
         # test_environment: also accept RFC 2606 `.test` addresses, for test tooling and
         # staging accounts (nothing is ever delivered there). No DNS look-ups.

@@ -110,7 +110,9 @@ class InputModel(BaseModel):
     """Base of every request body and query: unknown fields are refused, so a client can
     never mass-assign `id`, `user_id`, timestamps or anything else we did not ask for."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_defaults_in_descriptions)
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=_defaults_in_descriptions, defer_build=True
+    )
 
 
 FORM = ConfigDict(json_schema_extra=_form_schema)
@@ -123,7 +125,7 @@ class OutputModel(BaseModel):
     so every field is required in the documented schema."""
 
     model_config = ConfigDict(
-        from_attributes=True, json_schema_serialization_defaults_required=True
+        from_attributes=True, json_schema_serialization_defaults_required=True, defer_build=True
     )
 
 
@@ -142,6 +144,8 @@ class Pagination(InputModel):
 
 
 class FieldProblem(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # for the document only
+
     loc: list[str | int] = Field(description="Path of the invalid field, e.g. ['body', 'year']")
     field: str = Field(description="The same path, dotted")
     message: str
@@ -151,6 +155,8 @@ class FieldProblem(BaseModel):
 class Problem(BaseModel):
     """RFC 9457 problem details, plus our machine-readable `code` (documentation of what
     `api.utils.http.problem_body` sends; the optional members are left out, never null)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     type: str = Field(description="A URI naming the kind of problem")
     title: str

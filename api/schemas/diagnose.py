@@ -96,7 +96,7 @@ class Cap:
 
 
 class _ModelReply(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class LikelyCause(_ModelReply):
@@ -328,6 +328,8 @@ class AssistantTurn(_StoredContent):
 
 class LegacyTurn(RootModel[dict[str, Any]]):
     """A turn migrated from the old history, as the old app stored it (any JSON object)."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 class ConversationPage(Page[ConversationSummary]):

@@ -2,7 +2,7 @@
 
 from typing import Any, Literal
 
-from pydantic import Field, RootModel
+from pydantic import ConfigDict, Field, RootModel
 
 from api.schemas.common import OutputModel
 
@@ -19,3 +19,5 @@ class Health(OutputModel):
 
 class OpenAPIDocument(RootModel[dict[str, Any]]):
     """This API's OpenAPI 3.1 description: the document being read."""
+
+    model_config = ConfigDict(defer_build=True)

@@ -100,7 +100,7 @@ class Completion:
 class _Reply(BaseModel):
     """Strict: a number sent as a string, or a null where a value belongs, is unusable."""
 
-    model_config = ConfigDict(strict=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore", defer_build=True)
 
 
 class _ChatUsage(_Reply):

@@ -8,8 +8,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import jwt
-
 from api.errors import AuthenticationError
 from api.settings import get_settings
 
@@ -35,11 +33,15 @@ def encode_token(
         "ver": version,
         **claims,
     }
+    import jwt  # with cryptography, ~30 ms: at the first token, not at every cold start
+
     return jwt.encode(payload, settings.jwt_secret, algorithm=ALGORITHMS[0]), expires_at
 
 
 def decode_token(token: str, typ: TokenType) -> dict[str, Any]:
     """Verify signature, expiry, issuer, audience and type; any failure is a 401."""
+    import jwt
+
     settings = get_settings()
     try:
         claims = jwt.decode(

@@ -152,7 +152,7 @@ def _newest_first(
 ) -> Listing[T]:
     query = select(entity).where(where).order_by(entity.created_at.desc(), entity.id.desc())
     rows, total = page_of(session, query, limit=page.limit, offset=page.offset)
-    return Listing(items=[item for item, in rows], total=total)
+    return Listing(items=[item for (item,) in rows], total=total)
 
 
 def _locked_for_cap_check(query: Select[*Row]) -> Select[*Row]:
