@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.budgets import Row, interleaved
 
-ROUNDS = 9
+ROUNDS = 15
 FLOOR_MODULES = ("azure.functions", "sqlalchemy.orm", "psycopg", "pydantic")
 FLOOR_NAME = "import " + ", ".join(FLOOR_MODULES)
 
@@ -65,10 +65,17 @@ def run_timed(
 ) -> float:
     """How long `body` took, in milliseconds, in a fresh interpreter (its start-up aside)."""
     script = _TIMED.format(body=body)
-    printed = subprocess.check_output(
-        [python, "-c", script], cwd=cwd, env={**os.environ, **(env or {})}
+    run = subprocess.run(
+        [python, "-c", script],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,  # the original logs freely: shown only when a run fails
+        text=True,
+        check=False,
     )
-    return float(json.loads(printed)["ms"])
+    if run.returncode != 0:
+        raise RuntimeError(f"{python} failed to run {body!r}:\n{run.stderr}")
+    return float(json.loads(run.stdout)["ms"])
 
 
 def cold_start() -> Row:

@@ -143,6 +143,7 @@ def vehicles() -> Row | None:
             env={**os.environ, **env},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # its logging; a failure shows as no "ready" line
             text=True,
         ) as original,
     ):
@@ -165,8 +166,10 @@ def vehicles() -> Row | None:
         "unit": "ms",
         "budget": 0.1,
         "floor_name": "kylejoeckel/axly-function-app, same data and adapter",
-        "note": "the original runs a query per vehicle (its image) and a session each",
+        "note": "the original runs a query per vehicle (its image) and a session each; "
+        "ours as in the row above",
         "statements": None,
+        "guarded": False,
     }
 
 
