@@ -1,5 +1,6 @@
-"""Connections (api/db.py), directly and through PgBouncer: the server-side timeouts are set
-in every transaction and end with it (nothing leaks to the pooler's other clients); a
+"""Connections (api/db.py), directly and through PgBouncer: the server-side timeouts hold in
+every transaction (set when a direct connection opens; through PgBouncer in each
+transaction, ending with it: nothing leaks to the pooler's other clients); a
 statement past its timeout and a database that stops answering altogether are 503 — never
 a hang — and the API recovers when the database does; pooled connections prepare nothing
 on the server."""
