@@ -144,3 +144,34 @@ class FakeOpenAI:
     @property
     def untouched(self) -> bool:
         return not (self.chat_bodies or self.transcriptions)
+
+
+# The JSON Schema keywords strict structured output takes, as each provider documents them:
+# OpenAI's Structured Outputs guide ("Supported schemas", "Supported properties") and Azure
+# OpenAI's ("Unsupported type-specific keywords" leaves it the structure alone).
+STRICT_STRUCTURE = {
+    *("type", "properties", "required", "additionalProperties", "items", "enum", "anyOf"),
+    *("$ref", "$defs", "description"),
+}
+OPENAI_STRICT_KEYWORDS = STRICT_STRUCTURE | {
+    *("pattern", "format", "multipleOf", "maximum", "exclusiveMaximum", "minimum"),
+    *("exclusiveMinimum", "minItems", "maxItems"),
+}
+
+
+def schema_keywords(schema: dict[str, Any]) -> set[str]:
+    """Every keyword `schema` uses, at any depth (names of properties and definitions are
+    not keywords)."""
+    used = set(schema)
+    for keyword, value in schema.items():
+        if keyword in ("properties", "$defs"):
+            subschemas = list(value.values())
+        elif keyword == "items":
+            subschemas = [value]
+        elif keyword == "anyOf":
+            subschemas = value
+        else:
+            subschemas = []
+        for subschema in subschemas:
+            used |= schema_keywords(subschema)
+    return used

@@ -199,27 +199,55 @@ def _usable(action: str, call: Callable[[], T]) -> T:
     )
 
 
+# The JSON Schema keywords each provider's strict structured output accepts; anything else
+# (pydantic's `title` and `default`, maxLength, ...) can make the provider refuse the whole
+# request (400), so only these are sent. The structure every schema needs:
+_STRICT_STRUCTURE = frozenset(
+    {"type", "properties", "required", "additionalProperties", "items", "enum", "anyOf"}
+    | {"$ref", "$defs", "description"}
+)
+# OpenAI's Structured Outputs guide ("Supported schemas"): for strings pattern and format,
+# for numbers multipleOf, maximum, exclusiveMaximum, minimum, exclusiveMinimum, for arrays
+# minItems and maxItems — not minLength / maxLength. Azure OpenAI's ("Unsupported
+# type-specific keywords") refuses all of those, so it gets the structure only.
+STRICT_KEYWORDS = {
+    "openai": _STRICT_STRUCTURE
+    | {"pattern", "format", "multipleOf", "maximum", "exclusiveMaximum", "minimum"}
+    | {"exclusiveMinimum", "minItems", "maxItems"},
+    "azure": _STRICT_STRUCTURE,
+}
+# Keywords whose value maps names (of properties, of definitions) to schemas.
+_SCHEMA_MAPS = frozenset({"properties", "$defs"})
+
+
 def _diagnosis_format(*, azure: bool) -> ResponseFormatJSONSchema:
-    """The diagnosis schema the model must answer in (strict structured output). Its caps
-    are maxLength / maxItems, which OpenAI's strict mode takes (maxItems is in its
-    documented subset, maxLength is accepted and enforced); Azure OpenAI's documentation
-    lists both among the keywords its strict mode refuses with a 400, so it gets them only
-    as the descriptions every field also carries ("At most 200 characters")."""
-    schema = Diagnosis.model_json_schema()
-    if azure:
-        schema = _without_keywords(schema, {"maxLength", "maxItems"})
+    """The diagnosis schema the model must answer in (strict structured output), in the
+    keywords the provider documents (STRICT_KEYWORDS). The caps a provider cannot be told
+    as keywords (maxLength everywhere, maxItems on Azure) still reach the model in the
+    descriptions every capped field carries ("At most 200 characters"), and are enforced
+    on the reply whatever the model does (`Cap` cuts a longer value)."""
+    keywords = STRICT_KEYWORDS["azure" if azure else "openai"]
+    schema = _strict_schema(Diagnosis.model_json_schema(), keywords)
     return {
         "type": "json_schema",
         "json_schema": {"name": "diagnosis", "strict": True, "schema": schema},
     }
 
 
-def _without_keywords(schema: Any, keywords: set[str]) -> Any:
-    if isinstance(schema, dict):
-        return {k: _without_keywords(v, keywords) for k, v in schema.items() if k not in keywords}
-    if isinstance(schema, list):
-        return [_without_keywords(item, keywords) for item in schema]
-    return schema
+def _strict_schema(schema: dict[str, Any], keywords: frozenset[str]) -> dict[str, Any]:
+    """`schema` with only `keywords`, at every level (names of properties are kept)."""
+    kept: dict[str, Any] = {}
+    for keyword, value in schema.items():
+        if keyword not in keywords:
+            continue
+        if keyword in _SCHEMA_MAPS:
+            value = {name: _strict_schema(sub, keywords) for name, sub in value.items()}
+        elif keyword == "items":
+            value = _strict_schema(value, keywords)
+        elif keyword == "anyOf":
+            value = [_strict_schema(sub, keywords) for sub in value]
+        kept[keyword] = value
+    return kept
 
 
 def _provider() -> tuple[Provider, str]:

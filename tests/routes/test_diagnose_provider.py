@@ -5,7 +5,6 @@ cleaned."""
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import httpx
@@ -24,7 +23,14 @@ from tests.factories import (
     count,
     stored_turns,
 )
-from tests.fake_openai import DIAGNOSIS, FakeOpenAI, Slow, error_response
+from tests.fake_openai import (
+    DIAGNOSIS,
+    STRICT_STRUCTURE,
+    FakeOpenAI,
+    Slow,
+    error_response,
+    schema_keywords,
+)
 from tests.harness import changed_settings
 
 
@@ -121,11 +127,11 @@ def test_azure_openai_is_used_when_its_endpoint_is_set(
     (request, _), *_ = [entry for entry in httpserver.log if entry[0].path.startswith("/openai/")]
     assert request.headers["api-key"] == "azure-key"
     assert request.args["api-version"] == "2024-10-21"
-    # Its strict mode refuses maxLength / maxItems: the caps go as descriptions only.
-    sent = json.dumps(fake.diagnosis_bodies[0]["response_format"])
-    assert "maxLength" not in sent
-    assert "maxItems" not in sent
-    assert "At most 1500 characters" in sent
+    # Its strict mode refuses every type-specific keyword (maxLength, maxItems, ...): the
+    # caps go as descriptions only.
+    schema = fake.diagnosis_bodies[0]["response_format"]["json_schema"]["schema"]
+    assert schema_keywords(schema) <= STRICT_STRUCTURE
+    assert schema["properties"]["summary"]["description"] == "At most 1500 characters"
 
 
 def test_half_configured_azure_is_not_configured(
