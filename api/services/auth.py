@@ -120,6 +120,22 @@ def hold_account(*, session: Session, user_id: uuid.UUID) -> None:
         raise AuthenticationError(ACCOUNT_GONE, code="account_deleted")
 
 
+def hold_session(*, session: Session, caller: Caller) -> None:
+    """`hold_account`, and 401 `session_ended` when the caller's session has ended since the
+    request was authenticated (logout, logout everywhere, a password change or reset): for a
+    request that ran long (a diagnosis turn) before it writes."""
+    row = session.execute(
+        select(User.token_version, _live(caller.session_id, now=utcnow()))
+        .where(User.id == caller.user.id)
+        .with_for_update(read=True, key_share=True, of=User)
+    ).first()
+    if row is None:
+        raise AuthenticationError(ACCOUNT_GONE, code="account_deleted")
+    token_version, session_alive = row
+    if token_version != caller.user.token_version or not session_alive:
+        raise AuthenticationError(SESSION_ENDED, code="session_ended")
+
+
 def start_session(*, session: Session, user: User) -> IssuedTokens:
     """A new session (refresh-token family) for `user`, its first token pair. Only for a
     caller that has already proven who the user is (login, sign-up, tests, benchmarks)."""
