@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,19 @@ class Slow:
 
     seconds: float
     reply: Any = field(default_factory=lambda: DIAGNOSIS)
+
+
+def trickled(body: Any, *, pause_s: float, chunk_bytes: int = 16) -> Response:
+    """A JSON reply sent `chunk_bytes` at a time, `pause_s` before each chunk: every read
+    waits less than any timeout, the whole takes as long as the stand-in likes."""
+    data = json.dumps(body).encode()
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(data), chunk_bytes):
+            time.sleep(pause_s)
+            yield data[start : start + chunk_bytes]
+
+    return Response(chunks(), status=200, content_type="application/json")
 
 
 @dataclass(frozen=True)

@@ -300,7 +300,14 @@ def ensure_configured() -> None:
 @lru_cache(maxsize=4)
 def _client(provider: Provider) -> OpenAI:
     import openai
+    from openai._constants import DEFAULT_CONNECTION_LIMITS
 
+    from api.utils.deadline_transport import DeadlineTransport
+
+    # Each call's socket operations end by the turn's deadline (see `_call`).
+    http_client = openai.DefaultHttpxClient(
+        transport=DeadlineTransport(limits=DEFAULT_CONNECTION_LIMITS)
+    )
     if provider.azure_endpoint:
         return openai.AzureOpenAI(
             azure_endpoint=provider.azure_endpoint,
@@ -308,12 +315,14 @@ def _client(provider: Provider) -> OpenAI:
             api_version=provider.azure_api_version,
             timeout=provider.timeout_s,
             max_retries=provider.max_retries,
+            http_client=http_client,
         )
     return openai.OpenAI(
         api_key=provider.api_key,
         base_url=provider.base_url or None,
         timeout=provider.timeout_s,
         max_retries=provider.max_retries,
+        http_client=http_client,
     )
 
 
@@ -349,16 +358,19 @@ def _call(
     model: str | None = None,
     max_retries: int | None = None,
 ) -> ReplyT:
-    """One provider request for `model` (default: the chat model), within the turn's
-    deadline, its raw reply read as `shape` (UnusableReplyError when it cannot be); the
-    tokens of each usable reply are recorded as `openai_tokens`. Each attempt may take
-    OPENAI_TIMEOUT_S or the time left, whichever is less, and none starts with less than
-    MIN_CALL_S left (504). Retries (OPENAI_MAX_RETRIES, of 429 / 5xx / connection errors /
+    """One provider request for `model` (default: the chat model), within the turn's deadline,
+    its raw reply read as `shape` (UnusableReplyError when it cannot be); the tokens of each
+    usable reply are recorded as `openai_tokens`. Each attempt may wait OPENAI_TIMEOUT_S or
+    the time left, whichever is less, for any one read, none starts with less than
+    MIN_CALL_S left, and none outlasts the deadline however slowly its bytes arrive
+    (`bounded_by`): 504. Retries (OPENAI_MAX_RETRIES, of 429 / 5xx / connection errors /
     timeouts) are made here, not by the SDK, which would sleep as long as a provider's
     Retry-After asks (up to two minutes) past any budget: ours wait what the provider asks
     (at least a short, doubling backoff), and only when that wait and another attempt still
     fit; otherwise the failure is reported at once."""
     import openai
+
+    from api.utils.deadline_transport import bounded_by
 
     action = CALL_LABELS[call]
     provider, chat_model = _provider()
@@ -371,7 +383,8 @@ def _call(
             timeout = min(provider.timeout_s, _time_left(deadline, action))
             client = _client(provider).with_options(timeout=timeout, max_retries=0)
             try:
-                raw = request(client, model)
+                with bounded_by(deadline):  # however slowly its bytes arrive
+                    raw = request(client, model)
             except retryable as error:
                 pause = max(RETRY_BACKOFF_S * 2**attempt, _retry_after_s(error))
                 if attempt >= retries or deadline.remaining() < pause + MIN_CALL_S:

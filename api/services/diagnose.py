@@ -102,7 +102,6 @@ log = logging.getLogger(__name__)
 TITLE_FALLBACK_WORDS = 8
 MAX_EXPLAINED_CODES = 30  # dtc_codes holds up to 20; the text and transcript may add a few
 QUOTA_WINDOW = timedelta(days=1)
-IN_PROGRESS_RETRY = timedelta(seconds=5)  # a turn usually takes a few seconds
 # How long past the turn's deadline its reservation lasts: room for the last provider call
 # to return and for step 3. A turn that finds its reservation gone stores nothing.
 RESERVATION_GRACE = timedelta(seconds=60)
@@ -325,10 +324,25 @@ def _start(session: Session, user: User, *, at: datetime, until: datetime) -> uu
     if reservation_id is None:
         raise RateLimitedError(
             "A diagnosis is already running for your account; wait for it to finish",
-            retry_after=IN_PROGRESS_RETRY,
+            retry_after=_running_turn_wait(session, user, now=now),
             code="diagnosis_in_progress",
         )
     return reservation_id
+
+
+def _running_turn_wait(session: Session, user: User, *, now: datetime) -> timedelta:
+    """How long until the user's running turn frees its place: until its deadline (it has
+    answered or given up by then), or, past that (its process died, or it is storing),
+    until its reservation expires. Read from its reservation, `pending_until`."""
+    pending_until = session.scalar(
+        select(DiagnosisUsage.pending_until).where(
+            DiagnosisUsage.user_id == user.id, DiagnosisUsage.pending_until.is_not(None)
+        )
+    )
+    if pending_until is None:  # it ended just now
+        return timedelta(0)
+    turn_deadline = pending_until - RESERVATION_GRACE
+    return (turn_deadline if turn_deadline > now else pending_until) - now
 
 
 def _check_caps(

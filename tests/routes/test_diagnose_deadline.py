@@ -4,6 +4,7 @@ the provider asks only when that still fits."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +24,14 @@ from tests.factories import (
     count,
     stored_turns,
 )
-from tests.fake_openai import FakeOpenAI, Slow, error_response
+from tests.fake_openai import (
+    DIAGNOSIS,
+    FakeOpenAI,
+    Slow,
+    completion,
+    error_response,
+    trickled,
+)
 from tests.harness import changed_settings
 
 
@@ -54,6 +62,24 @@ def test_the_turn_budget_cuts_a_slow_call(
     assert response.json()["code"] == "upstream_timeout"
     (timeout,) = openai.chat_timeouts
     assert 1.0 <= timeout <= 1.5  # what was left of the budget, not OPENAI_TIMEOUT_S
+    assert count(session, Conversation, Conversation.user_id == user.id) == 0
+    assert count(session, DiagnosisUsage) == 0
+
+
+def test_a_reply_that_trickles_in_is_cut_at_the_budget(
+    client: httpx.Client,
+    openai: FakeOpenAI,
+    session: Session,
+    user: User,
+    turn_budget: Callable[[float], None],
+) -> None:
+    turn_budget(2.0)
+    # A byte now and then restarts the SDK's per-read timeout: the whole reply would take
+    # about 6 s, each read under 0.1 s.
+    openai.replies = [trickled(completion(json.dumps(DIAGNOSIS)), pause_s=0.1)]
+    response = client.post("/diagnose2", headers=auth_headers(user), json={"q": "a"})
+    assert response.status_code == 504, response.text
+    assert response.json()["code"] == "upstream_timeout"
     assert count(session, Conversation, Conversation.user_id == user.id) == 0
     assert count(session, DiagnosisUsage) == 0
 
