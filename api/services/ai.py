@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.errors import ServiceUnavailableError, UpstreamError, UpstreamTimeoutError
 from api.schemas.diagnose import MAX_TITLE_CHARS, Diagnosis
@@ -103,9 +103,16 @@ class _Reply(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
 
+# A token count we can believe and store: not negative, and within a PostgreSQL integer
+# (far above any real request: context windows hold about a million tokens). A reply
+# outside it is unusable (502 after one retry) rather than clamped: a made-up count would
+# be stored and reported as what the turn cost.
+TokenCount = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
 class _ChatUsage(_Reply):
-    prompt_tokens: int
-    completion_tokens: int
+    prompt_tokens: TokenCount
+    completion_tokens: TokenCount
 
 
 class _ChatMessage(_Reply):
@@ -138,8 +145,8 @@ class _TranscriptionUsage(_Reply):
     """Token usage (gpt-4o-*-transcribe), or seconds of audio (whisper), which are not
     tokens and are not recorded."""
 
-    input_tokens: int | None = None
-    output_tokens: int | None = None
+    input_tokens: TokenCount | None = None
+    output_tokens: TokenCount | None = None
 
 
 class TranscriptionReply(_Reply):

@@ -53,6 +53,8 @@ UNUSABLE = {
     "no usage": without("usage"),
     "null usage fields": without("usage", prompt_tokens=None, completion_tokens=None),
     "usage as strings": without("usage", prompt_tokens="321", completion_tokens="54"),
+    "negative usage": without("usage", prompt_tokens=-5),
+    "usage past an integer": without("usage", completion_tokens=2**31),
     "no choices field": without("choices"),
 }
 
