@@ -113,6 +113,13 @@ class ValidationFailedError(AppError):
         super().__init__(detail or f"Invalid input: {fields}{more}")
 
 
+class RejectedInputError(AppError):
+    """The AI provider refused what the user sent (an image it cannot read, content its
+    policy refuses): the user can change it; `extra["rejected"]` names it."""
+
+    status, title, code = 422, "Unprocessable Content", "upstream_rejected_input"
+
+
 class RateLimitedError(AppError):
     status, title, code = 429, "Too Many Requests", "rate_limited"
 

@@ -2,8 +2,9 @@
 OPENAI_BASE_URL), or Azure OpenAI when AZURE_OPENAI_ENDPOINT is set.
 
 Upstream failures become domain errors with no upstream text in them: a timeout is 504;
-rate limiting, 5xx, connection errors and any other refusal are 502 (after
-OPENAI_MAX_RETRIES retries).
+a 400 / 422 that blames what the user sent (REJECTED_INPUTS) is 422
+`upstream_rejected_input`; rate limiting, 5xx, connection errors and any other refusal are
+502 (after OPENAI_MAX_RETRIES retries; a 400 / 422 of ours is logged as an error).
 
 A 200 is not trusted either: every reply is read raw and must be a usable one — a JSON body
 (by its Content-Type) of the expected shape with correctly typed fields, usage included for
@@ -31,7 +32,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.errors import ServiceUnavailableError, UpstreamError, UpstreamTimeoutError
+from api.errors import (
+    AppError,
+    RejectedInputError,
+    ServiceUnavailableError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
 from api.schemas.diagnose import MAX_TITLE_CHARS, Diagnosis
 from api.settings import get_settings
 from api.utils import metrics
@@ -40,7 +47,7 @@ from api.utils.media import Media
 from api.utils.text import safe_text
 
 if TYPE_CHECKING:
-    from openai import OpenAI
+    from openai import APIStatusError, OpenAI
     from openai._legacy_response import LegacyAPIResponse
     from openai.types.chat import ChatCompletionContentPartParam
     from openai.types.chat import ChatCompletionMessageParam as ChatTurn
@@ -64,6 +71,27 @@ CALL_LABELS: dict[metrics.ProviderCall, str] = {
     "title": "title",
     "transcription": "transcription",
     "sound": "sound analysis",
+}
+# Error codes with which the provider (OpenAI, Azure OpenAI) answers 400 / 422 to what the
+# user sent, and which input each blames. Any other 400 / 422 is ours (a schema or a
+# parameter it refuses): 502, logged as an error.
+REJECTED_INPUTS: dict[str, Literal["images", "content"]] = {
+    "invalid_image": "images",
+    "invalid_image_format": "images",
+    "invalid_image_url": "images",
+    "image_parse_error": "images",
+    "image_too_large": "images",
+    "content_policy_violation": "content",
+    "content_filter": "content",  # Azure OpenAI's content filtering
+}
+# Calls whose only input from the user is the recording: whatever 400 / 422 they get is
+# about it (the model name is ours, but a wrong one is a 404).
+RECORDING_CALLS: frozenset[metrics.ProviderCall] = frozenset({"transcription", "sound"})
+REJECTED_DETAILS = {
+    "images": "The AI provider could not read an image you sent; send it as a JPEG or PNG",
+    "audio": "The AI provider could not use the recording you sent; send another (WAV, MP3 or M4A)",
+    "content": "The AI provider refused this message under its content policy; rephrase it "
+    "or send other media",
 }
 # What chat models accept.
 INPUT_AUDIO_FORMATS: dict[str, Literal["wav", "mp3"]] = {"audio/wav": "wav", "audio/mpeg": "mp3"}
@@ -334,12 +362,15 @@ def _client(provider: Provider) -> OpenAI:
 
 
 @contextmanager
-def _upstream(action: str) -> Iterator[None]:
+def _upstream(call: metrics.ProviderCall) -> Iterator[None]:
     """Translate SDK errors; the upstream's own text is logged, never shown."""
     import openai
 
+    action = CALL_LABELS[call]
     try:
         yield
+    except (openai.BadRequestError, openai.UnprocessableEntityError) as refused:
+        raise _refusal(call, refused) from None
     except openai.APITimeoutError:
         log.warning("AI provider timed out (%s)", action)
         raise UpstreamTimeoutError(
@@ -354,6 +385,23 @@ def _upstream(action: str) -> Iterator[None]:
     except openai.OpenAIError as exc:
         log.warning("AI provider failed (%s): %s", action, type(exc).__name__)
         raise UpstreamError(f"The AI provider failed ({action}); please try again") from None
+
+
+def _refusal(call: metrics.ProviderCall, refused: APIStatusError) -> AppError:
+    """A 400 / 422: 422 `upstream_rejected_input` naming the user's input it blames (see
+    REJECTED_INPUTS), else our own request's fault — 502, logged as an error."""
+    rejected = "audio" if call in RECORDING_CALLS else REJECTED_INPUTS.get(refused.code or "")
+    if rejected is not None:
+        log.warning("AI provider refused the user's %s (%s): %s", rejected, call, refused.code)
+        return RejectedInputError(REJECTED_DETAILS[rejected], extra={"rejected": rejected})
+    log.error(
+        "AI provider refused our %s request: %s %s (param %s)",
+        CALL_LABELS[call],
+        refused.status_code,
+        refused.code,
+        refused.param,
+    )
+    return UpstreamError(f"The AI provider failed ({CALL_LABELS[call]}); please try again")
 
 
 def _call(
@@ -385,7 +433,7 @@ def _call(
     retries = provider.max_retries if max_retries is None else max_retries
     retryable = (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
     attempt = 0
-    with _upstream(action):
+    with _upstream(call):
         while True:
             timeout = min(provider.timeout_s, _time_left(deadline, action))
             client = _client(provider).with_options(timeout=timeout, max_retries=0)
@@ -525,7 +573,7 @@ def title_for(messages: list[ChatTurn], deadline: Deadline) -> str | None:
             ChatReply,
             max_retries=0,
         )
-    except (UpstreamError, UpstreamTimeoutError, UnusableReplyError):
+    except (UpstreamError, UpstreamTimeoutError, UnusableReplyError, RejectedInputError):
         return None
     title = " ".join(reply.text.strip("\"'").split())  # one line
     return safe_text(title, MAX_TITLE_CHARS) or None
