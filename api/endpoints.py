@@ -68,6 +68,7 @@ from api.errors import (
     BadRequestError,
     ConflictError,
     FieldError,
+    LengthRequiredError,
     NotFoundError,
     PayloadTooLargeError,
     ServiceUnavailableError,
@@ -750,6 +751,11 @@ def _parse_body(
     """The body, validated; `fingerprint` (when given) is fed what the body says: its bytes,
     or a form's parts in order — not its bytes, which differ on every retry by the random
     boundary a client picks each time it encodes the form."""
+    if "chunked" in (req.headers.get("Transfer-Encoding") or "").lower():
+        # The Functions host hands the worker a body only when Content-Length says one
+        # came (devhost/host.py `_read_body`): a chunked one arrives empty, and reading it
+        # as "no body" would answer something confusing.
+        raise LengthRequiredError("Send the request body with a Content-Length (not chunked)")
     raw = req.get_body() or b""
     if not raw and not op.body_required:
         return _validate(model, {}, "body")

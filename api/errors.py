@@ -91,6 +91,10 @@ class ConflictError(AppError):
     status, title, code = 409, "Conflict", "conflict"
 
 
+class LengthRequiredError(AppError):
+    status, title, code = 411, "Length Required", "length_required"
+
+
 class PayloadTooLargeError(AppError):
     status, title, code = 413, "Content Too Large", "payload_too_large"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -21,7 +20,15 @@ from api.routes import ROUTERS
 from api.services.auth import start_session
 from api.services.tokens import decode_token
 from api.settings import get_settings
-from tests.factories import PASSWORD, auth_headers, bearer, create_user, new_email, sign_up
+from tests.factories import (
+    PASSWORD,
+    auth_headers,
+    bearer,
+    create_user,
+    example_path,
+    new_email,
+    sign_up,
+)
 from tests.outbox import Outbox
 
 
@@ -211,15 +218,6 @@ def test_tokens_die_with_the_account(client: httpx.Client, outbox: Outbox) -> No
     assert refresh.json()["code"] == "account_deleted"
 
 
-def _path_for(op: Operation) -> str:
-    """The operation's path with a well-formed value for each parameter."""
-    values = {
-        name: "P0420" if declared is not uuid.UUID else str(uuid.uuid4())
-        for name, declared in op.path_params.items()
-    }
-    return "/" + op.route.format(**values)
-
-
 AUTHENTICATED = [op for router in ROUTERS for op in router.operations if op.auth]
 
 
@@ -231,7 +229,7 @@ def test_every_route_answers_a_deleted_accounts_token_401_account_deleted(
 ) -> None:
     headers = auth_headers(user)
     session.execute(delete(User).where(User.id == user.id))
-    response = client.request(op.method, _path_for(op), headers=headers, json={})
+    response = client.request(op.method, example_path(op), headers=headers, json={})
     assert response.status_code == 401, response.text
     assert response.json()["code"] == "account_deleted"
 
