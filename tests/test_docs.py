@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from api.settings import Settings
+from api.utils.media import MAX_TURN_ATTACHMENT_BYTES
 
 README = Path("README.md").read_text(encoding="utf-8")
 SETTINGS = [field.alias for field in Settings.model_fields.values()]
@@ -28,3 +29,9 @@ def test_quick_start_is_the_two_make_commands() -> None:
     quick_start = README.split("## Quick start")[1].split("##")[0]
     assert "make dev" in quick_start
     assert "make test" in quick_start
+
+
+def test_the_attachment_allowance_row_states_its_real_minimum_and_what_0_means() -> None:
+    (row,) = [line for line in README.splitlines() if line.startswith("| `ATTACHMENT_BYTES_PER")]
+    assert f"at least {MAX_TURN_ATTACHMENT_BYTES} " in row
+    assert "0, like anything below the minimum, is refused" in row

@@ -70,6 +70,8 @@ def test_a_transaction_pooler_needs_a_direct_connection_for_start_up_migrations(
 def test_the_attachment_allowance_fits_at_least_one_full_message() -> None:
     with pytest.raises(ValidationError, match="ATTACHMENT_BYTES_PER_DAY"):
         make(ATTACHMENT_BYTES_PER_DAY=str(MAX_TURN_ATTACHMENT_BYTES - 1))
+    with pytest.raises(ValidationError, match="ATTACHMENT_BYTES_PER_DAY"):
+        make(ATTACHMENT_BYTES_PER_DAY="0")  # not "unlimited"
     assert make().attachment_bytes_per_day >= MAX_TURN_ATTACHMENT_BYTES
 
 
