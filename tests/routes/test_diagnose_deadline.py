@@ -48,38 +48,31 @@ def turn_budget(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
     return shrink
 
 
-def test_the_turn_budget_cuts_a_slow_call(
+# Past the budget, within OPENAI_TIMEOUT_S (5 s): a reply that comes late, and one that
+# trickles in (a byte now and then restarts the SDK's per-read timeout: the whole would
+# take about 5 s, each read under 0.1 s).
+LATE_REPLIES: dict[str, Callable[[], object]] = {
+    "slow": lambda: Slow(2.0),
+    "trickling": lambda: trickled(completion(json.dumps(DIAGNOSIS)), pause_s=0.1),
+}
+
+
+@pytest.mark.parametrize("reply", LATE_REPLIES.values(), ids=LATE_REPLIES.keys())
+def test_the_turn_budget_cuts_a_late_reply(
     client: httpx.Client,
     openai: FakeOpenAI,
     session: Session,
     user: User,
     turn_budget: Callable[[float], None],
+    reply: Callable[[], object],
 ) -> None:
     turn_budget(1.5)
-    openai.replies = [Slow(2.0)]  # within OPENAI_TIMEOUT_S (5 s), past the budget
-    response = client.post("/diagnose2", headers=auth_headers(user), json={"q": "a"})
-    assert response.status_code == 504
-    assert response.json()["code"] == "upstream_timeout"
-    (timeout,) = openai.chat_timeouts
-    assert 1.0 <= timeout <= 1.5  # what was left of the budget, not OPENAI_TIMEOUT_S
-    assert count(session, Conversation, Conversation.user_id == user.id) == 0
-    assert count(session, DiagnosisUsage) == 0
-
-
-def test_a_reply_that_trickles_in_is_cut_at_the_budget(
-    client: httpx.Client,
-    openai: FakeOpenAI,
-    session: Session,
-    user: User,
-    turn_budget: Callable[[float], None],
-) -> None:
-    turn_budget(2.0)
-    # A byte now and then restarts the SDK's per-read timeout: the whole reply would take
-    # about 6 s, each read under 0.1 s.
-    openai.replies = [trickled(completion(json.dumps(DIAGNOSIS)), pause_s=0.1)]
+    openai.replies = [reply()]
     response = client.post("/diagnose2", headers=auth_headers(user), json={"q": "a"})
     assert response.status_code == 504, response.text
     assert response.json()["code"] == "upstream_timeout"
+    (timeout,) = openai.chat_timeouts
+    assert 1.0 <= timeout <= 1.5  # what was left of the budget, not OPENAI_TIMEOUT_S
     assert count(session, Conversation, Conversation.user_id == user.id) == 0
     assert count(session, DiagnosisUsage) == 0
 
