@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from api.telemetry.pipeline import REQUEST_ID
 from tests.infra.template import (
     BICEP_FILES,
     INFRA,
@@ -210,7 +211,7 @@ def test_the_alerts_are_the_seeds_and_reach_a_webhook() -> None:
     alerts = module("alerts")
     failed = alerts.resource("Microsoft.Insights/scheduledQueryRules")["properties"]
     criterion = failed["criteria"]["allOf"][0]
-    assert "toint(resultCode) >= 500" in criterion["query"]
+    assert "sumif(itemCount, toint(resultCode) >= 500)" in criterion["query"]
     assert criterion["metricMeasureColumn"] == "failedPercent"
     assert (criterion["operator"], alerts.resolve(criterion["threshold"])) == ("GreaterThan", 1)
     assert alerts.resolve(failed["windowSize"]) == "PT5M"
@@ -261,3 +262,18 @@ def test_main_passes_each_module_its_parameters_and_reads_only_its_outputs(name:
     )
     read = set(re.findall(rf"\b{symbol}\.outputs\.(\w+)", template(MAIN).text))
     assert read <= set(module(name).parsed.get("outputs", {}))
+
+
+def test_the_5xx_alert_counts_each_invocation_once_whatever_the_sampling() -> None:
+    """The host and the app each write a request row per invocation: only the host's count
+    (the app's carry the request_id dimension), each weighted by its itemCount."""
+    query = module("alerts").resource("Microsoft.Insights/scheduledQueryRules")["properties"][
+        "criteria"
+    ]["allOf"][0]["query"]
+    lines = [line.strip() for line in query.strip().splitlines()]
+    assert lines[:3] == [
+        "requests",
+        f"| where isempty(tostring(customDimensions.{REQUEST_ID}))",
+        "| summarize total = sum(itemCount), failed = sumif(itemCount, toint(resultCode) >= 500)",
+    ]
+    assert "count(" not in query  # a row may stand for several sampled ones
