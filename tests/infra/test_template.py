@@ -168,9 +168,19 @@ def test_the_admin_password_goes_to_key_vault_and_the_app_reads_its_uri_from_the
         s["name"]: s["properties"] for s in postgres.resources("Microsoft.KeyVault/vaults/secrets")
     }
     assert secrets["adminPasswordSecretName"]["value"] == "adminPassword"
-    # Requests through the built-in PgBouncer, migrations straight to PostgreSQL.
+    # Requests through the built-in PgBouncer as the app's own role (data access only:
+    # deploy/app_role.py), migrations straight to PostgreSQL as the administrator.
     assert ":6432/" in secrets["dbUriSecretName"]["value"]
     assert ":5432/" in secrets["migrationUriSecretName"]["value"]
+    assert (
+        postgres.resolve("appCredentials")
+        == "${uriComponent(appLogin)}:${uriComponent(appPassword)}"
+    )
+    assert secrets["dbUriSecretName"]["value"].startswith("postgresql://${appCredentials}@")
+    assert secrets["migrationUriSecretName"]["value"].startswith("postgresql://${credentials}@")
+    assert "appPassword" in postgres.secure_parameters()
+    assert module_call("postgres")["params"]["appLogin"] == "postgresAppLogin"
+    assert template(MAIN).parsed["parameters"]["postgresAppLogin"]["default"] == "axly_app"
     for name in ("dbUriSecretName", "migrationUriSecretName"):
         assert "sslmode=require" in secrets[name]["value"]
     names = module_call("postgres")["params"]
