@@ -4,6 +4,7 @@ the provider asks only when that still fits."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 import uuid
@@ -38,7 +39,9 @@ from tests.harness import changed_settings
 @pytest.fixture
 def turn_budget(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
     """Shrink the next turns' time budget: DIAGNOSE_DEADLINE_S cannot go below 10 s, and no
-    test should wait that long."""
+    test should wait that long. The SDK is imported first: its first import (about a second
+    on a cold, busy machine) must not eat the budget under test."""
+    importlib.import_module("openai")
 
     def shrink(seconds: float) -> None:
         monkeypatch.setattr(

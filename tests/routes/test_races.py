@@ -28,9 +28,9 @@ from tests.harness import changed_settings, local_host, migrate
 
 
 @pytest.fixture(scope="module")
-def database(make_database: Callable[..., str]) -> Iterator[Engine]:
+def database(make_run_database: Callable[..., str]) -> Iterator[Engine]:
     """A migrated database of this module's own, served by the app for its tests."""
-    uri = make_database()
+    uri = make_run_database()
     engine = create_engine(uri, poolclass=NullPool)
     with engine.connect() as connection:
         migrate(connection, "head")

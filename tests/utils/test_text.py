@@ -68,3 +68,26 @@ def test_text_of_format_characters_and_spaces_only_is_invisible() -> None:
 
 def test_provider_text_is_made_safe_not_refused() -> None:
     assert safe_text("a\x00b\x9b[2J\tc\nd\udc00e\u202e") == "ab[2J\tc\nd\ufffde\u202e"
+
+
+@pytest.mark.parametrize(
+    ("value", "visible"),
+    [
+        ("a", True),
+        ("  \u200b x", True),
+        ("", False),
+        (" \t\n", False),
+        ("\u2028\u3000", False),  # line separator, ideographic space
+    ],
+)
+def test_visible_means_a_character_that_shows(value: str, visible: bool) -> None:
+    assert has_visible(value) is visible
+
+
+def test_safe_text_cuts_at_a_word_boundary_when_one_is_near() -> None:
+    assert safe_text("the quick brown fox", max_chars=12) == "the quick…"
+    assert safe_text("short", max_chars=12) == "short"
+
+
+def test_safe_text_cuts_mid_word_when_no_boundary_is_near() -> None:
+    assert safe_text("a" * 20, max_chars=10) == "a" * 9 + "…"
