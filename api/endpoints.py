@@ -66,7 +66,9 @@ from api.errors import (
     AppError,
     AuthenticationError,
     BadRequestError,
+    ConflictError,
     FieldError,
+    LengthRequiredError,
     NotFoundError,
     PayloadTooLargeError,
     ServiceUnavailableError,
@@ -97,6 +99,8 @@ _PARAMETER_SEGMENT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # What a route parameter may be declared as, and how its text becomes that; a parameter may
 # also be an `Annotated[str, ...]` pydantic type (e.g. a pattern), checked as the body is.
 PATH_TYPES: dict[type, Callable[[str], object]] = {uuid.UUID: uuid.UUID, str: str}
+# Methods that change nothing: their requests need not hold the caller's account.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 # The published key format (draft-ietf-httpapi-idempotency-key-header-07 asks for one): an
 # sf-string ("...", as the draft writes it) or the bare value (as Stripe's clients send it),
@@ -518,7 +522,8 @@ def _run_in_unit_of_work(
     token = _bearer_token(req) if op.auth else None  # refused before touching the database
     account: list[uuid.UUID] = []  # the caller's, once known (for _unit_of_work)
     with _unit_of_work(account, read_only=op.read_only) as session:
-        caller = _authenticate(session, token) if token is not None else None
+        writes = req.method.upper() not in SAFE_METHODS
+        caller = _authenticate(session, token, hold=writes) if token is not None else None
         inputs = _inputs(op, req)
         if caller is not None:
             account.append(caller.user.id)
@@ -591,10 +596,10 @@ def _once(
     return response
 
 
-def _authenticate(session: Session, token: str) -> Caller:
+def _authenticate(session: Session, token: str, *, hold: bool = False) -> Caller:
     from api.services.auth import authenticate
 
-    return authenticate(session=session, token=token)
+    return authenticate(session=session, token=token, hold=hold)
 
 
 @dataclass(frozen=True)
@@ -667,12 +672,11 @@ def _unit_of_work(account: list[uuid.UUID], *, read_only: bool = False) -> Itera
 
     - a read-only unit of work whose connection the server had closed: _StaleConnection
       (`_run` serves the read again, on a fresh connection);
-
-    - a write that lost a race with the deletion of the caller's own account (`account`
+    - a request that lost a race with the deletion of the caller's own account (`account`
       holds its id once authenticated) — a foreign key to the deleted user, an UPDATE whose
-      row the deletion's cascade removed, a deadlock with it — is a 401 `account_deleted`
-      once the account is found gone, not a 500; a row another request deleted meanwhile
-      is a 404;
+      row the deletion's cascade removed, a deadlock with it, a 404 or 409 about rows the
+      deletion took — is a 401 `account_deleted` once the account is found gone, not a 500,
+      404 or 409; a row another request deleted meanwhile is a 404;
     - no pooled connection free in time, the database gone mid-request, or a deadlock
       otherwise: the client can retry, so a 503, not a bug's 500.
     """
@@ -684,6 +688,11 @@ def _unit_of_work(account: list[uuid.UUID], *, read_only: bool = False) -> Itera
     try:
         with session_scope(read_only=read_only) as session:
             yield session
+    except (NotFoundError, ConflictError):
+        # What the request looked for (or conflicted with) may have gone with the account.
+        if account:
+            _hold_account(account[0])
+        raise
     except (DBAPIError, StaleDataError) as error:
         if read_only and isinstance(error, DBAPIError) and error.connection_invalidated:
             raise _StaleConnection from error
@@ -770,6 +779,11 @@ def _parse_body(
     """The body, validated; `fingerprint` (when given) is fed what the body says: its bytes,
     or a form's parts in order — not its bytes, which differ on every retry by the random
     boundary a client picks each time it encodes the form."""
+    if "chunked" in (req.headers.get("Transfer-Encoding") or "").lower():
+        # The Functions host hands the worker a body only when Content-Length says one
+        # came (devhost/host.py `_read_body`): a chunked one arrives empty, and reading it
+        # as "no body" would answer something confusing.
+        raise LengthRequiredError("Send the request body with a Content-Length (not chunked)")
     raw = req.get_body() or b""
     if not raw and not op.body_required:
         return _validate(model, {}, "body")
