@@ -249,7 +249,9 @@ def main(argv: list[str] | None = None) -> None:
     from pathlib import Path
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("part", nargs="?", choices=["cold", "requests", "turns", "abuse"])
+    parser.add_argument(
+        "part", nargs="?", choices=["cold", "requests", "turns", "abuse", "media", "logins"]
+    )
     parser.add_argument("--app-dir", type=Path, default=Path.cwd(), help="checkout to serve")
     args = parser.parse_args(argv)
     os.environ.setdefault("JWT_SECRET", "bench-only-secret-" + "x" * 32)
@@ -266,6 +268,11 @@ def main(argv: list[str] | None = None) -> None:
         turns.run(args.app_dir.resolve())
     if args.part in (None, "abuse"):
         abuse()
+    if args.part in (None, "media"):
+        from bench import media
+
+        for row in media.rows():
+            media.show(row)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,319 @@
+"""Budget rows for issue 11 (`python -m bench media`): what a diagnosis with media costs.
+
+- `diagnose_overhead`: POST /api/diagnose2 with a 5 MB JPEG and a small WAV, served
+  in-process by the local host against a real PostgreSQL and an instant stand-in provider
+  (bench/fake_provider.py), against its floor: the same provider calls made with the bare
+  `openai` SDK (the transcription of the WAV, the diagnosis with the image's data URL, the
+  title), sending the same payloads to the same stand-in. Interleaved: one of each per round.
+- `diagnose_memory`: peak RSS growth of one such request over the body's size, and how the
+  serving process's RSS moves over 40 sequential requests after a warm-up, each in a fresh
+  process started with the app settings' MALLOC_ARENA_MAX (infra/), so the allocator set-up
+  is the one Azure runs.
+
+Every round sends a new image (its last bytes differ): the per-user sha256 dedupe would
+otherwise store it once and hide the cost of writing it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import wave
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+IMAGE_BYTES = 5 * 1024 * 1024
+ROUNDS = 15
+MEMORY_REQUESTS = 40
+MEMORY_WARMUP = 5
+QUESTION = "It rattles at idle and the check-engine light is on"
+PORT_ENV = "BENCH_PROVIDER_PORT"  # 0: any free port
+
+
+def jpeg() -> bytes:
+    """5 MB that sniff as a JPEG, random (so no two are deduplicated)."""
+    return b"\xff\xd8\xff\xe0" + os.urandom(IMAGE_BYTES - 4)
+
+
+def wav() -> bytes:
+    """One second of 16 kHz mono silence."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as recording:
+        recording.setnchannels(1)
+        recording.setsampwidth(2)
+        recording.setframerate(16_000)
+        recording.writeframes(b"\0\0" * 16_000)
+    return out.getvalue()
+
+
+@contextmanager
+def fake_provider() -> Iterator[str]:
+    """bench/fake_provider.py answering at once, on a thread; its base URL."""
+    from bench.fake_provider import make_app
+    from devhost.server import create_server
+
+    # Any: the waitress stubs lack effective_port and type trigger as an int.
+    server: Any = create_server(
+        make_app(0), host="127.0.0.1", port=int(os.environ.get(PORT_ENV, "0")), threads=4
+    )
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}/v1"
+    finally:
+        server.trigger.pull_trigger(server.close)
+        serving.join(timeout=5)
+        server.task_dispatcher.shutdown()
+
+
+def configure(provider_url: str) -> None:
+    """The app's settings for a run of turns by one user: the stand-in provider, caps that
+    never refuse."""
+    from api import db
+    from api.settings import get_settings
+    from bench.__main__ import use_bench_database
+
+    os.environ.update(
+        OPENAI_API_KEY="bench-key",
+        OPENAI_BASE_URL=provider_url,
+        OPENAI_MAX_RETRIES="0",
+        DIAGNOSES_PER_DAY="1000000",
+        ATTACHMENT_BYTES_PER_DAY=str(10**12),
+    )
+    use_bench_database()
+    get_settings.cache_clear()
+    db.dispose_engine()
+    db.schema_status()
+
+
+def diagnose_call(client: Any, token: str) -> Callable[[], float]:
+    """POST /api/diagnose2 with a new image (encoding it is not timed)."""
+    import time
+
+    def send() -> float:
+        body = json.dumps(
+            {
+                "q": QUESTION,
+                "images": [base64.b64encode(jpeg()).decode()],
+                "audio": base64.b64encode(wav()).decode(),
+            }
+        ).encode()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        started = time.perf_counter()
+        client.post("/diagnose2", content=body, headers=headers).raise_for_status()
+        return (time.perf_counter() - started) * 1000
+
+    return send
+
+
+def sdk_call(provider_url: str) -> Callable[[], float]:
+    """The floor: the provider calls a turn makes, with the bare SDK and the same payloads."""
+    import time
+
+    import openai
+
+    from api.services.ai import _diagnosis_format
+
+    client = openai.OpenAI(api_key="bench-key", base_url=provider_url, max_retries=0)
+
+    def send() -> float:
+        data_url = "data:image/jpeg;base64," + base64.b64encode(jpeg()).decode()
+        recording = wav()
+        started = time.perf_counter()
+        client.audio.transcriptions.create(
+            model="gpt-4o-mini-transcribe", file=("recording.wav", recording, "audio/wav")
+        )
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            response_format=_diagnosis_format(azure=False),
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": QUESTION},
+                        {"type": "image_url", "image_url": {"url": data_url}},
+                    ],
+                }
+            ],
+        )
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": QUESTION}]
+        )
+        return (time.perf_counter() - started) * 1000
+
+    return send
+
+
+def bench_user_token() -> str:
+    from sqlalchemy.orm import Session
+
+    from api import db
+    from api.services.auth import start_session
+    from bench.__main__ import garage_owner
+
+    with Session(db.get_engine(), expire_on_commit=False) as session:
+        token = start_session(session=session, user=garage_owner(session, 0)).access_token
+        session.commit()
+    return token
+
+
+def diagnose_overhead() -> dict[str, Any]:
+    import httpx
+
+    from devhost.host import create_app
+    from function_app import app
+
+    ours: list[float] = []
+    floor: list[float] = []
+    with fake_provider() as provider_url:
+        configure(provider_url)
+        transport = httpx.WSGITransport(app=create_app(app))
+        with httpx.Client(transport=transport, base_url="http://bench/api", timeout=60) as client:
+            send_ours = diagnose_call(client, bench_user_token())
+            send_floor = sdk_call(provider_url)
+            send_ours(), send_floor()  # warm up
+            for _ in range(ROUNDS):
+                ours.append(send_ours())
+                floor.append(send_floor())
+    return {
+        "figure": "diagnose2, 5 MB JPEG + 1 s WAV, instant stand-in provider",
+        "ours": ours,
+        "floor": floor,
+        "unit": "ms",
+        "budget": 1.3,
+        "floor_name": "the same 3 provider calls (transcription, diagnosis, title) with the "
+        "bare openai SDK",
+        "note": "in-process (local host over WSGI), PostgreSQL writes included; a new image "
+        "every request",
+        "statements": None,
+    }
+
+
+# One process serving turns, as the Azure worker does: its RSS after each of `requests`
+# sequential turns, and the peak RSS growth of each turn over what it held before.
+_MEMORY = """
+import json, sys
+from bench import media
+print(json.dumps(media.serve_turns(int(sys.argv[1]))))
+"""
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field))
+
+
+def serve_turns(requests: int) -> dict[str, Any]:
+    """In the process `diagnose_memory` starts: the turns, with RSS figures (MiB)."""
+    import httpx
+
+    from devhost.host import create_app
+    from function_app import app
+
+    resident: list[float] = []
+    peaks: list[float] = []
+    body_mib = 0.0
+    with fake_provider() as provider_url:
+        configure(provider_url)
+        transport = httpx.WSGITransport(app=create_app(app))
+        with httpx.Client(transport=transport, base_url="http://bench/api", timeout=60) as client:
+            token = bench_user_token()
+            for _ in range(requests):
+                image = base64.b64encode(jpeg()).decode()
+                body = json.dumps(
+                    {"q": QUESTION, "images": [image], "audio": base64.b64encode(wav()).decode()}
+                ).encode()
+                del image
+                body_mib = len(body) / 1024 / 1024
+                headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+                with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+                    refs.write("5")  # reset the high-water mark (Linux)
+                # The body is the client's: it is in memory before the request, in any host.
+                before = _rss_kib("VmRSS:")
+                client.post("/diagnose2", content=body, headers=headers).raise_for_status()
+                peaks.append((_rss_kib("VmHWM:") - before) / 1024)
+                del body
+                resident.append(_rss_kib("VmRSS:") / 1024)
+    return {"resident": resident, "peaks": peaks, "body_mib": body_mib}
+
+
+def app_settings_malloc() -> dict[str, str]:
+    """The glibc allocator settings the Function App runs with (infra/main.bicep)."""
+    from pathlib import Path
+
+    bicep = (Path(__file__).parent.parent / "infra" / "main.bicep").read_text(encoding="utf-8")
+    settings = {}
+    for name in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        marker = f"name: '{name}'"
+        if marker in bicep:
+            value = bicep.split(marker, 1)[1].split("value: '", 1)[1].split("'", 1)[0]
+            settings[name] = value
+    return settings
+
+
+def run_turns(requests: int, env: dict[str, str]) -> dict[str, Any]:
+    output = subprocess.check_output(
+        [sys.executable, "-c", _MEMORY, str(requests)], env={**os.environ, **env}
+    )
+    result: dict[str, Any] = json.loads(output.splitlines()[-1])
+    return result
+
+
+def diagnose_memory() -> list[dict[str, Any]]:
+    import statistics
+
+    settings = app_settings_malloc()
+    runs = {"with": run_turns(MEMORY_REQUESTS, settings)}
+    runs["without"] = run_turns(MEMORY_REQUESTS, {}) if settings else runs["with"]
+    body_mib = runs["with"]["body_mib"]
+    peaks_ours = [peak / body_mib for peak in runs["with"]["peaks"][MEMORY_WARMUP:]]
+    after = runs["with"]["resident"][MEMORY_WARMUP:]
+    before = runs["without"]["resident"][MEMORY_WARMUP:]
+    named = ", ".join(f"{k}={v}" for k, v in settings.items()) or "no allocator settings"
+    return [
+        {
+            "figure": "diagnose2 peak RSS growth per request / body size",
+            "ours": peaks_ours,
+            "floor": [1.0] * len(peaks_ours),
+            "unit": "x",
+            "budget": 3.0,
+            "floor_name": f"the body ({body_mib:.1f} MiB)",
+            "note": f"{named}; after {MEMORY_WARMUP} warm-up requests",
+            "statements": None,
+        },
+        {
+            "figure": f"serving process RSS over {MEMORY_REQUESTS} sequential diagnose2",
+            "ours": after,
+            "floor": [after[0]] * len(after),
+            "unit": "MiB",
+            "budget": 1.1,
+            "floor_name": f"its RSS after {MEMORY_WARMUP} warm-up requests (flat = 1.0)",
+            "note": f"{named}; without them: {before[0]:.0f} -> {before[-1]:.0f} MiB "
+            f"(median {statistics.median(before):.0f})",
+            "statements": None,
+        },
+    ]
+
+
+def rows() -> list[dict[str, Any]]:
+    return [diagnose_overhead(), *diagnose_memory()]
+
+
+def show(row: dict[str, Any]) -> None:
+    import statistics
+
+    ours, floor = statistics.median(row["ours"]), statistics.median(row["floor"])
+    ratio = ours / floor if floor else float("inf")
+    spread = f"{min(row['ours']):.1f}-{max(row['ours']):.1f}"
+    verdict = "ok" if ratio <= row["budget"] else "OVER"
+    print(
+        f"{row['figure']}: {ours:.1f} {row['unit']} (range {spread}) vs "
+        f"{floor:.1f} {row['unit']} [{row['floor_name']}] = {ratio:.2f}x, budget "
+        f"{row['budget']}x {verdict} ({row['note']})"
+    )
