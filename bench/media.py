@@ -20,9 +20,12 @@ import base64
 import io
 import json
 import os
+import re
+import statistics
 import subprocess
 import sys
 import threading
+import time
 import wave
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +37,7 @@ MEMORY_REQUESTS = 40
 MEMORY_WARMUP = 5
 QUESTION = "It rattles at idle and the check-engine light is on"
 PORT_ENV = "BENCH_PROVIDER_PORT"  # 0: any free port
+API_PORT_ENV = "BENCH_API_PORT"
 
 
 def jpeg() -> bytes:
@@ -94,7 +98,6 @@ def configure(provider_url: str) -> None:
 
 def diagnose_call(client: Any, token: str) -> Callable[[], float]:
     """POST /api/diagnose2 with a new image (encoding it is not timed)."""
-    import time
 
     def send() -> float:
         body = json.dumps(
@@ -114,8 +117,6 @@ def diagnose_call(client: Any, token: str) -> Callable[[], float]:
 
 def sdk_call(provider_url: str) -> Callable[[], float]:
     """The floor: the provider calls a turn makes, with the bare SDK and the same payloads."""
-    import time
-
     import openai
 
     from api.services.ai import _diagnosis_format
@@ -195,107 +196,107 @@ def diagnose_overhead() -> dict[str, Any]:
     }
 
 
-# One process serving turns, as the Azure worker does: its RSS after each of `requests`
-# sequential turns, and the peak RSS growth of each turn over what it held before.
-_MEMORY = """
-import json, sys
-from bench import media
-print(json.dumps(media.serve_turns(int(sys.argv[1]))))
-"""
+@contextmanager
+def api_process(env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """One API process as the Azure worker runs one (the worker's default thread pool),
+    started with `env` on top of this one's; its base URL and pid."""
+    from bench import abuse, turns
+
+    port = int(os.environ.get(API_PORT_ENV, "0")) or turns._free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", turns.SERVER, str(port), str(abuse.worker_threads())],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 120
+        while not turns._healthy(base):
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"{base} did not become healthy")
+            time.sleep(0.2)
+        yield base, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
 
 
-def _rss_kib(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
+def _status_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(field))
 
 
-def serve_turns(requests: int) -> dict[str, Any]:
-    """In the process `diagnose_memory` starts: the turns, with RSS figures (MiB)."""
+def serve_turns(env: dict[str, str], requests: int = MEMORY_REQUESTS) -> dict[str, Any]:
+    """`requests` turns one after another against an API process started with `env`: its
+    resident memory after each (MiB), and each one's peak growth over what the process held
+    before it (MiB, the high-water mark reset before each, Linux)."""
     import httpx
-
-    from devhost.host import create_app
-    from function_app import app
 
     resident: list[float] = []
     peaks: list[float] = []
-    body_mib = 0.0
+    body = b""
     with fake_provider() as provider_url:
         configure(provider_url)
-        transport = httpx.WSGITransport(app=create_app(app))
-        with httpx.Client(transport=transport, base_url="http://bench/api", timeout=60) as client:
-            token = bench_user_token()
+        token = bench_user_token()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        with api_process(env) as (base, pid), httpx.Client(base_url=base, timeout=60) as client:
             for _ in range(requests):
-                image = base64.b64encode(jpeg()).decode()
                 body = json.dumps(
-                    {"q": QUESTION, "images": [image], "audio": base64.b64encode(wav()).decode()}
+                    {
+                        "q": QUESTION,
+                        "images": [base64.b64encode(jpeg()).decode()],
+                        "audio": base64.b64encode(wav()).decode(),
+                    }
                 ).encode()
-                del image
-                body_mib = len(body) / 1024 / 1024
-                headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-                with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
-                    refs.write("5")  # reset the high-water mark (Linux)
-                # The body is the client's: it is in memory before the request, in any host.
-                before = _rss_kib("VmRSS:")
+                with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as refs:
+                    refs.write("5")  # reset the high-water mark
+                before = _status_kib(pid, "VmRSS:")
                 client.post("/diagnose2", content=body, headers=headers).raise_for_status()
-                peaks.append((_rss_kib("VmHWM:") - before) / 1024)
-                del body
-                resident.append(_rss_kib("VmRSS:") / 1024)
-    return {"resident": resident, "peaks": peaks, "body_mib": body_mib}
+                peaks.append((_status_kib(pid, "VmHWM:") - before) / 1024)
+                resident.append(_status_kib(pid, "VmRSS:") / 1024)
+    return {"resident": resident, "peaks": peaks, "body_mib": len(body) / 1024 / 1024}
 
 
 def app_settings_malloc() -> dict[str, str]:
-    """The glibc allocator settings the Function App runs with (infra/main.bicep)."""
+    """The glibc allocator settings the Function App runs with (infra/modules/functionapp.bicep)."""
     from pathlib import Path
 
-    bicep = (Path(__file__).parent.parent / "infra" / "main.bicep").read_text(encoding="utf-8")
-    settings = {}
-    for name in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
-        marker = f"name: '{name}'"
-        if marker in bicep:
-            value = bicep.split(marker, 1)[1].split("value: '", 1)[1].split("'", 1)[0]
-            settings[name] = value
-    return settings
-
-
-def run_turns(requests: int, env: dict[str, str]) -> dict[str, Any]:
-    output = subprocess.check_output(
-        [sys.executable, "-c", _MEMORY, str(requests)], env={**os.environ, **env}
-    )
-    result: dict[str, Any] = json.loads(output.splitlines()[-1])
-    return result
+    bicep = Path(__file__).parent.parent / "infra" / "modules" / "functionapp.bicep"
+    pattern = re.compile(r"^\s*(MALLOC_[A-Z_]+): '([^']*)'", re.MULTILINE)
+    return dict(pattern.findall(bicep.read_text(encoding="utf-8")))
 
 
 def diagnose_memory() -> list[dict[str, Any]]:
-    import statistics
-
     settings = app_settings_malloc()
-    runs = {"with": run_turns(MEMORY_REQUESTS, settings)}
-    runs["without"] = run_turns(MEMORY_REQUESTS, {}) if settings else runs["with"]
+    runs = {"with": serve_turns(settings), "without": serve_turns({})}
     body_mib = runs["with"]["body_mib"]
-    peaks_ours = [peak / body_mib for peak in runs["with"]["peaks"][MEMORY_WARMUP:]]
+    peaks = [peak / body_mib for peak in runs["with"]["peaks"][MEMORY_WARMUP:]]
+    plain_peaks = [peak / body_mib for peak in runs["without"]["peaks"][MEMORY_WARMUP:]]
     after = runs["with"]["resident"][MEMORY_WARMUP:]
-    before = runs["without"]["resident"][MEMORY_WARMUP:]
+    plain = runs["without"]["resident"]
     named = ", ".join(f"{k}={v}" for k, v in settings.items()) or "no allocator settings"
     return [
         {
             "figure": "diagnose2 peak RSS growth per request / body size",
-            "ours": peaks_ours,
-            "floor": [1.0] * len(peaks_ours),
+            "ours": peaks,
+            "floor": [1.0] * len(peaks),
             "unit": "x",
             "budget": 3.0,
             "floor_name": f"the body ({body_mib:.1f} MiB)",
-            "note": f"{named}; after {MEMORY_WARMUP} warm-up requests",
+            "note": f"{named}; glibc defaults: {statistics.median(plain_peaks):.1f}x",
             "statements": None,
         },
         {
-            "figure": f"serving process RSS over {MEMORY_REQUESTS} sequential diagnose2",
+            "figure": f"API process RSS over {MEMORY_REQUESTS} sequential diagnose2",
             "ours": after,
             "floor": [after[0]] * len(after),
             "unit": "MiB",
             "budget": 1.1,
-            "floor_name": f"its RSS after {MEMORY_WARMUP} warm-up requests (flat = 1.0)",
-            "note": f"{named}; without them: {before[0]:.0f} -> {before[-1]:.0f} MiB "
-            f"(median {statistics.median(before):.0f})",
+            "floor_name": f"its RSS after {MEMORY_WARMUP} warm-up requests (flat: 1.0)",
+            "note": f"{named}: {runs['with']['resident'][0]:.0f} -> {after[0]:.0f} -> "
+            f"{after[-1]:.0f} MiB; glibc defaults: {plain[0]:.0f} -> "
+            f"{plain[MEMORY_WARMUP]:.0f} -> {plain[-1]:.0f} MiB",
             "statements": None,
         },
     ]
@@ -306,8 +307,6 @@ def rows() -> list[dict[str, Any]]:
 
 
 def show(row: dict[str, Any]) -> None:
-    import statistics
-
     ours, floor = statistics.median(row["ours"]), statistics.median(row["floor"])
     ratio = ours / floor if floor else float("inf")
     spread = f"{min(row['ours']):.1f}-{max(row['ours']):.1f}"
