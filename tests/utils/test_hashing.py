@@ -149,10 +149,13 @@ def test_a_check_that_waits_too_long_is_told_to_retry(monkeypatch, override_sett
     assert hashing.verify_password("a long enough passphrase", stored)  # freed again
 
 
-def test_zero_means_one_per_core(override_settings) -> None:
+def test_zero_means_one_per_cpu_the_process_may_use(override_settings, monkeypatch) -> None:
     import os
 
     from api.settings import get_settings
+    from api.utils.cpus import usable_cpus
 
     override_settings(BCRYPT_MAX_CONCURRENCY="0")
-    assert get_settings().bcrypt_slots == (os.cpu_count() or 1)
+    assert get_settings().bcrypt_slots == usable_cpus()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # pinned to one CPU
+    assert get_settings().bcrypt_slots == 1
