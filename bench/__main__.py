@@ -273,6 +273,11 @@ def main(argv: list[str] | None = None) -> None:
 
         for row in media.rows():
             media.show(row)
+    if args.part in (None, "logins"):
+        from bench import logins, media
+
+        for row in logins.rows():
+            media.show(row)
 
 
 if __name__ == "__main__":

@@ -142,7 +142,7 @@ def test_a_check_that_waits_too_long_is_told_to_retry(monkeypatch, override_sett
     monkeypatch.setattr(hashing, "BCRYPT_QUEUE_S", 0.05)
     stored = hashing.hash_password("a long enough passphrase")
     # Another login holds the only slot.
-    with hashing._bcrypt_slot(), pytest.raises(RateLimitedError) as busy:
+    with hashing._gate(1).slot(), pytest.raises(RateLimitedError) as busy:
         hashing.verify_password("a long enough passphrase", stored)
     assert busy.value.code == "login_busy"
     assert busy.value.headers == {"Retry-After": "1"}
@@ -159,3 +159,25 @@ def test_zero_means_one_per_cpu_the_process_may_use(override_settings, monkeypat
     assert get_settings().bcrypt_slots == usable_cpus()
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # pinned to one CPU
     assert get_settings().bcrypt_slots == 1
+
+
+def test_bcrypt_runs_at_the_lowest_cpu_priority_on_threads_of_its_own(monkeypatch) -> None:
+    """Logins take the CPU time other requests leave; the worker's own thread (which serves
+    other requests next) keeps its priority."""
+    import os
+    import threading
+
+    import bcrypt
+
+    check = bcrypt.checkpw
+    seen: list[int] = []
+
+    def spy(password: bytes, hashed: bytes) -> bool:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return check(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", spy)
+    stored = hashing.hash_password("a long enough passphrase")
+    assert hashing.verify_password("a long enough passphrase", stored)
+    assert seen == [hashing.HASH_NICENESS]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0
