@@ -1,6 +1,6 @@
-"""`make bench`: figures for cold start, request latency, diagnosis turns at scale and abuse
-(printed, never asserted). `python -m bench [cold|requests|turns|abuse] [--app-dir DIR]`
-runs one.
+"""`make bench`: figures for cold start, request latency, diagnosis turns at scale, abuse, and
+issue 11's budget rows for diagnosis media and logins (printed, never asserted).
+`python -m bench [cold|requests|turns|abuse|media|logins] [--app-dir DIR]` runs one.
 
 Cold start: a fresh interpreter importing function_app and indexing it, as the Azure
 worker does, and which heavy modules that pulled in (telemetry's included: without a

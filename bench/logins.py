@@ -19,14 +19,8 @@ from typing import Any
 LOGIN_CLIENTS = 4
 ROUNDS = 6
 PHASE_S = 4.0
-PAUSE_S = 0.01  # between two probes, as a client does something with each answer
 VEHICLES = 20
 PASSWORD = "bench passphrase that is long enough"  # noqa: S105 - the bench accounts'
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
 def accounts() -> tuple[dict[str, str], list[str]]:
@@ -54,21 +48,6 @@ def accounts() -> tuple[dict[str, str], list[str]]:
         session.add_all(User(email=email, password_hash=password_hash) for email in emails)
         session.commit()
     return {"Authorization": f"Bearer {token}"}, emails
-
-
-def probe(base: str, headers: dict[str, str]) -> list[float]:
-    """GET /api/vehicles one after another for PHASE_S: each one's milliseconds."""
-    import httpx
-
-    samples: list[float] = []
-    ends = time.monotonic() + PHASE_S
-    with httpx.Client(base_url=base, timeout=60) as client:
-        while time.monotonic() < ends:
-            started = time.perf_counter()
-            client.get("/vehicles", headers=headers).raise_for_status()
-            samples.append((time.perf_counter() - started) * 1000)
-            time.sleep(PAUSE_S)
-    return samples
 
 
 @contextmanager
@@ -104,6 +83,7 @@ def logging_in(base: str, emails: list[str], served: list[float]) -> Iterator[No
 
 
 def vehicles_during_logins() -> dict[str, Any]:
+    from bench.abuse import percentile, probe_vehicles
     from bench.media import api_process
 
     headers, emails = accounts()
@@ -111,11 +91,11 @@ def vehicles_during_logins() -> dict[str, Any]:
     floor: list[float] = []
     logins: list[float] = []
     with api_process({"BCRYPT_ROUNDS": "12"}) as (base, _):
-        probe(base, headers)  # warm up
+        probe_vehicles(base, headers, PHASE_S)  # warm up
         for _ in range(ROUNDS):
-            floor.append(percentile(probe(base, headers), 0.99))
+            floor.append(percentile(probe_vehicles(base, headers, PHASE_S), 0.99))
             with logging_in(base, emails, logins):
-                ours.append(percentile(probe(base, headers), 0.99))
+                ours.append(percentile(probe_vehicles(base, headers, PHASE_S), 0.99))
     busy_s = ROUNDS * (PHASE_S + 0.5)
     return {
         "figure": f"GET /api/vehicles p99 while {LOGIN_CLIENTS} clients log in (bcrypt 12)",

@@ -5,12 +5,13 @@
   (bench/fake_provider.py), against its floor: the same provider calls made with the bare
   `openai` SDK (the transcription of the WAV, the diagnosis with the image's data URL, the
   title), sending the same payloads to the same stand-in. Interleaved: one of each per round.
-- `diagnose_memory`: peak RSS growth of one such request over the body's size, and how the
-  serving process's RSS moves over 40 sequential requests after a warm-up, each in a fresh
-  process started with the app settings' MALLOC_ARENA_MAX (infra/), so the allocator set-up
-  is the one Azure runs.
+- `diagnose_memory`: one API process as the Azure worker runs one (bench/turns.py's server,
+  the worker's default thread pool) serving MEMORY_REQUESTS turns one after another: each
+  turn's peak RSS growth over the body's size, and whether the process stays flat after
+  MEMORY_WARMUP turns; with the allocator settings of the Function App
+  (infra/modules/functionapp.bicep) and, for comparison, with glibc's defaults.
 
-Every round sends a new image (its last bytes differ): the per-user sha256 dedupe would
+Every round sends a new image (random bytes): the per-user sha256 dedupe would
 otherwise store it once and hide the cost of writing it.
 """
 

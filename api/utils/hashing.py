@@ -43,8 +43,7 @@ BCRYPT_QUEUE_S = 10.0
 BCRYPT_BUSY_RETRY = timedelta(seconds=1)  # a login takes a fraction of a second
 # bcrypt runs on threads of its own at the lowest CPU priority (nice 19, those threads
 # only): a burst of logins then gets the CPU time other requests leave, instead of an equal
-# share of every core. Measured with bench/logins.py (2 cores, 4 clients logging in): GET
-# /api/vehicles p99 3.2x its idle figure at equal priority, see README "Performance".
+# share of every core (figures: bench/logins.py, README "Tests").
 HASH_NICENESS = 19
 
 

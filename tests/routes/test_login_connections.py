@@ -7,13 +7,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-import bcrypt
 import httpx
 import pytest
 from sqlalchemy.orm import Session
 
 from tests.factories import PASSWORD, auth_headers, create_user
-from tests.harness import changed_settings
+from tests.harness import changed_settings, held_bcrypt_checks
 
 LOGINS = 4
 
@@ -27,16 +26,7 @@ def test_logins_inside_bcrypt_leave_a_pool_of_one_free_for_other_requests(
     owner = create_user(committed, password=PASSWORD)
     headers = auth_headers(owner)
     committed.commit()
-    hashing = threading.Semaphore(0)  # one release per login inside its check
-    finish = threading.Event()
-    check = bcrypt.checkpw
-
-    def slow_check(password: bytes, hashed: bytes) -> bool:
-        hashing.release()
-        finish.wait(timeout=30)
-        return check(password, hashed)
-
-    monkeypatch.setattr(bcrypt, "checkpw", slow_check)
+    hashing, finish = held_bcrypt_checks(monkeypatch)
     statuses: list[int] = []
 
     def log_in(client: httpx.Client) -> None:

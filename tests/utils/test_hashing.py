@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from api.settings import Settings
 from api.utils import hashing
 from api.utils.hashing import hash_password, is_common_password, needs_rehash, verify_password
+from tests.harness import held_bcrypt_checks
 
 
 def test_hash_uses_the_configured_cost(override_settings: Callable[..., None]) -> None:
@@ -105,15 +106,7 @@ def test_password_checks_beyond_the_limit_queue_and_past_the_queue_are_refused(
 
     override_settings(BCRYPT_MAX_CONCURRENCY="1")
     stored = hashing.hash_password("a long enough passphrase")
-    inside, release = threading.Semaphore(0), threading.Event()
-    real_checkpw = bcrypt.checkpw
-
-    def held_checkpw(password: bytes, hashed: bytes) -> bool:
-        inside.release()
-        release.wait(timeout=10)
-        return real_checkpw(password, hashed)
-
-    monkeypatch.setattr(bcrypt, "checkpw", held_checkpw)
+    inside, release = held_bcrypt_checks(monkeypatch)
     results: list[bool] = []
 
     def log_in() -> None:
