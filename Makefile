@@ -70,8 +70,9 @@ bench: $(STAMP)
 load: $(STAMP) local.settings.json
 	$(BIN)/python -m bench.load
 
-# The zip the pipeline deploys: wheels for Azure's Linux / CPython 3.11 / glibc 2.31, the app
-# minus .funcignore; then the package check (glibc, clean-interpreter index, no dev files).
+# The zip the pipeline deploys: wheels for Azure's Linux / CPython 3.11 / glibc 2.31, the app's
+# git-tracked files minus .funcignore; then the package check (glibc, clean-interpreter
+# index, no dev files, README licence tables).
 PACKAGE := dist/axly-api.zip
 
 package: $(STAMP)

@@ -53,8 +53,12 @@ log = logging.getLogger(__name__)
 # After a failed schema check, wait this long before trying the database again, so a
 # database that comes back is picked up without a restart and a dead one is not hammered.
 SCHEMA_RETRY_S = 5.0
-# How often an instance waiting for another's migration looks at the revision again.
+# How often an instance waiting for another's migration looks at the revision again, and
+# for how long at most: then its schema check fails, naming the wait (health and database
+# routes answer 503 instead of holding every request of the instance behind the check),
+# and the next check, SCHEMA_RETRY_S later, looks again.
 MIGRATION_POLL_S = 1.0
+MIGRATION_WAIT_S = 30.0
 # The client waits this much longer than the server's statement timeout, so the server's
 # own (clean) cancellation wins whenever the server is able to run it.
 RESPONSE_GRACE_S = 2.0
@@ -255,7 +259,8 @@ def _migrate(settings: Settings) -> bool:
     connection only to migrate: while the lock is held elsewhere (seen in pg_locks through
     the app's pool) the revision is watched through the pool; should the migrating instance
     die, its lock goes with its connection and the next look here takes over. True when
-    this process migrated."""
+    this process migrated; ServiceUnavailableError after MIGRATION_WAIT_S of waiting."""
+    give_up_at = time.monotonic() + MIGRATION_WAIT_S
     while True:
         if not _migration_running_elsewhere():
             engine = migration_engine(settings)
@@ -266,6 +271,12 @@ def _migrate(settings: Settings) -> bool:
                 engine.dispose()
             if upgraded is not None:
                 return upgraded
+        if time.monotonic() >= give_up_at:
+            raise ServiceUnavailableError(
+                f"Another instance is migrating the schema; stopped waiting after"
+                f" {MIGRATION_WAIT_S:g} s (checked again on the next request)",
+                code="database_unavailable",
+            )
         time.sleep(MIGRATION_POLL_S)
         if _served_revision() == migrations.SCHEMA_HEAD:
             return False

@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import azure.functions as func
 
@@ -73,7 +74,12 @@ def page() -> str:
     return html
 
 
-def page_response() -> func.HttpResponse:
+def page_response(url: str) -> func.HttpResponse:
+    """The page; at `docs/` (the host takes one trailing slash as the same route) a redirect
+    to `docs` instead, since there the page's relative links would resolve one level too
+    deep (`docs/docs/…`, `docs/openapi.json`)."""
+    if urlsplit(url).path.endswith("/"):
+        return func.HttpResponse(status_code=308, headers={"Location": "../docs"})
     return func.HttpResponse(
         page(),
         mimetype="text/html",

@@ -68,7 +68,9 @@ from api.errors import (
     AppError,
     AuthenticationError,
     BadRequestError,
+    ConflictError,
     FieldError,
+    LengthRequiredError,
     NotFoundError,
     PayloadTooLargeError,
     ServiceUnavailableError,
@@ -99,6 +101,8 @@ _PARAMETER_SEGMENT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # What a route parameter may be declared as, and how its text becomes that; a parameter may
 # also be an `Annotated[str, ...]` pydantic type (e.g. a pattern), checked as the body is.
 PATH_TYPES: dict[type, Callable[[str], object]] = {uuid.UUID: uuid.UUID, str: str}
+# Methods that change nothing: their requests need not hold the caller's account.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 # The published key format (draft-ietf-httpapi-idempotency-key-header-07 asks for one): an
 # sf-string ("...", as the draft writes it) or the bare value (as Stripe's clients send it),
@@ -515,7 +519,8 @@ def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResp
     token = _bearer_token(req) if op.auth else None  # refused before touching the database
     account: list[uuid.UUID] = []  # the caller's, once known (for _unit_of_work)
     with _unit_of_work(account) as session:
-        caller = _authenticate(session, token) if token is not None else None
+        writes = req.method.upper() not in SAFE_METHODS
+        caller = _authenticate(session, token, hold=writes) if token is not None else None
         inputs = _inputs(op, req)
         if caller is not None:
             account.append(caller.user.id)
@@ -588,10 +593,10 @@ def _once(
     return response
 
 
-def _authenticate(session: Session, token: str) -> Caller:
+def _authenticate(session: Session, token: str, *, hold: bool = False) -> Caller:
     from api.services.auth import authenticate
 
-    return authenticate(session=session, token=token)
+    return authenticate(session=session, token=token, hold=hold)
 
 
 @dataclass(frozen=True)
@@ -657,11 +662,11 @@ def _unit_of_work(account: list[uuid.UUID]) -> Iterator[Session]:
     """The invocation's session (see `api.db.session_scope`), with database failures a
     client can act on made into their answers:
 
-    - a write that lost a race with the deletion of the caller's own account (`account`
+    - a request that lost a race with the deletion of the caller's own account (`account`
       holds its id once authenticated) — a foreign key to the deleted user, an UPDATE whose
-      row the deletion's cascade removed, a deadlock with it — is a 401 `account_deleted`
-      once the account is found gone, not a 500; a row another request deleted meanwhile
-      is a 404;
+      row the deletion's cascade removed, a deadlock with it, a 404 or 409 about rows the
+      deletion took — is a 401 `account_deleted` once the account is found gone, not a 500,
+      404 or 409; a row another request deleted meanwhile is a 404;
     - no pooled connection free in time, the database gone mid-request, or a deadlock
       otherwise: the client can retry, so a 503, not a bug's 500.
     """
@@ -673,6 +678,11 @@ def _unit_of_work(account: list[uuid.UUID]) -> Iterator[Session]:
     try:
         with session_scope() as session:
             yield session
+    except (NotFoundError, ConflictError):
+        # What the request looked for (or conflicted with) may have gone with the account.
+        if account:
+            _hold_account(account[0])
+        raise
     except (DBAPIError, StaleDataError) as error:
         if account and _lost_to_deletion(error):
             _hold_account(account[0])  # 401 account_deleted when it is gone
@@ -757,6 +767,11 @@ def _parse_body(
     """The body, validated; `fingerprint` (when given) is fed what the body says: its bytes,
     or a form's parts in order — not its bytes, which differ on every retry by the random
     boundary a client picks each time it encodes the form."""
+    if "chunked" in (req.headers.get("Transfer-Encoding") or "").lower():
+        # The Functions host hands the worker a body only when Content-Length says one
+        # came (devhost/host.py `_read_body`): a chunked one arrives empty, and reading it
+        # as "no body" would answer something confusing.
+        raise LengthRequiredError("Send the request body with a Content-Length (not chunked)")
     raw = req.get_body() or b""
     if not raw and not op.body_required:
         return _validate(model, {}, "body")

@@ -91,6 +91,10 @@ class ConflictError(AppError):
     status, title, code = 409, "Conflict", "conflict"
 
 
+class LengthRequiredError(AppError):
+    status, title, code = 411, "Length Required", "length_required"
+
+
 class PayloadTooLargeError(AppError):
     status, title, code = 413, "Content Too Large", "payload_too_large"
 
@@ -111,6 +115,13 @@ class ValidationFailedError(AppError):
         fields = ", ".join(".".join(str(part) for part in e.loc) for e in self.errors)
         more = f" and {self.omitted} more" if self.omitted else ""
         super().__init__(detail or f"Invalid input: {fields}{more}")
+
+
+class RejectedInputError(AppError):
+    """The AI provider refused what the user sent (an image it cannot read, content its
+    policy refuses): the user can change it; `extra["rejected"]` names it."""
+
+    status, title, code = 422, "Unprocessable Content", "upstream_rejected_input"
 
 
 class RateLimitedError(AppError):

@@ -24,7 +24,7 @@ from api.utils.ratelimit import LIMIT_FIELD, POLICY_FIELD
 REF_TEMPLATE = "#/components/schemas/{model}"
 
 # Statuses every operation of a kind can answer, beyond what it declares itself.
-BODY_ERRORS = (400, 413, 415, 422)
+BODY_ERRORS = (400, 411, 413, 415, 422)
 AUTH_ERRORS = (401,)
 DB_ERRORS = (503,)
 STATUS_TEXT = {
@@ -37,6 +37,7 @@ STATUS_TEXT = {
     403: "Forbidden",
     404: "Not found",
     409: "Conflict",
+    411: "Chunked body: send a Content-Length",
     413: "Body too large",
     415: "Unsupported content type",
     422: "Invalid input",

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from api.errors import ServiceUnavailableError
 from api.services.language import TRANSLATIONS
 from api.utils.media import MAX_TURN_ATTACHMENT_BYTES
+
+log = logging.getLogger(__name__)
 
 # Shipped in local.settings.example.json so a fresh checkout runs; refused in production.
 DEVELOPMENT_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105
@@ -218,7 +223,45 @@ class Settings(BaseSettings):
         return self
 
 
+class MisconfiguredError(ServiceUnavailableError):
+    """A setting fails validation at runtime (an App Setting changed to a bad value): every
+    request answers 503 naming the settings — never their values — until it is fixed."""
+
+    code = "misconfigured"
+
+
+_reported: set[tuple[str, ...]] = set()  # what was logged, so each problem is logged once
+_reported_lock = threading.Lock()
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once (tests clear the cache after changing the env)."""
-    return Settings()
+    """The process-wide settings, read once (tests clear the cache after changing the env);
+    MisconfiguredError while they are invalid (read again on each call: fixing the App
+    Setting restarts the app anyway, and a new value is seen at once)."""
+    try:
+        return Settings()
+    except ValidationError as invalid:
+        raise _misconfigured(invalid) from None
+
+
+def _misconfigured(invalid: ValidationError) -> MisconfiguredError:
+    """The names of the settings `invalid` is about (a field's alias, or those a check's
+    message names); logged as an error the first time, with the reasons (no values)."""
+    aliases = {field.alias or name.upper() for name, field in Settings.model_fields.items()}
+    names: set[str] = set()
+    reasons = []
+    for error in invalid.errors(include_url=False, include_input=False):
+        located = [str(part) for part in error["loc"] if str(part).upper() in aliases]
+        named = located or [alias for alias in aliases if alias in error["msg"]]
+        names.update(part.upper() for part in named)
+        reasons.append(f"{', '.join(named) or 'settings'}: {error['msg']}")
+    settings = tuple(sorted(names)) or ("settings",)
+    with _reported_lock:
+        if settings not in _reported:
+            _reported.add(settings)
+            log.error("Invalid settings; every request answers 503: %s", "; ".join(reasons))
+    return MisconfiguredError(
+        f"The server is misconfigured ({', '.join(settings)}); its operators have been told",
+        extra={"settings": list(settings)},
+    )

@@ -4,13 +4,12 @@ Runtime dependencies are the wheels for Azure's Python 3.11 on Linux x86_64 (Deb
 bullseye, glibc 2.31), whatever machine builds them: manylinux2014 (glibc 2.17) binary
 wheels only, so a build on a newer runner never picks a wheel needing a newer glibc. They
 go where the Python worker looks, `.python_packages/lib/site-packages`; the app's own
-files follow, minus what `.funcignore` excludes (gitignore rules, as Core Tools and
-Azure/functions-action read it).
+files follow: those git tracks, minus what `.funcignore` excludes (gitignore rules, as Core
+Tools and Azure/functions-action read it).
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,19 +29,23 @@ WHEEL_PLATFORM = [
 
 
 def app_files(root: Path) -> Iterator[Path]:
-    """Every file under `root` that .funcignore does not exclude, relative to `root`."""
+    """The files git tracks under `root` that .funcignore does not exclude, relative to
+    `root`: whatever else lies in a working tree (a scratch file, node_modules, a local
+    database) never ships, whether or not .funcignore thought of it."""
     ignore = pathspec.GitIgnoreSpec.from_lines((root / ".funcignore").read_text().splitlines())
-    for directory, dirnames, filenames in os.walk(root):
-        here = Path(directory).relative_to(root)
-        # Prune ignored directories (and .git, which never ships) instead of walking them.
-        dirnames[:] = sorted(
-            name
-            for name in dirnames
-            if name != ".git" and not ignore.match_file(f"{(here / name).as_posix()}/")
-        )
-        for name in sorted(filenames):
-            if not ignore.match_file((here / name).as_posix()):
-                yield here / name
+    for name in sorted(set(_git_files(root)) - set(_git_files(root, "--deleted"))):
+        if not ignore.match_file(name):
+            yield Path(name)
+
+
+def _git_files(root: Path, *options: str) -> list[str]:
+    listed = subprocess.run(  # noqa: S603 - fixed arguments
+        ["git", "ls-files", "-z", *options],  # noqa: S607 - git from PATH, as a developer runs it
+        cwd=root,
+        capture_output=True,
+        check=True,
+    ).stdout
+    return [name for name in listed.decode().split("\0") if name]
 
 
 def install_dependencies(requirements: Path, target: Path) -> None:

@@ -8,8 +8,11 @@ Fails (exit 1, naming each problem) when:
   worker puts it there) cannot import `function_app` and index it as the Python worker
   does (`get_functions()`, each function's JSON), or indexes other functions or routes than
   the app does here;
-- the package holds development or test files (tests, devhost, bench, deploy, .venv,
-  local.settings.json, .pgdata, caches, coverage data).
+- the package holds development or test files (tests, devhost, bench, deploy, infra,
+  .venv, .venv-infra, node_modules, dist, local.settings.json, .pgdata, caches, coverage
+  data);
+- README's licence tables do not name exactly the distributions and bundled native
+  libraries the package ships (deploy/licences.py).
 Prints the package's size, its function count and the highest GLIBC version it needs.
 """
 
@@ -30,6 +33,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection
 
 from deploy.index_app import describe
+from deploy.licences import licence_problems
 
 MAX_GLIBC = (2, 31)
 SITE_PACKAGES = ".python_packages/lib/site-packages"
@@ -40,6 +44,10 @@ FORBIDDEN_PARTS = {
     "bench",
     "deploy",
     ".venv",
+    ".venv-infra",
+    "infra",
+    "node_modules",
+    "dist",
     ".pgdata",
     ".git",
     ".github",
@@ -164,6 +172,8 @@ def main(argv: list[str]) -> int:
     import function_app  # the app as this checkout defines it
 
     report = check(path, describe(function_app.app))
+    with zipfile.ZipFile(path) as package:
+        report.problems += licence_problems(package.namelist(), Path("README.md").read_text())
     glibc = ".".join(map(str, report.max_glibc))
     print(
         f"{path}: {report.size:,} bytes ({report.size / 2**20:.1f} MiB), "

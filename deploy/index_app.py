@@ -7,17 +7,27 @@ azure_functions_worker/loader.py `index_function_app`) takes the app's `get_func
 and turns each function into its function.json; both are done here.
 """
 
+from __future__ import annotations
+
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from azure.functions import FunctionApp
 
 
-def describe(app: object) -> list[list[object]]:
+def describe(app: FunctionApp) -> list[list[object]]:
     """Sorted [name, route, methods] of each HTTP-triggered function."""
-    listed = []
-    for function in app.get_functions():  # type: ignore[attr-defined]
+    # Imported here: in the clean interpreter, azure.functions is importable only once
+    # main() has put the package on the path.
+    from azure.functions.decorators.http import HttpTrigger
+
+    listed: list[list[object]] = []
+    for function in app.get_functions():
         json.loads(function.get_function_json())  # fails as the worker would
         for binding in function.get_bindings():
-            if binding.type == "httpTrigger":
+            if isinstance(binding, HttpTrigger):
                 methods = sorted(str(getattr(m, "value", m)) for m in binding.methods or [])
                 listed.append([function.get_function_name(), binding.route, methods])
     return sorted(listed)

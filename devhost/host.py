@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from wsgiref.types import StartResponse, WSGIEnvironment
 from wsgiref.util import application_uri, is_hop_by_hop
 
@@ -69,7 +70,7 @@ class FunctionHost:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         method = environ["REQUEST_METHOD"].upper()
-        path = _wsgi_to_text(environ.get("PATH_INFO", ""))
+        path = _request_path(environ)
         headers = _request_headers(environ)
         if self._cors.is_preflight(method, headers):
             return _send_empty(
@@ -149,6 +150,26 @@ def _wsgi_to_text(value: str) -> str:
         return value
 
 
+# An encoded slash, which Kestrel leaves encoded in the path it routes on.
+_ENCODED_SLASH = re.compile("(%2[Ff])")
+
+
+def _request_path(environ: WSGIEnvironment) -> str:
+    """The path as Kestrel hands it to the host's routing: percent-decoded except `%2F`,
+    which stays as sent (ASP.NET Core's UrlDecoder, `SkipUnescape`), so an encoded slash
+    never splits a segment: `vehicles/a%2Fb` is one route value, `a%2Fb` (ASP.NET Core
+    routing does not decode route values further; the host passes them to the worker as
+    they are: src/WebJobs.Script.Grpc/MessageExtensions/GrpcMessageConversionExtensions.cs,
+    `PopulateHttpRouteDataAsParams`). Read from the raw request target when the server
+    gives it (waitress: REQUEST_URI); otherwise PATH_INFO, already fully decoded (httpx's
+    WSGITransport keeps no raw target)."""
+    raw = environ.get("REQUEST_URI")
+    if not raw:
+        return _wsgi_to_text(environ.get("PATH_INFO", ""))
+    pieces = _ENCODED_SLASH.split(urlsplit(raw).path)
+    return "".join(piece if _ENCODED_SLASH.fullmatch(piece) else unquote(piece) for piece in pieces)
+
+
 def _to_http_request(
     environ: WSGIEnvironment,
     method: str,
@@ -157,7 +178,12 @@ def _to_http_request(
     route_params: dict[str, str],
 ) -> func.HttpRequest:
     query = _wsgi_to_text(environ.get("QUERY_STRING", ""))
-    url = application_uri(environ).rstrip("/") + quote(path) + (f"?{query}" if query else "")
+    # Quoted around the encoded slashes the path kept, which stay as they are.
+    quoted = "".join(
+        piece if _ENCODED_SLASH.fullmatch(piece) else quote(piece)
+        for piece in _ENCODED_SLASH.split(path)
+    )
+    url = application_uri(environ).rstrip("/") + quoted + (f"?{query}" if query else "")
     return func.HttpRequest(
         method=method,
         url=url,

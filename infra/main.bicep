@@ -99,6 +99,14 @@ param postgresAdminLogin string = 'axlyadmin'
 @minLength(8)
 param postgresAdminPassword string
 
+@description('The app\'s own PostgreSQL login (DB_URI), with data access only; README "Deploy" creates it with deploy/app_role.py.')
+param postgresAppLogin string = 'axly_app'
+
+@secure()
+@description('Password of the app\'s PostgreSQL login. Written to Key Vault (inside DB_URI), never output.')
+@minLength(16)
+param postgresAppPassword string
+
 @description('The application database.')
 param databaseName string = 'axly'
 
@@ -225,6 +233,8 @@ module postgres 'modules/postgres.bicep' = {
     privateDnsZoneId: postgresPrivateDnsZoneId
     adminLogin: postgresAdminLogin
     adminPassword: postgresAdminPassword
+    appLogin: postgresAppLogin
+    appPassword: postgresAppPassword
     databaseName: databaseName
     keyVaultName: keyVault.outputs.name
     adminPasswordSecretName: 'postgres-admin-password'

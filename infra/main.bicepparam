@@ -10,5 +10,6 @@ param aiProvider = 'openai'
 param emailBackend = 'sendgrid'
 param emailFrom = 'no-reply@axly.pro'
 param postgresAdminPassword = readEnvironmentVariable('AXLY_POSTGRES_ADMIN_PASSWORD')
+param postgresAppPassword = readEnvironmentVariable('AXLY_POSTGRES_APP_PASSWORD')
 param slackWebhookUrl = readEnvironmentVariable('AXLY_SLACK_WEBHOOK_URL')
 param secretsOfficerPrincipalId = readEnvironmentVariable('AXLY_SECRETS_OFFICER_ID', '')

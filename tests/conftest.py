@@ -50,31 +50,43 @@ def pg_server() -> Server:
     return Server.from_uri(uri) if uri else embedded_server()
 
 
-@pytest.fixture(scope="session")
-def make_database(pg_server: Server) -> Iterator[Callable[..., str]]:
-    """Create empty databases (unique per run, so parallel runs never collide); all are
-    dropped at the end of the run."""
+def _databases(server: Server) -> Iterator[Callable[..., str]]:
+    """A factory of empty databases (unique names, so parallel runs never collide), each
+    dropped, its connections ended first, when the fixture using this ends."""
     janitors: list[DatabaseJanitor] = []
 
     def create(template: str | None = None) -> str:
         name = f"axly_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         janitor = DatabaseJanitor(
-            user=pg_server.user,
-            host=pg_server.host,
-            port=pg_server.port,
-            password=pg_server.password,
+            user=server.user,
+            host=server.host,
+            port=server.port,
+            password=server.password,
             dbname=name,
             template_dbname=template,
-            maintenance_dbname=pg_server.maintenance_db,
+            maintenance_dbname=server.maintenance_db,
             connection_timeout=20,
         )
         janitor.init()
         janitors.append(janitor)
-        return pg_server.uri(name)
+        return server.uri(name)
 
     yield create
     for janitor in reversed(janitors):
         janitor.drop()
+
+
+@pytest.fixture
+def make_database(pg_server: Server) -> Iterator[Callable[..., str]]:
+    """Create empty databases for one test; they are dropped when it ends, so a run keeps
+    only a handful on the shared server at any time, not one per test until its end."""
+    yield from _databases(pg_server)
+
+
+@pytest.fixture(scope="session")
+def make_run_database(pg_server: Server) -> Iterator[Callable[..., str]]:
+    """Create empty databases for a session- or module-scoped fixture: kept for the run."""
+    yield from _databases(pg_server)
 
 
 @pytest.fixture
@@ -102,13 +114,13 @@ def _migrated(uri: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def database_uri(make_database: Callable[..., str], pgbouncer: PgBouncer) -> Iterator[str]:
+def database_uri(make_run_database: Callable[..., str], pgbouncer: PgBouncer) -> Iterator[str]:
     """The run's database, migrated to head once through Alembic, as the app does it; the
     app reaches it through PgBouncer (DB_POOLER=pgbouncer, migrations on the direct URI).
     Yields the app's DB_URI."""
     from api import db
 
-    direct = make_database()
+    direct = make_run_database()
     _migrated(direct)
     pooled = pgbouncer.settings(direct)
     reload_settings(**pooled)
@@ -117,9 +129,9 @@ def database_uri(make_database: Callable[..., str], pgbouncer: PgBouncer) -> Ite
 
 
 @pytest.fixture(scope="session")
-def migrated_template(make_database: Callable[..., str]) -> str:
+def migrated_template(make_run_database: Callable[..., str]) -> str:
     """A migrated database nobody stays connected to, copied by `own_database`."""
-    uri = make_database()
+    uri = make_run_database()
     _migrated(uri)
     return make_url(uri).database or ""
 

@@ -13,6 +13,7 @@ import httpx
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, object_session
 
+from api.endpoints import Operation
 from api.models import AttachmentBlob, Base, ChatAttachment, ChatMessage, Conversation, User
 from api.services.auth import start_session
 from api.utils.hashing import hash_password
@@ -57,6 +58,15 @@ def auth_headers(user: User) -> dict[str, str]:
     session = object_session(user)
     assert session is not None, "auth_headers needs a user attached to a session"
     return bearer(start_session(session=session, user=user).access_token)
+
+
+def example_path(op: Operation) -> str:
+    """The operation's path (under /api) with a well-formed value for each parameter."""
+    values = {
+        name: str(uuid.uuid4()) if declared is uuid.UUID else "P0420"
+        for name, declared in op.path_params.items()
+    }
+    return "/" + op.route.format(**values)
 
 
 def bearer(token: str) -> dict[str, str]:

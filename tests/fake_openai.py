@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,19 @@ class Slow:
 
     seconds: float
     reply: Any = field(default_factory=lambda: DIAGNOSIS)
+
+
+def trickled(body: Any, *, pause_s: float, chunk_bytes: int = 16) -> Response:
+    """A JSON reply sent `chunk_bytes` at a time, `pause_s` before each chunk: every read
+    waits less than any timeout, the whole takes as long as the stand-in likes."""
+    data = json.dumps(body).encode()
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(data), chunk_bytes):
+            time.sleep(pause_s)
+            yield data[start : start + chunk_bytes]
+
+    return Response(chunks(), status=200, content_type="application/json")
 
 
 @dataclass(frozen=True)
@@ -144,3 +157,34 @@ class FakeOpenAI:
     @property
     def untouched(self) -> bool:
         return not (self.chat_bodies or self.transcriptions)
+
+
+# The JSON Schema keywords strict structured output takes, as each provider documents them:
+# OpenAI's Structured Outputs guide ("Supported schemas", "Supported properties") and Azure
+# OpenAI's ("Unsupported type-specific keywords" leaves it the structure alone).
+STRICT_STRUCTURE = {
+    *("type", "properties", "required", "additionalProperties", "items", "enum", "anyOf"),
+    *("$ref", "$defs", "description"),
+}
+OPENAI_STRICT_KEYWORDS = STRICT_STRUCTURE | {
+    *("pattern", "format", "multipleOf", "maximum", "exclusiveMaximum", "minimum"),
+    *("exclusiveMinimum", "minItems", "maxItems"),
+}
+
+
+def schema_keywords(schema: dict[str, Any]) -> set[str]:
+    """Every keyword `schema` uses, at any depth (names of properties and definitions are
+    not keywords)."""
+    used = set(schema)
+    for keyword, value in schema.items():
+        if keyword in ("properties", "$defs"):
+            subschemas = list(value.values())
+        elif keyword == "items":
+            subschemas = [value]
+        elif keyword == "anyOf":
+            subschemas = value
+        else:
+            subschemas = []
+        for subschema in subschemas:
+            used |= schema_keywords(subschema)
+    return used

@@ -9,9 +9,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.pool import NullPool
@@ -238,3 +240,38 @@ def test_instances_starting_together_migrate_once_holding_one_direct_connection(
         versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
     engine.dispose()
     assert versions == [migrations.SCHEMA_HEAD]
+
+
+def test_an_instance_waiting_for_another_migration_gives_up_with_a_clear_status(
+    make_database, override_settings, new_client, monkeypatch
+):
+    """Another instance holds the migration lock and never finishes: this one stops
+    waiting after MIGRATION_WAIT_S, health names the wait, and once the lock is free the
+    next check migrates."""
+    uri = make_database()
+    override_settings(DB_URI=uri, DB_POOLER="none", DB_MIGRATION_URI="")
+    monkeypatch.setattr(db, "MIGRATION_WAIT_S", 0.3)
+    monkeypatch.setattr(db, "MIGRATION_POLL_S", 0.05)
+    monkeypatch.setattr(db, "SCHEMA_RETRY_S", 0.0)
+    engine = create_engine(uri, poolclass=NullPool)
+    with engine.connect() as lock_holder, new_client() as client:
+        lock_holder.execute(
+            text("SELECT pg_advisory_lock(:key)"), {"key": migrations.MIGRATION_LOCK_KEY}
+        )
+        lock_holder.commit()
+        answers: list[httpx.Response] = []
+        checking = threading.Thread(target=lambda: answers.append(client.get("/health")))
+        checking.start()
+        checking.join(timeout=15)  # a regression would wait forever: fail instead of hanging
+        assert answers, "the instance is still waiting for the other one's migration"
+        assert answers[0].status_code == 503
+        assert answers[0].json()["detail"] == (
+            "Another instance is migrating the schema; stopped waiting after 0.3 s"
+            " (checked again on the next request)"
+        )
+        lock_holder.execute(
+            text("SELECT pg_advisory_unlock(:key)"), {"key": migrations.MIGRATION_LOCK_KEY}
+        )
+        lock_holder.commit()
+        assert client.get("/health").json()["schema"] == migrations.SCHEMA_HEAD
+    engine.dispose()

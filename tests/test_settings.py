@@ -2,11 +2,13 @@
 
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
 from api.settings import DEVELOPMENT_JWT_SECRET, Settings
 from api.utils.media import MAX_TURN_ATTACHMENT_BYTES
+from tests.harness import changed_settings
 
 STRONG_SECRET = "s" * 32
 
@@ -68,6 +70,8 @@ def test_a_transaction_pooler_needs_a_direct_connection_for_start_up_migrations(
 def test_the_attachment_allowance_fits_at_least_one_full_message() -> None:
     with pytest.raises(ValidationError, match="ATTACHMENT_BYTES_PER_DAY"):
         make(ATTACHMENT_BYTES_PER_DAY=str(MAX_TURN_ATTACHMENT_BYTES - 1))
+    with pytest.raises(ValidationError, match="ATTACHMENT_BYTES_PER_DAY"):
+        make(ATTACHMENT_BYTES_PER_DAY="0")  # not "unlimited"
     assert make().attachment_bytes_per_day >= MAX_TURN_ATTACHMENT_BYTES
 
 
@@ -80,3 +84,33 @@ def test_answer_languages_are_a_comma_list_of_translated_languages() -> None:
     with pytest.raises(ValidationError, match="DEFAULT_LANGUAGE must be one of"):
         make(SUPPORTED_LANGUAGES="es,pt")
     assert make(SUPPORTED_LANGUAGES="es,pt", DEFAULT_LANGUAGE="es").default_language == "es"
+
+
+def test_a_setting_made_invalid_at_runtime_is_a_503_naming_it_logged_once(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An App Setting changed to a bad value reaches the app on its next request: a 503 that
+    names the setting (never its value), not a 500 with a traceback."""
+    with changed_settings(DIAGNOSE_DEADLINE_S="5", OPENAI_MAX_RETRIES="9"):
+        responses = [client.get("/health"), client.post("/login", json={})]
+    for response in responses:
+        assert response.status_code == 503, response.text
+        problem = response.json()
+        assert problem["code"] == "misconfigured"
+        assert problem["settings"] == ["DIAGNOSE_DEADLINE_S", "OPENAI_MAX_RETRIES"]
+        assert "DIAGNOSE_DEADLINE_S" in problem["detail"]
+        assert not any(char.isdigit() for char in problem["detail"])  # no value
+        assert "Traceback" not in response.text
+    errors = [r for r in caplog.records if r.name == "api.settings" and r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "DIAGNOSE_DEADLINE_S" in errors[0].getMessage()
+
+
+def test_a_check_across_settings_names_the_settings_its_message_names(
+    client: httpx.Client,
+) -> None:
+    with changed_settings(SUPPORTED_LANGUAGES="en,xx"):
+        response = client.get("/health")
+    assert response.status_code == 503, response.text
+    assert response.json()["settings"] == ["SUPPORTED_LANGUAGES"]
+    assert "xx" not in response.text

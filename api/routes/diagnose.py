@@ -123,7 +123,7 @@ def diagnose_v2(request: SlowUserRequest[DiagnoseRequest]) -> Reply:
     return _reply(
         diagnose(
             unit_of_work=request.unit_of_work,
-            user=request.user,
+            caller=request.caller,
             request=DiagnoseInput(
                 text=body.q,
                 session_id=body.session_id,
@@ -174,7 +174,7 @@ def _legacy_input(
 )
 def diagnose_legacy_get(request: SlowUserRequest[None, LegacyDiagnoseQuery]) -> Reply:
     turn = _legacy_input(request.query, request.http.headers.get("Accept-Language"))
-    return _reply(diagnose(unit_of_work=request.unit_of_work, user=request.user, request=turn))
+    return _reply(diagnose(unit_of_work=request.unit_of_work, caller=request.caller, request=turn))
 
 
 @_diagnosis(
@@ -189,7 +189,7 @@ def diagnose_legacy_post(request: SlowUserRequest[LegacyDiagnoseBody]) -> Reply:
     body = request.body
     accept_language = request.http.headers.get("Accept-Language")
     turn = _legacy_input(body, accept_language, image=body.image, audio=body.audio)
-    return _reply(diagnose(unit_of_work=request.unit_of_work, user=request.user, request=turn))
+    return _reply(diagnose(unit_of_work=request.unit_of_work, caller=request.caller, request=turn))
 
 
 @router.operation(

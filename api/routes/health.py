@@ -53,7 +53,7 @@ def openapi(request: Request) -> dict[str, Any]:
     response_mimetype="text/html",
 )
 def docs(request: Request) -> func.HttpResponse:
-    return docs_page.page_response()
+    return docs_page.page_response(request.http.url)
 
 
 @router.operation(

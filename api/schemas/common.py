@@ -13,7 +13,6 @@ How the documented schemas read (they are what clients are generated from):
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
@@ -31,19 +30,24 @@ from api.utils import text
 T = TypeVar("T")
 
 
-def text_rule(refused: re.Pattern[str], *, visible: bool = True) -> WrapValidator:
+# What each refused character is called in a 422, by what `CharacterRule.problem` found.
+_PROBLEMS = {
+    "lone_surrogate": "Must be valid Unicode text",
+    "control_character": "Must not contain control characters",
+    "bidi_override": "Must not contain bidirectional overrides",
+}
+
+
+def text_rule(rule: text.CharacterRule, *, visible: bool = True) -> WrapValidator:
     """The validator behind every text field, placed after its trimming and length
-    constraints: `refused` characters (controls; always lone surrogates) are a 422 naming
-    the field, checked before the constraints so every field answers the same error; with
-    `visible`, so is text left non-empty but with nothing visible in it (a name of
-    zero-width spaces)."""
+    constraints: characters `rule` refuses are a 422 naming the field, checked before the
+    constraints so every field answers the same error; with `visible`, so is text left
+    non-empty but with nothing visible in it (a name of zero-width spaces)."""
 
     def check(value: Any, constrained: ValidatorFunctionWrapHandler) -> Any:
-        found = refused.search(value) if isinstance(value, str) else None
-        if found and text.LONE_SURROGATE.match(found.group()):
-            raise PydanticCustomError("lone_surrogate", "Must be valid Unicode text")
-        if found:
-            raise PydanticCustomError("control_character", "Must not contain control characters")
+        problem = rule.problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise PydanticCustomError(problem, _PROBLEMS[problem])
         value = constrained(value)
         if visible and isinstance(value, str) and value and not text.has_visible(value):
             raise PydanticCustomError("invisible_text", "Must contain visible characters")
@@ -53,13 +57,13 @@ def text_rule(refused: re.Pattern[str], *, visible: bool = True) -> WrapValidato
 
 
 # Validators, placed after any trimming or length constraint: `Annotated[str, ..., OneLine]`.
-OneLine = text_rule(text.ANY_CONTROL)
+OneLine = text_rule(text.ONE_LINE)
 """One line of text: names, makes, models (no control character at all)."""
-MultiLine = text_rule(text.CONTROL_BUT_LINE_BREAKS_AND_TABS)
+MultiLine = text_rule(text.MULTI_LINE)
 """Free text, where tabs and line breaks are the only control characters allowed."""
-NewSecret = text_rule(text.ANY_CONTROL, visible=False)
+NewSecret = text_rule(text.ONE_LINE, visible=False)
 """A password being chosen: no control characters (nobody can type them back)."""
-Secret = text_rule(text.LONE_SURROGATE, visible=False)
+Secret = text_rule(text.ANY_TEXT, visible=False)
 """A password or token being checked: anything that can be encoded, so no existing password
 is refused for a character that was allowed when it was set."""
 FreeText = Annotated[str, MultiLine]

@@ -4,8 +4,8 @@ model must answer in (structured output).
 User text follows the one text rule (api/schemas/common.py): a 422 before any paid call.
 The model's text is never refused for its characters (a paid answer must not be lost to a
 stray NUL) but cleaned by `safe_text`, and each field has a cap: in the schema the model
-is given (maxLength / maxItems, which OpenAI's strict mode enforces) and on the reply, where
-anything longer is cut (at a word, with an ellipsis) rather than paid for again."""
+is given (in the keywords its provider takes, and in words: `api.services.ai`) and on the
+reply, where anything longer is cut (at a word, with an ellipsis) rather than paid for again."""
 
 from __future__ import annotations
 
@@ -68,9 +68,10 @@ LegacyModList = Annotated[
 @dataclass(frozen=True)
 class Cap:
     """`Annotated[str, Cap(n)]` or `Annotated[list[...], Cap(n)]` on a field of the model's
-    reply: the schema says maxLength / maxItems n (and, for providers that ignore those
-    keywords, the description does), and a longer reply is cut to n — text cleaned and cut
-    at a word with an ellipsis (`safe_text`), a list to its first n items."""
+    reply: the schema says maxLength / maxItems n and the description says it in words (a
+    provider is sent only the keywords it takes), and a longer reply is cut to n — text
+    cleaned and cut at a word with an ellipsis (`safe_text`), a list to its first n
+    items."""
 
     limit: int
 

@@ -2,8 +2,9 @@
 OPENAI_BASE_URL), or Azure OpenAI when AZURE_OPENAI_ENDPOINT is set.
 
 Upstream failures become domain errors with no upstream text in them: a timeout is 504;
-rate limiting, 5xx, connection errors and any other refusal are 502 (after
-OPENAI_MAX_RETRIES retries).
+a 400 / 422 that blames what the user sent (REJECTED_INPUTS) is 422
+`upstream_rejected_input`; rate limiting, 5xx, connection errors and any other refusal are
+502 (after OPENAI_MAX_RETRIES retries; a 400 / 422 of ours is logged as an error).
 
 A 200 is not trusted either: every reply is read raw and must be a usable one — a JSON body
 (by its Content-Type) of the expected shape with correctly typed fields, usage included for
@@ -27,11 +28,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.errors import ServiceUnavailableError, UpstreamError, UpstreamTimeoutError
+from api.errors import (
+    AppError,
+    RejectedInputError,
+    ServiceUnavailableError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
 from api.schemas.diagnose import MAX_TITLE_CHARS, Diagnosis
 from api.settings import get_settings
 from api.utils import metrics
@@ -40,7 +47,7 @@ from api.utils.media import Media
 from api.utils.text import safe_text
 
 if TYPE_CHECKING:
-    from openai import OpenAI
+    from openai import APIStatusError, OpenAI
     from openai._legacy_response import LegacyAPIResponse
     from openai.types.chat import ChatCompletionContentPartParam
     from openai.types.chat import ChatCompletionMessageParam as ChatTurn
@@ -64,6 +71,27 @@ CALL_LABELS: dict[metrics.ProviderCall, str] = {
     "title": "title",
     "transcription": "transcription",
     "sound": "sound analysis",
+}
+# Error codes with which the provider (OpenAI, Azure OpenAI) answers 400 / 422 to what the
+# user sent, and which input each blames. Any other 400 / 422 is ours (a schema or a
+# parameter it refuses): 502, logged as an error.
+REJECTED_INPUTS: dict[str, Literal["images", "content"]] = {
+    "invalid_image": "images",
+    "invalid_image_format": "images",
+    "invalid_image_url": "images",
+    "image_parse_error": "images",
+    "image_too_large": "images",
+    "content_policy_violation": "content",
+    "content_filter": "content",  # Azure OpenAI's content filtering
+}
+# Calls whose only input from the user is the recording: whatever 400 / 422 they get is
+# about it (the model name is ours, but a wrong one is a 404).
+RECORDING_CALLS: frozenset[metrics.ProviderCall] = frozenset({"transcription", "sound"})
+REJECTED_DETAILS = {
+    "images": "The AI provider could not read an image you sent; send it as a JPEG or PNG",
+    "audio": "The AI provider could not use the recording you sent; send another (WAV, MP3 or M4A)",
+    "content": "The AI provider refused this message under its content policy; rephrase it "
+    "or send other media",
 }
 # What chat models accept.
 INPUT_AUDIO_FORMATS: dict[str, Literal["wav", "mp3"]] = {"audio/wav": "wav", "audio/mpeg": "mp3"}
@@ -103,9 +131,16 @@ class _Reply(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
 
+# A token count we can believe and store: not negative, and within a PostgreSQL integer
+# (far above any real request: context windows hold about a million tokens). A reply
+# outside it is unusable (502 after one retry) rather than clamped: a made-up count would
+# be stored and reported as what the turn cost.
+TokenCount = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
 class _ChatUsage(_Reply):
-    prompt_tokens: int
-    completion_tokens: int
+    prompt_tokens: TokenCount
+    completion_tokens: TokenCount
 
 
 class _ChatMessage(_Reply):
@@ -138,8 +173,8 @@ class _TranscriptionUsage(_Reply):
     """Token usage (gpt-4o-*-transcribe), or seconds of audio (whisper), which are not
     tokens and are not recorded."""
 
-    input_tokens: int | None = None
-    output_tokens: int | None = None
+    input_tokens: TokenCount | None = None
+    output_tokens: TokenCount | None = None
 
 
 class TranscriptionReply(_Reply):
@@ -199,27 +234,55 @@ def _usable(action: str, call: Callable[[], T]) -> T:
     )
 
 
+# The JSON Schema keywords each provider's strict structured output accepts; anything else
+# (pydantic's `title` and `default`, maxLength, ...) can make the provider refuse the whole
+# request (400), so only these are sent. The structure every schema needs:
+_STRICT_STRUCTURE = frozenset(
+    {"type", "properties", "required", "additionalProperties", "items", "enum", "anyOf"}
+    | {"$ref", "$defs", "description"}
+)
+# OpenAI's Structured Outputs guide ("Supported schemas"): for strings pattern and format,
+# for numbers multipleOf, maximum, exclusiveMaximum, minimum, exclusiveMinimum, for arrays
+# minItems and maxItems — not minLength / maxLength. Azure OpenAI's ("Unsupported
+# type-specific keywords") refuses all of those, so it gets the structure only.
+STRICT_KEYWORDS = {
+    "openai": _STRICT_STRUCTURE
+    | {"pattern", "format", "multipleOf", "maximum", "exclusiveMaximum", "minimum"}
+    | {"exclusiveMinimum", "minItems", "maxItems"},
+    "azure": _STRICT_STRUCTURE,
+}
+# Keywords whose value maps names (of properties, of definitions) to schemas.
+_SCHEMA_MAPS = frozenset({"properties", "$defs"})
+
+
 def _diagnosis_format(*, azure: bool) -> ResponseFormatJSONSchema:
-    """The diagnosis schema the model must answer in (strict structured output). Its caps
-    are maxLength / maxItems, which OpenAI's strict mode takes (maxItems is in its
-    documented subset, maxLength is accepted and enforced); Azure OpenAI's documentation
-    lists both among the keywords its strict mode refuses with a 400, so it gets them only
-    as the descriptions every field also carries ("At most 200 characters")."""
-    schema = Diagnosis.model_json_schema()
-    if azure:
-        schema = _without_keywords(schema, {"maxLength", "maxItems"})
+    """The diagnosis schema the model must answer in (strict structured output), in the
+    keywords the provider documents (STRICT_KEYWORDS). The caps a provider cannot be told
+    as keywords (maxLength everywhere, maxItems on Azure) still reach the model in the
+    descriptions every capped field carries ("At most 200 characters"), and are enforced
+    on the reply whatever the model does (`Cap` cuts a longer value)."""
+    keywords = STRICT_KEYWORDS["azure" if azure else "openai"]
+    schema = _strict_schema(Diagnosis.model_json_schema(), keywords)
     return {
         "type": "json_schema",
         "json_schema": {"name": "diagnosis", "strict": True, "schema": schema},
     }
 
 
-def _without_keywords(schema: Any, keywords: set[str]) -> Any:
-    if isinstance(schema, dict):
-        return {k: _without_keywords(v, keywords) for k, v in schema.items() if k not in keywords}
-    if isinstance(schema, list):
-        return [_without_keywords(item, keywords) for item in schema]
-    return schema
+def _strict_schema(schema: dict[str, Any], keywords: frozenset[str]) -> dict[str, Any]:
+    """`schema` with only `keywords`, at every level (names of properties are kept)."""
+    kept: dict[str, Any] = {}
+    for keyword, value in schema.items():
+        if keyword not in keywords:
+            continue
+        if keyword in _SCHEMA_MAPS:
+            value = {name: _strict_schema(sub, keywords) for name, sub in value.items()}
+        elif keyword == "items":
+            value = _strict_schema(value, keywords)
+        elif keyword == "anyOf":
+            value = [_strict_schema(sub, keywords) for sub in value]
+        kept[keyword] = value
+    return kept
 
 
 def _provider() -> tuple[Provider, str]:
@@ -272,7 +335,14 @@ def ensure_configured() -> None:
 @lru_cache(maxsize=4)
 def _client(provider: Provider) -> OpenAI:
     import openai
+    from openai._constants import DEFAULT_CONNECTION_LIMITS
 
+    from api.utils.deadline_transport import DeadlineTransport
+
+    # Each call's socket operations end by the turn's deadline (see `_call`).
+    http_client = openai.DefaultHttpxClient(
+        transport=DeadlineTransport(limits=DEFAULT_CONNECTION_LIMITS)
+    )
     if provider.azure_endpoint:
         return openai.AzureOpenAI(
             azure_endpoint=provider.azure_endpoint,
@@ -280,22 +350,27 @@ def _client(provider: Provider) -> OpenAI:
             api_version=provider.azure_api_version,
             timeout=provider.timeout_s,
             max_retries=provider.max_retries,
+            http_client=http_client,
         )
     return openai.OpenAI(
         api_key=provider.api_key,
         base_url=provider.base_url or None,
         timeout=provider.timeout_s,
         max_retries=provider.max_retries,
+        http_client=http_client,
     )
 
 
 @contextmanager
-def _upstream(action: str) -> Iterator[None]:
+def _upstream(call: metrics.ProviderCall) -> Iterator[None]:
     """Translate SDK errors; the upstream's own text is logged, never shown."""
     import openai
 
+    action = CALL_LABELS[call]
     try:
         yield
+    except (openai.BadRequestError, openai.UnprocessableEntityError) as refused:
+        raise _refusal(call, refused) from None
     except openai.APITimeoutError:
         log.warning("AI provider timed out (%s)", action)
         raise UpstreamTimeoutError(
@@ -312,6 +387,23 @@ def _upstream(action: str) -> Iterator[None]:
         raise UpstreamError(f"The AI provider failed ({action}); please try again") from None
 
 
+def _refusal(call: metrics.ProviderCall, refused: APIStatusError) -> AppError:
+    """A 400 / 422: 422 `upstream_rejected_input` naming the user's input it blames (see
+    REJECTED_INPUTS), else our own request's fault — 502, logged as an error."""
+    rejected = "audio" if call in RECORDING_CALLS else REJECTED_INPUTS.get(refused.code or "")
+    if rejected is not None:
+        log.warning("AI provider refused the user's %s (%s): %s", rejected, call, refused.code)
+        return RejectedInputError(REJECTED_DETAILS[rejected], extra={"rejected": rejected})
+    log.error(
+        "AI provider refused our %s request: %s %s (param %s)",
+        CALL_LABELS[call],
+        refused.status_code,
+        refused.code,
+        refused.param,
+    )
+    return UpstreamError(f"The AI provider failed ({CALL_LABELS[call]}); please try again")
+
+
 def _call(
     call: metrics.ProviderCall,
     deadline: Deadline,
@@ -321,16 +413,19 @@ def _call(
     model: str | None = None,
     max_retries: int | None = None,
 ) -> ReplyT:
-    """One provider request for `model` (default: the chat model), within the turn's
-    deadline, its raw reply read as `shape` (UnusableReplyError when it cannot be); the
-    tokens of each usable reply are recorded as `openai_tokens`. Each attempt may take
-    OPENAI_TIMEOUT_S or the time left, whichever is less, and none starts with less than
-    MIN_CALL_S left (504). Retries (OPENAI_MAX_RETRIES, of 429 / 5xx / connection errors /
+    """One provider request for `model` (default: the chat model), within the turn's deadline,
+    its raw reply read as `shape` (UnusableReplyError when it cannot be); the tokens of each
+    usable reply are recorded as `openai_tokens`. Each attempt may wait OPENAI_TIMEOUT_S or
+    the time left, whichever is less, for any one read, none starts with less than
+    MIN_CALL_S left, and none outlasts the deadline however slowly its bytes arrive
+    (`bounded_by`): 504. Retries (OPENAI_MAX_RETRIES, of 429 / 5xx / connection errors /
     timeouts) are made here, not by the SDK, which would sleep as long as a provider's
     Retry-After asks (up to two minutes) past any budget: ours wait what the provider asks
     (at least a short, doubling backoff), and only when that wait and another attempt still
     fit; otherwise the failure is reported at once."""
     import openai
+
+    from api.utils.deadline_transport import bounded_by
 
     action = CALL_LABELS[call]
     provider, chat_model = _provider()
@@ -338,12 +433,13 @@ def _call(
     retries = provider.max_retries if max_retries is None else max_retries
     retryable = (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
     attempt = 0
-    with _upstream(action):
+    with _upstream(call):
         while True:
             timeout = min(provider.timeout_s, _time_left(deadline, action))
             client = _client(provider).with_options(timeout=timeout, max_retries=0)
             try:
-                raw = request(client, model)
+                with bounded_by(deadline):  # however slowly its bytes arrive
+                    raw = request(client, model)
             except retryable as error:
                 pause = max(RETRY_BACKOFF_S * 2**attempt, _retry_after_s(error))
                 if attempt >= retries or deadline.remaining() < pause + MIN_CALL_S:
@@ -477,7 +573,7 @@ def title_for(messages: list[ChatTurn], deadline: Deadline) -> str | None:
             ChatReply,
             max_retries=0,
         )
-    except (UpstreamError, UpstreamTimeoutError, UnusableReplyError):
+    except (UpstreamError, UpstreamTimeoutError, UnusableReplyError, RejectedInputError):
         return None
     title = " ".join(reply.text.strip("\"'").split())  # one line
     return safe_text(title, MAX_TITLE_CHARS) or None

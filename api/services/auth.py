@@ -88,15 +88,19 @@ def _live(family_id: uuid.UUID, *, now: datetime) -> ColumnElement[bool]:
     )
 
 
-def authenticate(*, session: Session, token: str) -> Caller:
+def authenticate(*, session: Session, token: str, hold: bool = False) -> Caller:
     """The caller an access token stands for; 401 for any token not currently valid: the
-    user and whether its session is still alive are read in one statement."""
+    user and whether its session is still alive are read in one statement. `hold` (for a
+    request that writes): the same statement locks the account's row as `hold_account`
+    does, so the request and the account's deletion take turns — it never writes for an
+    account deleted meanwhile, and waits for a deletion in progress to find it gone."""
     claims = decode_token(token, "access")
-    row = session.execute(
-        select(User, _live(claims["sid"], now=utcnow())).where(User.id == claims["sub"])
-    ).first()
-    if row is None:
-        raise AuthenticationError(ACCOUNT_GONE, code="invalid_token")
+    query = select(User, _live(claims["sid"], now=utcnow())).where(User.id == claims["sub"])
+    if hold:
+        query = query.with_for_update(read=True, key_share=True, of=User)
+    row = session.execute(query).first()
+    if row is None:  # the token is ours (its signature says so): its account was deleted
+        raise AuthenticationError(ACCOUNT_GONE, code="account_deleted")
     user, session_alive = row
     if claims["ver"] != user.token_version or not session_alive:
         raise AuthenticationError(SESSION_ENDED, code="session_ended")
@@ -119,6 +123,22 @@ def hold_account(*, session: Session, user_id: uuid.UUID) -> None:
     we waited)."""
     if not account_exists(session=session, user_id=user_id):
         raise AuthenticationError(ACCOUNT_GONE, code="account_deleted")
+
+
+def hold_session(*, session: Session, caller: Caller) -> None:
+    """`hold_account`, and 401 `session_ended` when the caller's session has ended since the
+    request was authenticated (logout, logout everywhere, a password change or reset): for a
+    request that ran long (a diagnosis turn) before it writes."""
+    row = session.execute(
+        select(User.token_version, _live(caller.session_id, now=utcnow()))
+        .where(User.id == caller.user.id)
+        .with_for_update(read=True, key_share=True, of=User)
+    ).first()
+    if row is None:
+        raise AuthenticationError(ACCOUNT_GONE, code="account_deleted")
+    token_version, session_alive = row
+    if token_version != caller.user.token_version or not session_alive:
+        raise AuthenticationError(SESSION_ENDED, code="session_ended")
 
 
 def start_session(*, session: Session, user: User) -> IssuedTokens:

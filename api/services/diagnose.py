@@ -41,7 +41,10 @@ Deletions while the provider works. Step 3 locks the rows it writes under in the
 deletion locks them (the account, then the vehicle, then the conversation), so it either
 waits for a deletion in flight or makes the deletion wait for it — never half a turn,
 never a deadlock:
-- the account is gone: 401, nothing stored (its ledger went with it);
+- the account is gone: 401 `account_deleted`, nothing stored (its ledger went with it);
+- the caller's session ended (logout, logout everywhere, a password change or reset): 401
+  `session_ended`, nothing stored and nothing charged (the reservation is released), as
+  for a request sent after the logout;
 - the conversation is gone: the turn is discarded, 404 "No such conversation" as for one
   deleted before the turn; it is still charged (the provider was paid, and deleting a
   conversation mid-turn must not become a way around DIAGNOSES_PER_DAY);
@@ -90,7 +93,7 @@ from api.models import (
 from api.schemas.diagnose import MAX_TITLE_CHARS, Diagnosis
 from api.services import ai, dtc, prompt
 from api.services import idempotency as idempotency_keys
-from api.services.auth import hold_account
+from api.services.auth import Caller, hold_account, hold_session
 from api.services.conversations import owned_conversation
 from api.services.idempotency import Claim, Idempotency, StoredResponse
 from api.services.language import AnswerLanguage, Translation, choose
@@ -107,7 +110,6 @@ log = logging.getLogger(__name__)
 TITLE_FALLBACK_WORDS = 8
 MAX_EXPLAINED_CODES = 30  # dtc_codes holds up to 20; the text and transcript may add a few
 QUOTA_WINDOW = timedelta(days=1)
-IN_PROGRESS_RETRY = timedelta(seconds=5)  # a turn usually takes a few seconds
 # How long past the turn's deadline its reservation lasts: room for the last provider call
 # to return and for step 3. A turn that finds its reservation gone stores nothing.
 RESERVATION_GRACE = timedelta(seconds=60)
@@ -180,7 +182,7 @@ class Consultation:
 def diagnose(
     *,
     unit_of_work: UnitOfWork,
-    user: User,
+    caller: Caller,
     request: DiagnoseInput,
     idempotency: Idempotency[DiagnoseResult] | None = None,
 ) -> DiagnoseResult | Replayed:
@@ -190,7 +192,7 @@ def diagnose(
     started = time.perf_counter()
     outcome = "internal_error"
     try:
-        result = _turn(unit_of_work, user, request, idempotency)
+        result = _turn(unit_of_work, caller, request, idempotency)
     except AppError as error:
         outcome = error.code
         raise
@@ -211,10 +213,11 @@ def diagnose(
 
 def _turn(
     unit_of_work: UnitOfWork,
-    user: User,
+    caller: Caller,
     request: DiagnoseInput,
     idempotency: Idempotency[DiagnoseResult] | None,
 ) -> DiagnoseResult | Replayed:
+    user = caller.user
     deadline = Deadline.after(get_settings().diagnose_deadline_s)
     received_at = utcnow()
     ai.ensure_configured()
@@ -232,7 +235,7 @@ def _turn(
         added = written.result()
         with unit_of_work() as session:
             result = _store(
-                session, user, request, reservation, consultation, media, added, received_at
+                session, caller, request, reservation, consultation, media, added, received_at
             )
             if reservation.claim is not None and idempotency is not None:
                 idempotency_keys.complete(
@@ -337,10 +340,25 @@ def _start(session: Session, user: User, *, at: datetime, until: datetime) -> uu
     if reservation_id is None:
         raise RateLimitedError(
             "A diagnosis is already running for your account; wait for it to finish",
-            retry_after=IN_PROGRESS_RETRY,
+            retry_after=_running_turn_wait(session, user, now=now),
             code="diagnosis_in_progress",
         )
     return reservation_id
+
+
+def _running_turn_wait(session: Session, user: User, *, now: datetime) -> timedelta:
+    """How long until the user's running turn frees its place: until its deadline (it has
+    answered or given up by then), or, past that (its process died, or it is storing),
+    until its reservation expires. Read from its reservation, `pending_until`."""
+    pending_until = session.scalar(
+        select(DiagnosisUsage.pending_until).where(
+            DiagnosisUsage.user_id == user.id, DiagnosisUsage.pending_until.is_not(None)
+        )
+    )
+    if pending_until is None:  # it ended just now
+        return timedelta(0)
+    turn_deadline = pending_until - RESERVATION_GRACE
+    return (turn_deadline if turn_deadline > now else pending_until) - now
 
 
 def _check_caps(
@@ -482,7 +500,7 @@ def _explained_codes(request: DiagnoseInput, transcript: str | None) -> list[dtc
 
 def _store(
     session: Session,
-    user: User,
+    caller: Caller,
     request: DiagnoseInput,
     reservation: Reservation,
     consultation: Consultation,
@@ -490,7 +508,8 @@ def _store(
     added: dict[str, uuid.UUID],
     received_at: datetime,
 ) -> DiagnoseResult:
-    hold_account(session=session, user_id=user.id)  # 401 when the account went meanwhile
+    hold_session(session=session, caller=caller)  # 401 when it ended meanwhile
+    user = caller.user
     charge = session.scalar(
         select(DiagnosisUsage)
         .where(DiagnosisUsage.id == reservation.id, DiagnosisUsage.pending_until.is_not(None))

@@ -60,13 +60,11 @@ def start(exporters: Exporters | None = None) -> Pipeline | None:
 
 
 def _build(exporters: Exporters | None) -> Pipeline | None:
-    from pydantic import ValidationError
-
-    from api.settings import get_settings
+    from api.settings import MisconfiguredError, get_settings
 
     try:
         settings = get_settings()
-    except ValidationError:  # the app answers each request with its own 500 until fixed
+    except MisconfiguredError:  # the app answers each request with a 503 until fixed
         return None
     target = connection_string(settings)
     if exporters is None and not target:

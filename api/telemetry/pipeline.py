@@ -38,7 +38,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -322,8 +322,11 @@ class _PrivateLogs(LogRecordProcessor):
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         record = log_record.log_record
         record.body = _scrub(record.body)
-        for key, value in list((record.attributes or {}).items()):
-            record.attributes[key] = _scrub(value)  # type: ignore[index]
+        attributes = record.attributes
+        # The SDK wraps them in a mutable BoundedAttributes (ReadWriteLogRecord.__post_init__).
+        assert isinstance(attributes, MutableMapping)
+        for key in list(attributes):
+            attributes[key] = _scrub(attributes[key])
 
     def shutdown(self) -> None:
         pass

@@ -108,7 +108,11 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
 }
 
 // A ratio of two counts is beyond a metric alert, so this is a log search alert over the
-// app's request telemetry (host.json keeps requests out of sampling, so counts are exact).
+// request telemetry. Each invocation writes two request rows: the Functions host's, and the
+// app's own span (its child, carrying the custom dimension request_id: api/telemetry).
+// Only the host's are counted — one per invocation, there even when the app's span never
+// got out (a timeout, a crashed worker) — each weighted by itemCount, so a sampled row
+// still stands for the invocations it represents (host.json keeps requests unsampled).
 resource failedRequests 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: '${namePrefix}-failed-requests'
   location: location
@@ -129,7 +133,8 @@ resource failedRequests 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
         {
           query: '''
 requests
-| summarize total = count(), failed = countif(toint(resultCode) >= 500)
+| where isempty(tostring(customDimensions.request_id))
+| summarize total = sum(itemCount), failed = sumif(itemCount, toint(resultCode) >= 500)
 | extend failedPercent = iff(total == 0, 0.0, 100.0 * failed / total)
 '''
           metricMeasureColumn: 'failedPercent'

@@ -212,6 +212,11 @@ var hostSettings = {
   AzureWebJobsStorage__accountName: storage.name
   AzureWebJobsStorage__credential: 'managedidentity'
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  // The Python worker's threads for synchronous functions (README "Database connections").
+  // Unset, it is min(32, cores + 4): 5 on a one-core instance, where a few diagnoses waiting
+  // for the AI provider would queue every other request. The pool (DB_POOL_SIZE 5) and
+  // bcrypt's slots (2 x cores at most) are sized for 32, the figure bench/turns.py measures.
+  PYTHON_THREADPOOL_THREAD_COUNT: '32'
 }
 
 // glibc's allocator, read once when the worker process starts (hence an app setting, not

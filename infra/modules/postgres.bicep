@@ -1,7 +1,8 @@
 // PostgreSQL Flexible Server with the application database, SSL required, the built-in
 // PgBouncer enabled (port 6432), backups, and network access as a parameter. The admin
 // password arrives as a secure parameter and leaves only into Key Vault, with the DB_URI
-// (through PgBouncer) and DB_MIGRATION_URI (direct) the app reads. Checked against the
+// (through PgBouncer, as the app's own role) and DB_MIGRATION_URI (direct, as the
+// administrator, who owns the schema) the app reads. Checked against the
 // ARM reference of Microsoft.DBforPostgreSQL flexibleServers@2024-08-01
 // (properties.network.publicNetworkAccess, backup, storage, authConfig) and
 // flexibleServers/configurations@2024-08-01 ({source, value}).
@@ -64,6 +65,13 @@ param adminLogin string
 @secure()
 @description('Administrator password; stored in Key Vault, never output.')
 param adminPassword string
+
+@description('The app\'s own login (DB_URI): data access only, created after deployment by deploy/app_role.py, since Bicep cannot create PostgreSQL roles.')
+param appLogin string
+
+@secure()
+@description('The app\'s login password; stored in Key Vault (inside DB_URI), never output.')
+param appPassword string
 
 @description('Name of the application database.')
 param databaseName string
@@ -187,7 +195,10 @@ resource adminPasswordSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
 // hold a session-level advisory lock, which a transaction pooler cannot keep: they connect
 // straight to PostgreSQL (5432) through DB_MIGRATION_URI.
 var serverAddress = server.properties.fullyQualifiedDomainName
+// The app connects as its own role, with data access only; only migrations, which own the
+// schema, connect as the administrator.
 var credentials = '${uriComponent(adminLogin)}:${uriComponent(adminPassword)}'
+var appCredentials = '${uriComponent(appLogin)}:${uriComponent(appPassword)}'
 
 resource dbUriSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   // checkov:skip=CKV_AZURE_41:An expiring secret would stop the app; it changes with the password.
@@ -195,7 +206,7 @@ resource dbUriSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   name: dbUriSecretName
   properties: {
     contentType: 'PostgreSQL connection URI through PgBouncer (DB_URI)'
-    value: 'postgresql://${credentials}@${serverAddress}:6432/${database.name}?sslmode=require'
+    value: 'postgresql://${appCredentials}@${serverAddress}:6432/${database.name}?sslmode=require'
   }
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import subprocess
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -79,6 +80,10 @@ def test_dev_and_test_files_are_flagged_but_not_dependencies_own_folders():
         "devhost/host.py",
         "bench/__main__.py",
         ".venv/bin/python",
+        ".venv-infra/bin/checkov",
+        "infra/main.bicep",
+        "tests/openapi/typescript/node_modules/typescript/package.json",
+        "dist/axly-api.zip",
         "local.settings.json",
         ".pgdata/data/PG_VERSION",
         ".pytest_cache/v/cache/nodeids",
@@ -91,7 +96,7 @@ def test_dev_and_test_files_are_flagged_but_not_dependencies_own_folders():
         f"{SITE_PACKAGES}/sqlalchemy/__pycache__/sql.cpython-311.pyc",
         f"{SITE_PACKAGES}/pint/testsuite/tests/test_x.py",
     ]
-    assert forbidden(names) == names[2:15]
+    assert forbidden(names) == names[2:19]
 
 
 def package(tmp_path: Path, files: Mapping[str, bytes | str]) -> Path:
@@ -156,12 +161,26 @@ def test_a_different_function_list_fails(tmp_path: Path):
     ]
 
 
-def test_app_files_honour_funcignore(tmp_path: Path):
-    for name in ["function_app.py", "api/db.py", "tests/test_x.py", "api/__pycache__/db.pyc"]:
+def git(root: Path, *arguments: str) -> None:
+    subprocess.run(["git", *arguments], cwd=root, check=True, capture_output=True)
+
+
+def test_app_files_are_the_tracked_ones_minus_funcignore(tmp_path: Path):
+    """What git does not track never ships, even where .funcignore has no rule for it."""
+    tracked = ["function_app.py", "api/db.py", "api/gone.py", "tests/test_x.py"]
+    untracked = ["api/scratch.py", "node_modules/x/index.js", ".pgdata/PG_VERSION", "x.zip"]
+    for name in [*tracked, *untracked, "coverage.xml", ".coverage.host.1"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("")
     shutil.copy(".funcignore", tmp_path / ".funcignore")
-    (tmp_path / "coverage.xml").write_text("")
-    (tmp_path / ".coverage.host.1").write_text("")
-    listed = sorted(path.as_posix() for path in app_files(tmp_path))
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".funcignore", *tracked)
+    git(tmp_path, "add", "--force", "coverage.xml")  # tracked by mistake: .funcignore holds
+    (tmp_path / "api/gone.py").unlink()  # deleted in the working tree, not yet in git
+    listed = [path.as_posix() for path in app_files(tmp_path)]
     assert listed == ["api/db.py", "function_app.py"]
+
+
+def test_the_funcignore_has_no_duplicate_rules():
+    rules = [line for line in Path(".funcignore").read_text().splitlines() if line[:1] not in "#"]
+    assert len(rules) == len(set(rules))

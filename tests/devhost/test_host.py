@@ -14,6 +14,7 @@ from typing import Any
 import azure.functions as func
 import httpx
 import pytest
+from azure.functions.decorators.http import HttpTrigger
 
 from devhost.cors import HostCors
 from devhost.host import FunctionHost, create_app, query_params
@@ -512,8 +513,8 @@ class CountingApp(func.FunctionApp):
         functions = super().get_functions()
         for function in functions:
             for binding in function.get_bindings():
-                if binding.type == "httpTrigger":
-                    binding.route = None  # type: ignore[attr-defined]
+                if isinstance(binding, HttpTrigger):
+                    binding.route = None
         return functions
 
 

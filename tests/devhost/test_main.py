@@ -285,6 +285,16 @@ def test_waitress_serves_sized_bodies_and_utf8_paths(live_server: str):
     assert response.content == "Jürgen:part1,part2".encode()
 
 
+@pytest.mark.parametrize("slash", ["%2F", "%2f"])
+def test_an_encoded_slash_stays_in_its_route_value_as_on_azure(live_server: str, slash: str):
+    """Kestrel decodes a path but `%2F`, and the host's routing matches on that: the value
+    is `a%2Fb`, one segment, never `a/b` (which would make it two segments and no route)."""
+    with httpx.Client(base_url=live_server) as client:
+        response = client.post(f"/api/upload/a{slash}b%20c", content=b"x")
+    assert response.status_code == 200
+    assert response.content == f"a{slash}b c:x".encode()
+
+
 def test_a_chunked_upload_reaches_the_function_empty_as_on_azure(live_server: str):
     """waitress would de-chunk it and hide that; the host only reads a sized body."""
     with httpx.Client(base_url=live_server) as client:

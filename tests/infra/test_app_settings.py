@@ -4,6 +4,7 @@ with the reason. A new setting without a decision fails here."""
 
 import pytest
 
+import bench.turns
 from api.settings import Settings
 from tests.infra.template import (
     KEY_VAULT_REFERENCE,
@@ -58,3 +59,8 @@ def test_no_app_setting_carries_a_secure_parameter_or_a_storage_key() -> None:
         for value in values:
             assert not identifiers(value) & secure, name
             assert "listKeys" not in str(value), name
+
+
+def test_the_worker_runs_the_thread_count_the_pool_and_bcrypt_are_sized_for() -> None:
+    """Unset, the worker would run min(32, cores + 4) threads: 5 on a one-core instance."""
+    assert app_settings()["PYTHON_THREADPOOL_THREAD_COUNT"] == [str(bench.turns.THREADS)]

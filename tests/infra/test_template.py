@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from api.telemetry.pipeline import REQUEST_ID
 from tests.infra.template import (
     BICEP_FILES,
     INFRA,
@@ -167,9 +168,19 @@ def test_the_admin_password_goes_to_key_vault_and_the_app_reads_its_uri_from_the
         s["name"]: s["properties"] for s in postgres.resources("Microsoft.KeyVault/vaults/secrets")
     }
     assert secrets["adminPasswordSecretName"]["value"] == "adminPassword"
-    # Requests through the built-in PgBouncer, migrations straight to PostgreSQL.
+    # Requests through the built-in PgBouncer as the app's own role (data access only:
+    # deploy/app_role.py), migrations straight to PostgreSQL as the administrator.
     assert ":6432/" in secrets["dbUriSecretName"]["value"]
     assert ":5432/" in secrets["migrationUriSecretName"]["value"]
+    assert (
+        postgres.resolve("appCredentials")
+        == "${uriComponent(appLogin)}:${uriComponent(appPassword)}"
+    )
+    assert secrets["dbUriSecretName"]["value"].startswith("postgresql://${appCredentials}@")
+    assert secrets["migrationUriSecretName"]["value"].startswith("postgresql://${credentials}@")
+    assert "appPassword" in postgres.secure_parameters()
+    assert module_call("postgres")["params"]["appLogin"] == "postgresAppLogin"
+    assert template(MAIN).parsed["parameters"]["postgresAppLogin"]["default"] == "axly_app"
     for name in ("dbUriSecretName", "migrationUriSecretName"):
         assert "sslmode=require" in secrets[name]["value"]
     names = module_call("postgres")["params"]
@@ -210,7 +221,7 @@ def test_the_alerts_are_the_seeds_and_reach_a_webhook() -> None:
     alerts = module("alerts")
     failed = alerts.resource("Microsoft.Insights/scheduledQueryRules")["properties"]
     criterion = failed["criteria"]["allOf"][0]
-    assert "toint(resultCode) >= 500" in criterion["query"]
+    assert "sumif(itemCount, toint(resultCode) >= 500)" in criterion["query"]
     assert criterion["metricMeasureColumn"] == "failedPercent"
     assert (criterion["operator"], alerts.resolve(criterion["threshold"])) == ("GreaterThan", 1)
     assert alerts.resolve(failed["windowSize"]) == "PT5M"
@@ -261,3 +272,18 @@ def test_main_passes_each_module_its_parameters_and_reads_only_its_outputs(name:
     )
     read = set(re.findall(rf"\b{symbol}\.outputs\.(\w+)", template(MAIN).text))
     assert read <= set(module(name).parsed.get("outputs", {}))
+
+
+def test_the_5xx_alert_counts_each_invocation_once_whatever_the_sampling() -> None:
+    """The host and the app each write a request row per invocation: only the host's count
+    (the app's carry the request_id dimension), each weighted by its itemCount."""
+    query = module("alerts").resource("Microsoft.Insights/scheduledQueryRules")["properties"][
+        "criteria"
+    ]["allOf"][0]["query"]
+    lines = [line.strip() for line in query.strip().splitlines()]
+    assert lines[:3] == [
+        "requests",
+        f"| where isempty(tostring(customDimensions.{REQUEST_ID}))",
+        "| summarize total = sum(itemCount), failed = sumif(itemCount, toint(resultCode) >= 500)",
+    ]
+    assert "count(" not in query  # a row may stand for several sampled ones

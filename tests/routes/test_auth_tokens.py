@@ -11,13 +11,24 @@ import httpx
 import jwt
 import pytest
 import time_machine
+from sqlalchemy import delete
 from sqlalchemy.orm import Session, object_session
 
+from api.endpoints import Operation
 from api.models import User
+from api.routes import ROUTERS
 from api.services.auth import start_session
 from api.services.tokens import decode_token
 from api.settings import get_settings
-from tests.factories import PASSWORD, auth_headers, bearer, create_user, new_email, sign_up
+from tests.factories import (
+    PASSWORD,
+    auth_headers,
+    bearer,
+    create_user,
+    example_path,
+    new_email,
+    sign_up,
+)
 from tests.outbox import Outbox
 
 
@@ -201,9 +212,26 @@ def test_tokens_die_with_the_account(client: httpx.Client, outbox: Outbox) -> No
         "DELETE", "/me", json={"password": PASSWORD}, headers=bearer(bundle["access_token"])
     )
     assert deleted.status_code == 204
-    assert_rejected(client, bundle["access_token"])
+    assert assert_rejected(client, bundle["access_token"])["code"] == "account_deleted"
     refresh = client.post("/auth/refresh", json={"refresh_token": bundle["refresh_token"]})
     assert refresh.status_code == 401
+    assert refresh.json()["code"] == "account_deleted"
+
+
+AUTHENTICATED = [op for router in ROUTERS for op in router.operations if op.auth]
+
+
+@pytest.mark.parametrize(
+    "op", AUTHENTICATED, ids=[f"{op.method} {op.route}" for op in AUTHENTICATED]
+)
+def test_every_route_answers_a_deleted_accounts_token_401_account_deleted(
+    client: httpx.Client, session: Session, user: User, op: Operation
+) -> None:
+    headers = auth_headers(user)
+    session.execute(delete(User).where(User.id == user.id))
+    response = client.request(op.method, example_path(op), headers=headers, json={})
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == "account_deleted"
 
 
 def test_refresh_rotates_and_a_replayed_token_revokes_the_family(

@@ -8,8 +8,10 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session
 
+from api.endpoints import Operation
 from api.models import Conversation, User
-from tests.factories import PNG, auth_headers, b64, count
+from api.routes import ROUTERS
+from tests.factories import PNG, auth_headers, b64, count, example_path
 from tests.fake_openai import FakeOpenAI
 
 MAX_ERROR_BODY = 16 * 1024
@@ -110,3 +112,21 @@ def test_unknown_keys_next_to_media_are_reported_without_the_media(
     problem = assert_small_problem(response, 422, "validation_failed")
     assert image not in response.text
     assert problem["errors"][0]["loc"] == ["body", image[:63] + "…"]
+
+
+WITH_BODY = [op for router in ROUTERS for op in router.operations if op.body is not None]
+
+
+@pytest.mark.parametrize("op", WITH_BODY, ids=[f"{op.method} {op.route}" for op in WITH_BODY])
+def test_a_chunked_body_is_411_on_every_route_that_takes_one(
+    client: httpx.Client, openai: FakeOpenAI, user: User, op: Operation
+) -> None:
+    """The Functions host hands a chunked body to the function empty (devhost too): read
+    as no body, it made a confusing 400 or 422, or a logout of the wrong session."""
+    headers = {"Content-Type": "application/json", **(auth_headers(user) if op.auth else {})}
+    response = client.request(
+        op.method, example_path(op), content=iter([b'{"q": ', b'"hi"}']), headers=headers
+    )
+    problem = assert_small_problem(response, 411, "length_required")
+    assert "Content-Length" in problem["detail"]
+    assert openai.untouched

@@ -4,6 +4,8 @@ the provider asks only when that still fits."""
 
 from __future__ import annotations
 
+import importlib
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -23,14 +25,23 @@ from tests.factories import (
     count,
     stored_turns,
 )
-from tests.fake_openai import FakeOpenAI, Slow, error_response
+from tests.fake_openai import (
+    DIAGNOSIS,
+    FakeOpenAI,
+    Slow,
+    completion,
+    error_response,
+    trickled,
+)
 from tests.harness import changed_settings
 
 
 @pytest.fixture
 def turn_budget(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
     """Shrink the next turns' time budget: DIAGNOSE_DEADLINE_S cannot go below 10 s, and no
-    test should wait that long."""
+    test should wait that long. The SDK is imported first: its first import (about a second
+    on a cold, busy machine) must not eat the budget under test."""
+    importlib.import_module("openai")
 
     def shrink(seconds: float) -> None:
         monkeypatch.setattr(
@@ -40,17 +51,28 @@ def turn_budget(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
     return shrink
 
 
-def test_the_turn_budget_cuts_a_slow_call(
+# Past the budget, within OPENAI_TIMEOUT_S (5 s): a reply that comes late, and one that
+# trickles in (a byte now and then restarts the SDK's per-read timeout: the whole would
+# take about 5 s, each read under 0.1 s).
+LATE_REPLIES: dict[str, Callable[[], object]] = {
+    "slow": lambda: Slow(2.0),
+    "trickling": lambda: trickled(completion(json.dumps(DIAGNOSIS)), pause_s=0.1),
+}
+
+
+@pytest.mark.parametrize("reply", LATE_REPLIES.values(), ids=LATE_REPLIES.keys())
+def test_the_turn_budget_cuts_a_late_reply(
     client: httpx.Client,
     openai: FakeOpenAI,
     session: Session,
     user: User,
     turn_budget: Callable[[float], None],
+    reply: Callable[[], object],
 ) -> None:
     turn_budget(1.5)
-    openai.replies = [Slow(2.0)]  # within OPENAI_TIMEOUT_S (5 s), past the budget
+    openai.replies = [reply()]
     response = client.post("/diagnose2", headers=auth_headers(user), json={"q": "a"})
-    assert response.status_code == 504
+    assert response.status_code == 504, response.text
     assert response.json()["code"] == "upstream_timeout"
     (timeout,) = openai.chat_timeouts
     assert 1.0 <= timeout <= 1.5  # what was left of the budget, not OPENAI_TIMEOUT_S

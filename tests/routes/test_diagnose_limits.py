@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 import time_machine
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -133,12 +134,24 @@ def test_messages_per_conversation_cap_is_429(
     assert len(stored_turns(session, uuid.UUID(session_id))) == 2
 
 
+@pytest.mark.parametrize(
+    ("reserved_for", "retry_after"),
+    [
+        # Running, 2 minutes before its deadline (the reservation lasts 60 s past it).
+        (timedelta(minutes=3), 120),
+        # Past its deadline: its process died (or it is storing); its reservation expires.
+        (timedelta(seconds=30), 30),
+    ],
+)
 def test_a_second_turn_while_one_runs_is_429_at_once(
-    client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
+    client: httpx.Client,
+    openai: FakeOpenAI,
+    session: Session,
+    user: User,
+    reserved_for: timedelta,
+    retry_after: int,
 ) -> None:
-    running = DiagnosisUsage(
-        user_id=user.id, pending_until=datetime.now(UTC) + timedelta(minutes=3)
-    )
+    running = DiagnosisUsage(user_id=user.id, pending_until=datetime.now(UTC) + reserved_for)
     session.add(running)  # a turn in flight: its reservation
     session.flush()
 
@@ -149,7 +162,8 @@ def test_a_second_turn_while_one_runs_is_429_at_once(
     assert busy.json()["detail"] == (
         "A diagnosis is already running for your account; wait for it to finish"
     )
-    assert busy.headers["Retry-After"] == "5"
+    # Whole seconds, rounded up from what was left when the server looked.
+    assert retry_after - 1 <= int(busy.headers["Retry-After"]) <= retry_after
     assert openai.untouched
     assert count(session, Conversation, Conversation.user_id == user.id) == 0
     assert count(session, DiagnosisUsage, DiagnosisUsage.user_id == user.id) == 1

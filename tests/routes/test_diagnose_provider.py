@@ -5,13 +5,13 @@ cleaned."""
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy.orm import Session
+from werkzeug import Response
 
 from api.models import ChatAttachment, Conversation, DiagnosisUsage, User
 from tests.factories import (
@@ -24,7 +24,15 @@ from tests.factories import (
     count,
     stored_turns,
 )
-from tests.fake_openai import DIAGNOSIS, FakeOpenAI, Slow, error_response
+from tests.fake_openai import (
+    DIAGNOSIS,
+    STRICT_STRUCTURE,
+    FakeOpenAI,
+    Slow,
+    error_response,
+    json_response,
+    schema_keywords,
+)
 from tests.harness import changed_settings
 
 
@@ -121,11 +129,11 @@ def test_azure_openai_is_used_when_its_endpoint_is_set(
     (request, _), *_ = [entry for entry in httpserver.log if entry[0].path.startswith("/openai/")]
     assert request.headers["api-key"] == "azure-key"
     assert request.args["api-version"] == "2024-10-21"
-    # Its strict mode refuses maxLength / maxItems: the caps go as descriptions only.
-    sent = json.dumps(fake.diagnosis_bodies[0]["response_format"])
-    assert "maxLength" not in sent
-    assert "maxItems" not in sent
-    assert "At most 1500 characters" in sent
+    # Its strict mode refuses every type-specific keyword (maxLength, maxItems, ...): the
+    # caps go as descriptions only.
+    schema = fake.diagnosis_bodies[0]["response_format"]["json_schema"]["schema"]
+    assert schema_keywords(schema) <= STRICT_STRUCTURE
+    assert schema["properties"]["summary"]["description"] == "At most 1500 characters"
 
 
 def test_half_configured_azure_is_not_configured(
@@ -176,3 +184,78 @@ def test_provider_text_is_made_safe_before_it_is_stored_or_shown(
     )
     assert answer.content["diagnosis"] == diagnosis
     assert session.get(Conversation, conversation_id).title == "Catalyst \ufffd"
+
+
+def refusal(code: str | None, *, status: int = 400, param: str | None = None) -> Response:
+    """A 400 / 422 as OpenAI words them."""
+    error = {"message": "upstream detail", "type": "invalid_request_error", "param": param}
+    return json_response({"error": {**error, "code": code}}, status)
+
+
+# The provider's codes that blame what the user sent, and the input each names.
+REFUSED_INPUTS = {
+    "unreadable image": ("invalid_image_format", 400, "images"),
+    "image it cannot parse": ("image_parse_error", 400, "images"),
+    "content policy": ("content_policy_violation", 400, "content"),
+    "Azure content filter": ("content_filter", 400, "content"),
+    "as a 422": ("invalid_image", 422, "images"),
+}
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "rejected"), REFUSED_INPUTS.values(), ids=REFUSED_INPUTS.keys()
+)
+def test_the_provider_refusing_the_users_input_is_422_naming_it(
+    client: httpx.Client,
+    openai: FakeOpenAI,
+    session: Session,
+    user: User,
+    code: str,
+    status: int,
+    rejected: str,
+) -> None:
+    openai.replies = [refusal(code, status=status)]
+    response = client.post(
+        "/diagnose2", headers=auth_headers(user), json={"q": "hi", "images": [b64(PNG)]}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "upstream_rejected_input"
+    assert response.json()["rejected"] == rejected
+    assert "upstream detail" not in response.text
+    assert len(openai.diagnosis_bodies) == 1  # the same input would be refused again
+    # Nothing stored, nothing charged: the user sends it again, changed.
+    assert count(session, Conversation, Conversation.user_id == user.id) == 0
+    assert count(session, ChatAttachment) == 0
+    assert count(session, DiagnosisUsage) == 0
+
+
+def test_a_recording_the_provider_cannot_use_is_422_naming_it(
+    client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
+) -> None:
+    openai.transcript = [refusal(None)]  # Whisper names no code: the file is all it got
+    response = client.post("/diagnose2", headers=auth_headers(user), json={"audio": b64(WAV)})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "upstream_rejected_input"
+    assert response.json()["rejected"] == "audio"
+    assert openai.diagnosis_bodies == []
+    assert count(session, DiagnosisUsage) == 0
+
+
+def test_the_provider_refusing_our_own_request_is_a_502_logged_as_an_error(
+    client: httpx.Client,
+    openai: FakeOpenAI,
+    session: Session,
+    user: User,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    openai.replies = [refusal("invalid_json_schema", param="response_format")]
+    response = client.post("/diagnose2", headers=auth_headers(user), json={"q": "hi"})
+    assert response.status_code == 502, response.text
+    assert response.json()["code"] == "upstream_error"
+    assert any(
+        record.levelname == "ERROR"
+        and record.name == "api.services.ai"
+        and "invalid_json_schema" in record.getMessage()
+        for record in caplog.records
+    )
+    assert count(session, DiagnosisUsage) == 0

@@ -24,7 +24,14 @@ from api.models import (
     User,
 )
 from tests.factories import PNG, WAV, auth_headers, b64, count, stored_turns
-from tests.fake_openai import DIAGNOSIS, FakeOpenAI, completion, json_response
+from tests.fake_openai import (
+    DIAGNOSIS,
+    OPENAI_STRICT_KEYWORDS,
+    FakeOpenAI,
+    completion,
+    json_response,
+    schema_keywords,
+)
 from tests.harness import changed_settings
 
 
@@ -53,6 +60,8 @@ UNUSABLE = {
     "no usage": without("usage"),
     "null usage fields": without("usage", prompt_tokens=None, completion_tokens=None),
     "usage as strings": without("usage", prompt_tokens="321", completion_tokens="54"),
+    "negative usage": without("usage", prompt_tokens=-5),
+    "usage past an integer": without("usage", completion_tokens=2**31),
     "no choices field": without("choices"),
 }
 
@@ -206,10 +215,13 @@ def test_provider_text_is_capped_field_by_field(
     assert answer.content["diagnosis"] == diagnosis
     assert len(json.dumps(answer.content)) < 100_000
 
+    # The caps reach the model in the keywords OpenAI's strict mode documents (maxItems; not
+    # maxLength, nor pydantic's title / default), and in words.
     schema = openai.diagnosis_bodies[0]["response_format"]["json_schema"]["schema"]
-    assert schema["properties"]["summary"]["maxLength"] == 1500
+    assert schema_keywords(schema) <= OPENAI_STRICT_KEYWORDS
     assert schema["properties"]["next_steps"]["maxItems"] == 8
-    assert schema["properties"]["next_steps"]["items"]["maxLength"] == 400
+    assert schema["properties"]["summary"]["description"] == "At most 1500 characters"
+    assert schema["properties"]["next_steps"]["items"]["description"] == "At most 400 characters"
 
 
 def test_a_stored_reply_is_never_half_written(

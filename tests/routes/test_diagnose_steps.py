@@ -41,6 +41,7 @@ from tests.factories import (
 )
 from tests.fake_openai import FakeOpenAI
 from tests.harness import changed_settings
+from tests.outbox import Outbox
 
 
 @pytest.fixture
@@ -232,6 +233,64 @@ def test_a_turn_whose_account_is_deleted_meanwhile_is_401_and_leaves_nothing(
     assert response.json()["code"] == "account_deleted"
     assert response.json()["detail"] == "The account no longer exists"
     for model in (User, Conversation, ChatMessage, AttachmentBlob, DiagnosisUsage):
+        assert rows(model) == 0, model
+
+
+NEW_PASSWORD = "An entirely new passphrase 7"
+
+
+def _reset_password(client: httpx.Client, owner: User, outbox: Outbox) -> httpx.Response:
+    client.post("/request_password_reset_pin", json={"email": owner.email})
+    pin = outbox.pin_for(owner.email)
+    return client.post(
+        "/confirm_password_reset",
+        json={"email": owner.email, "pin": pin, "new_password": NEW_PASSWORD},
+    )
+
+
+# Each way the turn's session can end while the provider answers (with the owner's client).
+SESSION_ENDINGS: dict[str, Callable[[httpx.Client, dict[str, str], User, Outbox], httpx.Response]]
+SESSION_ENDINGS = {
+    "logout": lambda client, headers, owner, outbox: client.post("/logout", headers=headers),
+    "logout everywhere": lambda client, headers, owner, outbox: client.post(
+        "/logout", headers=headers, json={"all": True}
+    ),
+    "password change": lambda client, headers, owner, outbox: client.post(
+        "/change_password",
+        headers=headers,
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+    ),
+    "password reset": lambda client, headers, owner, outbox: _reset_password(client, owner, outbox),
+}
+
+
+@pytest.mark.parametrize("end", SESSION_ENDINGS.values(), ids=SESSION_ENDINGS.keys())
+def test_a_turn_whose_session_ends_meanwhile_is_401_and_leaves_nothing(
+    own_database: str,
+    owner: User,
+    headers: dict[str, str],
+    provider: FakeOpenAI,
+    new_client: Callable[[], httpx.Client],
+    outbox: Outbox,
+    end: Callable[[httpx.Client, dict[str, str], User, Outbox], httpx.Response],
+) -> None:
+    endings: list[int] = []
+
+    def end_the_session() -> None:
+        with new_client() as other:
+            endings.append(end(other, headers, owner, outbox).status_code)
+
+    provider.meanwhile = end_the_session
+    with new_client() as client:
+        response = client.post(
+            "/diagnose2", headers=headers, json={"q": "Smoke", "images": [b64(PNG)]}
+        )
+
+    (ended,) = endings
+    assert ended < 300
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == "session_ended"
+    for model in (Conversation, ChatMessage, AttachmentBlob, DiagnosisUsage):
         assert rows(model) == 0, model
 
 

@@ -5,7 +5,7 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
@@ -92,6 +92,15 @@ def test_docs_page_loads_everything_from_this_api(client: httpx.Client) -> None:
         "docs/docs.js": "text/javascript; charset=utf-8",
         "openapi.json": "application/json",
     }
+
+
+def test_docs_with_a_trailing_slash_redirects_to_the_page(client: httpx.Client) -> None:
+    """The host serves `docs/` as `docs`, where the page's relative links would break."""
+    response = client.get("/docs/")
+    assert response.status_code == 308
+    page = urljoin(str(response.url), response.headers["location"])
+    assert page == "http://testserver/api/docs"
+    assert client.get(page).status_code == 200
 
 
 def test_docs_assets_are_gzipped_for_clients_that_take_it(client: httpx.Client) -> None:

@@ -28,9 +28,9 @@ from tests.harness import changed_settings, local_host, migrate
 
 
 @pytest.fixture(scope="module")
-def database(make_database: Callable[..., str]) -> Iterator[Engine]:
+def database(make_run_database: Callable[..., str]) -> Iterator[Engine]:
     """A migrated database of this module's own, served by the app for its tests."""
-    uri = make_database()
+    uri = make_run_database()
     engine = create_engine(uri, poolclass=NullPool)
     with engine.connect() as connection:
         migrate(connection, "head")
@@ -192,6 +192,7 @@ def test_renaming_a_conversation_while_the_account_is_deleted(database: Engine) 
         ),
     )
     assert response.status_code == 401, response.text
+    assert response.json()["code"] == "account_deleted"
 
 
 def test_adding_a_mod_while_the_account_is_deleted(database: Engine) -> None:
@@ -206,7 +207,9 @@ def test_adding_a_mod_while_the_account_is_deleted(database: Engine) -> None:
             headers=bearer(bundle["access_token"]),
         ),
     )
-    assert response.status_code in (401, 404), response.text
+    # The vehicle went with the account: not a 404 about it, the account's 401.
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == "account_deleted"
 
 
 def test_refreshing_while_the_account_is_deleted(database: Engine) -> None:
@@ -219,3 +222,52 @@ def test_refreshing_while_the_account_is_deleted(database: Engine) -> None:
         ),
     )
     assert response.status_code == 401, response.text
+    assert response.json()["code"] == "account_deleted"
+
+
+def _conversation_of(engine: Engine, user_id: uuid.UUID) -> uuid.UUID:
+    with Session(engine) as session:
+        conversation = Conversation(user_id=user_id, title="Before")
+        session.add(conversation)
+        session.commit()
+        return conversation.id
+
+
+# Writes on each area (vehicles, mods, conversations, me/*) that wait on the deletion's locks;
+# each gets a request for the user's rows: (method, path, body).
+RACING_WRITES: dict[str, Callable[[Engine, uuid.UUID], tuple[str, str, dict | None]]] = {
+    "delete a vehicle": lambda db, uid: ("DELETE", f"/vehicles/{vehicle_of(db, uid)}", None),
+    "replace a vehicle": lambda db, uid: (
+        "PUT",
+        f"/vehicles/{vehicle_of(db, uid)}",
+        {"make": "Mazda", "model": "MX-5", "year": 1991},
+    ),
+    "delete a conversation": lambda db, uid: (
+        "DELETE",
+        f"/conversations/{_conversation_of(db, uid)}",
+        None,
+    ),
+    "change the password": lambda db, uid: (
+        "POST",
+        "/change_password",
+        {"current_password": PASSWORD, "new_password": "An entirely new passphrase 7"},
+    ),
+    "log out": lambda db, uid: ("POST", "/logout", None),
+}
+
+
+@pytest.mark.parametrize("write", RACING_WRITES.values(), ids=RACING_WRITES.keys())
+def test_writes_racing_the_deletion_answer_401_account_deleted(
+    database: Engine, write: Callable[[Engine, uuid.UUID], tuple[str, str, dict | None]]
+) -> None:
+    user_id, bundle = account(database)
+    method, path, body = write(database, user_id)
+    response = racing_the_deletion(
+        database,
+        user_id,
+        lambda client: client.request(
+            method, path, json=body, headers=bearer(bundle["access_token"])
+        ),
+    )
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == "account_deleted"

@@ -15,14 +15,18 @@ from tests.factories import PASSWORD, add_conversation, auth_headers, count, new
 from tests.fake_openai import FakeOpenAI
 
 # Each is refused: a C1 control (CSI, a terminal's "clear screen" when written out), a lone
-# surrogate (a JSON escape no encoder can write), and text of zero-width characters only.
+# surrogate (a JSON escape no encoder can write), text of zero-width characters only, and a
+# bidi override (text that reads otherwise on screen).
 C1 = "\u009b[2J"
 SURROGATE = "x \udc00 y"
 INVISIBLE = "\u200b\u200d\ufeff"
+# A right-to-left override: "invoice\u202eexe.pdf" shows as "invoicefdp.exe".
+BIDI_OVERRIDE = "invoice\u202eexe.pdf"
 BAD_TEXT = {
     C1: "control_character",
     SURROGATE: "lone_surrogate",
     INVISIBLE: "invisible_text",
+    BIDI_OVERRIDE: "bidi_override",
 }
 
 

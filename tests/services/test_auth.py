@@ -243,4 +243,4 @@ def test_a_token_of_a_deleted_account_is_refused(session: Session, account: User
     auth.delete_account(session=session, user=account, password=PASSWORD)
     with pytest.raises(AuthenticationError) as gone:
         auth.authenticate(session=session, token=tokens.access_token)
-    assert gone.value.code == "invalid_token"
+    assert gone.value.code == "account_deleted"

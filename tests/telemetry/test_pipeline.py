@@ -242,12 +242,13 @@ def test_urls_are_exported_without_their_query_strings(
     assert urls == {openai.server.url_for(deployment)}
 
 
-def test_settings_that_cannot_be_read_still_get_the_apps_own_500(
+def test_settings_that_cannot_be_read_still_get_the_apps_own_503(
     override_settings: Callable[..., None], client: httpx.Client
 ) -> None:
     telemetry.stop()  # the next request decides afresh, from these settings
     override_settings(JWT_SECRET="too short")
     response = client.get("/me", headers={"Authorization": "Bearer any"})
-    assert response.status_code == 500
-    assert response.json()["code"] == "internal_error"
+    assert response.status_code == 503
+    assert response.json()["code"] == "misconfigured"
+    assert response.json()["settings"] == ["JWT_SECRET"]
     assert response.headers["X-Request-ID"]
