@@ -244,3 +244,25 @@ def test_a_token_of_a_deleted_account_is_refused(session: Session, account: User
     with pytest.raises(AuthenticationError) as gone:
         auth.authenticate(session=session, token=tokens.access_token)
     assert gone.value.code == "account_deleted"
+
+
+def test_a_password_changed_while_the_login_checked_the_old_one_is_a_wrong_one(
+    session: Session, account: User
+) -> None:
+    """The check runs between two units of work; a change in between (another device, a
+    reset) wins: no session is started on the old password."""
+    from api.utils import hashing
+
+    entered: list[None] = []
+
+    @contextmanager
+    def unit_of_work() -> Iterator[Session]:
+        entered.append(None)
+        if len(entered) == 2:  # after the check, before the outcome is written
+            account.password_hash = hashing.hash_password("another long passphrase")
+            session.flush()
+        yield session
+
+    with pytest.raises(AuthenticationError):
+        auth.login(unit_of_work=unit_of_work, email=account.email, password=PASSWORD, client=CLIENT)
+    assert count(session, RefreshToken, RefreshToken.user_id == account.id) == 0
