@@ -3,9 +3,10 @@
 Each area has a `Router`; handlers are plain functions decorated with `router.operation(...)`.
 A handler's signature is its contract, read once at registration:
 
-- its first parameter is the request, typed `Request`, `DbRequest`, `UserRequest` or
-  `SlowUserRequest` (no database; a session; a session and the authenticated caller; the
-  caller and a unit-of-work factory instead of a session), subscripted with the body and
+- its first parameter is the request, typed `Request`, `DbRequest`, `UserRequest`,
+  `SlowUserRequest` or `SlowRequest` (no database; a session; a session and the
+  authenticated caller; the caller and a unit-of-work factory instead of a session; that
+  factory without a caller), subscripted with the body and
   query models to validate: `UserRequest[VehicleCreate]`, `UserRequest[None, Pagination]`
   (left out, a model is None and nothing is read);
 - its other parameters are the route's `{name}` parameters, typed `uuid.UUID` or `str`
@@ -26,7 +27,8 @@ DIAGNOSE_DEADLINE_S — must not hold a pooled connection (let alone an open tra
 meanwhile, so it is declared with `SlowUserRequest`: the caller is authenticated in a unit
 of work of its own that is closed before the handler runs, and the handler passes
 `request.unit_of_work` to its service, which opens one short unit of work per step
-(`with unit_of_work() as session:`), each committed or rolled back on its own.
+(`with unit_of_work() as session:`), each committed or rolled back on its own. One without
+an access token that computes something slow (a login's bcrypt) is a `SlowRequest`.
 """
 
 from __future__ import annotations
@@ -178,6 +180,16 @@ class SlowUserRequest(Request[BodyT, QueryT]):
 
 
 @dataclass(frozen=True)
+class SlowRequest(Request[BodyT, QueryT]):
+    """A request without an access token whose handler computes something slow (a login's
+    bcrypt check: a quarter of a second of CPU), so it holds no database connection
+    meanwhile: `unit_of_work()` opens a short one each time its service needs the
+    database."""
+
+    unit_of_work: UnitOfWork
+
+
+@dataclass(frozen=True)
 class Reply:
     """An explicit response: a status other than the operation's, or extra headers."""
 
@@ -259,7 +271,7 @@ class Operation:
 
     @property
     def db(self) -> bool:
-        return issubclass(self.signature.request_type, DbRequest | SlowUserRequest)
+        return issubclass(self.signature.request_type, DbRequest | SlowUserRequest | SlowRequest)
 
     @property
     def read_only(self) -> bool:
@@ -433,8 +445,8 @@ def _request_parts(
     request_type = get_origin(hint) or hint
     if not (isinstance(request_type, type) and issubclass(request_type, Request)):
         raise RouteError(
-            f"{where}: the first parameter must be typed Request, DbRequest, UserRequest "
-            "or SlowUserRequest"
+            f"{where}: the first parameter must be typed Request, DbRequest, UserRequest, "
+            "SlowUserRequest or SlowRequest"
         )
     body, query = [_model(arg, where) for arg in get_args(hint)] or [None, None]
     return request_type, body, query
@@ -506,6 +518,10 @@ def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResp
         return _serialise(op, op.handler(request, **inputs.path))
     if issubclass(op.signature.request_type, SlowUserRequest):
         return _run_slow(op, req, request_id)
+    if issubclass(op.signature.request_type, SlowRequest):
+        inputs = _inputs(op, req)
+        slow = SlowRequest(req, request_id, inputs.body, inputs.query, partial(_unit_of_work, []))
+        return _serialise(op, op.handler(slow, **inputs.path))
     try:
         return _run_in_unit_of_work(op, req, request_id)
     except _StaleConnection:  # raised by read-only units of work alone
@@ -848,7 +864,8 @@ def _too_many_json_items(raw: bytes) -> bool:
     """Does the body have more than MAX_JSON_ITEMS containers and separators outside its
     strings? Counted without parsing, stopping at the limit; a body with fewer such bytes
     anywhere (strings included: Base64 has none) needs no scan."""
-    if sum(raw.count(byte) for byte in (b"[", b"{", b",", b":")) <= MAX_JSON_ITEMS:
+    # One pass over the body (a diagnosis carries megabytes of Base64), not one per byte.
+    if len(raw) - len(raw.translate(None, b"[{,:")) <= MAX_JSON_ITEMS:
         return False
     items = (match for match in _JSON_ITEM.finditer(raw) if match.group(1))
     return next(islice(items, MAX_JSON_ITEMS, None), None) is not None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -166,8 +165,11 @@ class Settings(BaseSettings):
 
     @property
     def bcrypt_slots(self) -> int:
-        """BCRYPT_MAX_CONCURRENCY, with 0 read as the machine's CPU cores."""
-        return self.bcrypt_max_concurrency or os.cpu_count() or 1
+        """BCRYPT_MAX_CONCURRENCY, with 0 read as the CPUs this process may really use (its
+        affinity and its container's CPU quota, not the machine's cores)."""
+        from api.utils.cpus import usable_cpus
+
+        return self.bcrypt_max_concurrency or usable_cpus()
 
     @model_validator(mode="before")
     @classmethod

@@ -2,7 +2,8 @@
 measured interleaved), then figures for cold start, request latency, diagnosis turns at
 scale and abuse (printed, never asserted). `python -m bench [budgets|cold|requests|turns|
 abuse] [--app-dir DIR]` runs one; `python -m bench check` (`make bench-check`) prints the
-budget table and exits 1 naming each row past 1.5 times its budget.
+budget table and exits 1 naming each row past 1.5 times its budget; `media` and `logins`
+measure just those budget rows.
 
 Cold start: a fresh interpreter importing function_app and indexing it, as the Azure
 worker does, and which heavy modules that pulled in (telemetry's included: without a
@@ -223,7 +224,9 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "part", nargs="?", choices=["budgets", "check", "cold", "requests", "turns", "abuse"]
+        "part",
+        nargs="?",
+        choices=["budgets", "check", "cold", "requests", "turns", "abuse", "media", "logins"],
     )
     parser.add_argument("--app-dir", type=Path, default=Path.cwd(), help="checkout to serve")
     args = parser.parse_args(argv)
@@ -245,6 +248,14 @@ def main(argv: list[str] | None = None) -> None:
         turns.run(args.app_dir.resolve())
     if args.part in (None, "abuse"):
         abuse()
+    if args.part == "media":  # two of the budget rows alone
+        from bench import media
+
+        budgets.report([media.diagnose_overhead(), *media.diagnose_memory()])
+    if args.part == "logins":
+        from bench import logins
+
+        budgets.report([logins.vehicles_during_logins()])
 
 
 if __name__ == "__main__":

@@ -112,9 +112,25 @@ def rejected_bodies(client: httpx.Client, headers: dict[str, str]) -> None:
         )
 
 
-def _percentile(samples: list[float], fraction: float) -> float:
+def percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def probe_vehicles(base_url: str, headers: dict[str, str], seconds: float) -> list[float]:
+    """GET /api/vehicles one after another (10 ms apart, as a client does something with
+    each answer) for `seconds`: each one's milliseconds."""
+    import httpx
+
+    samples: list[float] = []
+    ends = time.monotonic() + seconds
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        while time.monotonic() < ends:
+            started = time.perf_counter()
+            client.get("/vehicles", headers=headers).raise_for_status()
+            samples.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.01)
+    return samples
 
 
 def vehicles_during_logins(
@@ -124,18 +140,7 @@ def vehicles_during_logins(
     account in `emails`) log in over and over; and how long those logins took."""
     import httpx
 
-    def probe() -> list[float]:
-        samples: list[float] = []
-        ends = time.monotonic() + PROBE_SECONDS
-        with httpx.Client(base_url=base_url, timeout=60) as client:
-            while time.monotonic() < ends:
-                started = time.perf_counter()
-                client.get("/vehicles", headers=headers).raise_for_status()
-                samples.append((time.perf_counter() - started) * 1000)
-                time.sleep(0.01)
-        return samples
-
-    idle = probe()
+    idle = probe_vehicles(base_url, headers, PROBE_SECONDS)
     stop = threading.Event()
     logins: list[float] = []
     statuses: dict[int, int] = {}
@@ -155,20 +160,20 @@ def vehicles_during_logins(
         thread.start()
     time.sleep(1)  # let the logins pile up
     started = time.monotonic()
-    busy = probe()
+    busy = probe_vehicles(base_url, headers, PROBE_SECONDS)
     stop.set()
     elapsed = time.monotonic() - started + 1
     for thread in threads:
         thread.join()
     print(
         f"    GET /api/vehicles idle: p50 {statistics.median(idle):.0f} ms, "
-        f"p99 {_percentile(idle, 0.99):.0f} ms; during {LOGIN_CLIENTS} concurrent logins: "
-        f"p50 {statistics.median(busy):.0f} ms, p99 {_percentile(busy, 0.99):.0f} ms "
+        f"p99 {percentile(idle, 0.99):.0f} ms; during {LOGIN_CLIENTS} concurrent logins: "
+        f"p50 {statistics.median(busy):.0f} ms, p99 {percentile(busy, 0.99):.0f} ms "
         f"({len(busy)} requests)"
     )
     print(
         f"    logins meanwhile: {statuses.get(200, 0) / elapsed:.1f}/s served, "
-        f"p50 {statistics.median(logins):.0f} ms, p99 {_percentile(logins, 0.99):.0f} ms, "
+        f"p50 {statistics.median(logins):.0f} ms, p99 {percentile(logins, 0.99):.0f} ms, "
         f"statuses {dict(sorted(statuses.items()))}"
     )
 

@@ -91,14 +91,18 @@ def failures(rows: list[Row]) -> list[str]:
     ]
 
 
-def row_functions() -> list[Callable[[], Row | None]]:
-    """The registry, imported when used (each row module imports what it measures)."""
-    from bench import coldstart, original, reads
+def row_functions() -> list[Callable[[], Row | list[Row] | None]]:
+    """The registry, imported when used (each row module imports what it measures). A
+    function returns one row, or several measured in one set-up."""
+    from bench import coldstart, logins, media, original, reads
 
     return [
         coldstart.cold_start,
         coldstart.first_request,
         reads.vehicles,
+        media.diagnose_overhead,
+        media.diagnose_memory,
+        logins.vehicles_during_logins,
         original.vehicles,
         original.cold_start,
     ]
@@ -107,21 +111,22 @@ def row_functions() -> list[Callable[[], Row | None]]:
 def measure() -> list[Row]:
     """Every row of the registry; a function returns None for a row that cannot be measured
     here (it says why)."""
-    rows = []
+    rows: list[Row] = []
     for row_function in row_functions():
-        row = row_function()
-        if row is not None:
+        measured = row_function()
+        for row in [measured] if isinstance(measured, dict) else measured or []:
             print(f"  measured: {row['figure']}", file=sys.stderr, flush=True)
             rows.append(row)
     return rows
 
 
-def report() -> list[Row]:
-    """Measure every row and print the table, with the machine it ran on."""
+def report(rows: list[Row] | None = None) -> list[Row]:
+    """Measure every row (or take the ones given) and print the table, with the machine it
+    ran on."""
     import os
     import platform
 
-    rows = measure()
+    rows = measure() if rows is None else rows
     print(
         f"Budgets (issue 11) on {platform.machine()} Linux, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}:"

@@ -1,9 +1,11 @@
 """`python -m devhost [--host 127.0.0.1] [--port 7071]`: our stand-in for `func start`.
 
 Run it from the repository root: like Core Tools it reads ./local.settings.json and
-./host.json, then imports `app` from ./function_app.py. Start-up is quiet: the database's
-own output (initdb, pg_ctl, migrations) goes to .pgdata/server.log, so the screen shows the
-functions and the docs URL, then one line per request.
+./host.json, then imports `app` from ./function_app.py (settings the C library reads only at
+process start, MALLOC_ARENA_MAX, it puts in the environment first, restarting itself once).
+Start-up is quiet: the database's own output (initdb, pg_ctl, migrations) goes to
+.pgdata/server.log, so the screen shows the functions and the docs URL, then one line per
+request.
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ from waitress.server import BaseWSGIServer, MultiSocketServer
 import devhost.server
 from devhost.database import PGDATA
 from devhost.host import FunctionHost, create_app
-from devhost.settings import load_local_settings, read_route_prefix, worker_threads
+from devhost.settings import (
+    load_local_settings,
+    process_start_settings,
+    read_route_prefix,
+    worker_threads,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7071
@@ -176,7 +183,16 @@ def configure_logging(start_up_log: Path = START_UP_LOG) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Build the app, bind its port, prepare the database, list the functions and serve
-    until interrupted."""
+    until interrupted. First, if local.settings.json holds settings only read when a process
+    starts (MALLOC_ARENA_MAX), start again with them in the environment, as Azure does."""
+    missing = process_start_settings()
+    if missing:
+        arguments = sys.argv[1:] if argv is None else list(argv)
+        os.execve(  # noqa: S606 - this very program, started again with its own arguments
+            sys.executable,
+            [sys.executable, "-m", "devhost", *arguments],
+            {**os.environ, **missing},
+        )
     configure_logging()
     # SIGTERM ends the process through SystemExit, so atexit handlers (which stop the
     # embedded PostgreSQL) run as they do on Ctrl+C.

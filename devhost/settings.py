@@ -28,6 +28,25 @@ def load_local_settings(path: Path = Path("local.settings.json")) -> dict[str, s
     return values
 
 
+# Read by the C library once, when a process starts (glibc's allocator): the Functions host
+# starts its worker with the app settings already in its environment, so these must be
+# there before this process exists, not exported by it.
+PROCESS_START_PREFIX = "MALLOC_"
+
+
+def process_start_settings(path: Path = Path("local.settings.json")) -> dict[str, str]:
+    """local.settings.json's settings read at process start that the environment lacks
+    (the environment wins, as for every setting); `main` restarts with them."""
+    if not path.is_file():
+        return {}
+    values = json.loads(path.read_text(encoding="utf-8")).get("Values") or {}
+    return {
+        name: str(value)
+        for name, value in values.items()
+        if name.startswith(PROCESS_START_PREFIX) and name not in os.environ
+    }
+
+
 def read_route_prefix(host_json: Path = Path("host.json")) -> str:
     """Return host.json's `extensions.http.routePrefix`; "api" when unset, "" is allowed."""
     if not host_json.is_file():

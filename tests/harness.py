@@ -5,6 +5,7 @@ revision through Alembic and compared with the models."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -102,3 +103,22 @@ def schema_differences(connection: Connection) -> list[Any]:
         return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
     finally:
         connection.rollback()  # leave no transaction open for the next Alembic command
+
+
+def held_bcrypt_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[threading.Semaphore, threading.Event]:
+    """Make every bcrypt check wait, once it is computing (inside its slot), until the
+    returned event is set; the semaphore is released once per check that got that far."""
+    import bcrypt
+
+    inside, release = threading.Semaphore(0), threading.Event()
+    check = bcrypt.checkpw
+
+    def held(password: bytes, hashed: bytes) -> bool:
+        inside.release()
+        release.wait(timeout=30)
+        return check(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", held)
+    return inside, release

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.endpoints import ROUTE_PREFIX, DbRequest, Reply, Router, UserRequest
+from api.endpoints import ROUTE_PREFIX, DbRequest, Reply, Router, SlowRequest, UserRequest
 from api.models import User
 from api.schemas.auth import (
     AccountDeletion,
@@ -73,9 +73,9 @@ def confirm_signup(request: DbRequest[SignupConfirmation]) -> Reply:
     response=TokenBundle,
     errors=(401, 429),
 )
-def login(request: DbRequest[LoginRequest]) -> auth.IssuedTokens:
+def login(request: SlowRequest[LoginRequest]) -> auth.IssuedTokens:
     return auth.login(
-        session=request.session,
+        unit_of_work=request.unit_of_work,
         email=request.body.email,
         password=request.body.password,
         client=client_address(request.http),

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, delete, exists, select, update
 from sqlalchemy.orm import Session
 
+from api.db import UnitOfWork
 from api.errors import AuthenticationError, ConflictError, ForbiddenError, RateLimitedError
 from api.models import LoginFailure, RefreshToken, User, utcnow
 from api.services import email as mail
@@ -269,10 +270,11 @@ def logout(
 # --- passwords and throttling ----------------------------------------------------------------
 
 
-def _check_password(session: Session, *, email: str, password: str, user: User | None) -> bool:
-    """Verify a password under the per-e-mail failure throttle; failures are recorded. The
-    throttle applies to unknown e-mails too, so a 429 says nothing about an account."""
-    now = utcnow()
+def _begin_password_check(session: Session, email: str, *, now: datetime) -> None:
+    """Under the e-mail's lock: 429 when its failure throttle is full (for unknown e-mails
+    too, so a 429 says nothing about an account); else this attempt counts as a failure in
+    advance, so attempts checked in parallel — after this transaction, as a login does —
+    cannot all pass the throttle before any has failed. A right password removes it."""
     lock_for(session, "login", email)
     wait = wait_for_slot(
         session,
@@ -289,12 +291,6 @@ def _check_password(session: Session, *, email: str, password: str, user: User |
             retry_after=wait,
             code="too_many_login_failures",
         )
-    verified = hashing.verify_password(password, user.password_hash if user else None)
-    if verified and user is not None:  # a missing user's dummy hash never verifies
-        session.execute(delete(LoginFailure).where(LoginFailure.email == email))
-        if hashing.needs_rehash(user.password_hash):
-            user.password_hash = hashing.hash_password(password)
-        return True
     # Every address's expired records go (not just this one's), so addresses that are never
     # tried again do not leave rows behind for ever.
     session.execute(
@@ -302,24 +298,61 @@ def _check_password(session: Session, *, email: str, password: str, user: User |
     )
     session.add(LoginFailure(email=email, created_at=now))
     session.flush()
-    return False
+
+
+def _forget_failures(session: Session, email: str) -> None:
+    """A right password: the e-mail's failures go, this attempt's among them."""
+    session.execute(delete(LoginFailure).where(LoginFailure.email == email))
+
+
+def _check_password(session: Session, *, email: str, password: str, user: User | None) -> bool:
+    """Verify a password under the per-e-mail failure throttle, in one transaction (for
+    requests that hold one anyway: a password change, a deletion); failures are recorded."""
+    _begin_password_check(session, email, now=utcnow())
+    if not hashing.verify_password(password, user.password_hash if user else None):
+        return False
+    assert user is not None  # a missing user's dummy hash never verifies
+    _forget_failures(session, email)
+    if hashing.needs_rehash(user.password_hash):
+        user.password_hash = hashing.hash_password(password)
+    return True
 
 
 def _user_by_email(session: Session, email: str) -> User | None:
     return session.scalars(select(User).where(User.email == email)).first()
 
 
-def login(*, session: Session, email: str, password: str, client: str) -> IssuedTokens:
+def login(*, unit_of_work: UnitOfWork, email: str, password: str, client: str) -> IssuedTokens:
     """Tokens for a right password; failures count against the e-mail and the `client`
-    address (CLIENT_AUTH_FAILURES_PER_HOUR: many accounts tried from one place)."""
+    address (CLIENT_AUTH_FAILURES_PER_HOUR: many accounts tried from one place).
+
+    The bcrypt check (and a rehash) runs between two short units of work, with no database
+    connection held: a burst of logins cannot take the pool from other requests."""
     now = utcnow()
-    limits.check(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
-    user = _user_by_email(session, email)
-    if not _check_password(session, email=email, password=password, user=user):
-        limits.record(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
-        raise AuthenticationError(BAD_CREDENTIALS, code="invalid_credentials", keep_changes=True)
-    assert user is not None
-    return start_session(session=session, user=user)
+    with unit_of_work() as session:
+        limits.check(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
+        user = _user_by_email(session, email)
+        user_id, password_hash = (user.id, user.password_hash) if user else (None, None)
+        _begin_password_check(session, email, now=now)
+    verified = hashing.verify_password(password, password_hash)
+    rehashed = (
+        hashing.hash_password(password)
+        if verified and password_hash and hashing.needs_rehash(password_hash)
+        else None
+    )
+    with unit_of_work() as session:
+        # Held (FOR SHARE) until the session is started: a password changed meanwhile (this
+        # check was against the old one) is a wrong password, as it would be a moment later.
+        user = session.get(User, user_id, with_for_update={"read": True}) if verified else None
+        if user is None or user.password_hash != password_hash:
+            limits.record(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
+            raise AuthenticationError(
+                BAD_CREDENTIALS, code="invalid_credentials", keep_changes=True
+            )
+        _forget_failures(session, email)
+        if rehashed is not None:
+            user.password_hash = rehashed
+        return start_session(session=session, user=user)
 
 
 def _consume_pin(

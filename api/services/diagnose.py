@@ -9,12 +9,15 @@ DIAGNOSE_DEADLINE_S):
    turn is refused at once (429 `diagnosis_in_progress`); the row counts against
    DIAGNOSES_PER_DAY like a finished turn, and is written before the cap is counted, so
    parallel turns cannot all pass it.
-2. No database: the media were checked before step 1 (a bad file is a 4xx with nothing
-   touched); transcription, sound analysis, diagnosis and title calls all spend one
-   `Deadline` (DIAGNOSE_DEADLINE_S).
-3. `_store`, one short transaction: the question, its attachments (each file's bytes
-   stored once per user, by sha256), the answer, and the charge: the reservation becomes a
-   ledger row carrying the bytes newly stored (ATTACHMENT_BYTES_PER_DAY).
+2. No database on the request's thread: the media were checked before step 1 (a bad file
+   is a 4xx with nothing touched); transcription, sound analysis, diagnosis and title calls
+   all spend one `Deadline` (DIAGNOSE_DEADLINE_S). Meanwhile another thread writes the
+   files the user has not stored before (each file's bytes once per user, by sha256), in a
+   short transaction of its own: megabytes take tens of milliseconds to write, which the
+   provider's time hides instead of the turn's answer waiting for them.
+3. `_store`, one short transaction: the question, its attachments (referring to the files
+   written in step 2), the answer, and the charge: the reservation becomes a ledger row
+   carrying the bytes newly stored (ATTACHMENT_BYTES_PER_DAY).
 
 An Idempotency-Key (api/services/idempotency.py) follows the same steps: step 1 claims it
 (before the caps, so a retry of a turn that answered gets that answer again — no provider
@@ -26,11 +29,13 @@ The answer's language (api/services/language.py) is chosen in step 1, from the r
 the conversation's own, and stored on the conversation in step 3.
 
 A failed turn is not stored at all: on any error after step 1, `_release` deletes the
-reservation in a short transaction of its own, so the conversation is exactly as it was
-(no question without its answer) and nothing is charged; the client still holds what it
-sent and can send it again. A process that dies mid-turn leaves its reservation behind:
-it expires at `pending_until` (the deadline plus RESERVATION_GRACE) and the user's next turn
-removes it, so nobody stays locked out.
+reservation and the files step 2 wrote (no message refers to them) in a short transaction
+of its own, so the conversation is exactly as it was (no question without its answer) and
+nothing is charged; the client still holds what it sent and can send it again. A process
+that dies mid-turn leaves its reservation (and perhaps files) behind: it expires at
+`pending_until` (the deadline plus RESERVATION_GRACE) and the user's next turn removes it,
+with the user's files no message refers to, so nobody stays locked out or keeps bytes
+nobody can see.
 
 Deletions while the provider works. Step 3 locks the rows it writes under in the order a
 deletion locks them (the account, then the vehicle, then the conversation), so it either
@@ -53,14 +58,17 @@ ends and rolls back when it raises.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -153,6 +161,7 @@ class Reservation:
     session is closed)."""
 
     id: uuid.UUID  # the running turn's diagnosis_usage row
+    user_id: uuid.UUID
     conversation_id: uuid.UUID | None  # None: the turn starts a conversation
     needs_title: bool
     vehicle: prompt.VehicleLike | None
@@ -220,17 +229,21 @@ def _turn(
         reservation = _reserve(session, user, request, key, media, deadline, at=received_at)
     if isinstance(reservation, Replayed):
         return reservation
+    written = _write_files_meanwhile(unit_of_work, user, media)
     try:
         consultation = _consult(request, reservation, images, audio, deadline)
+        added = written.result()
         with unit_of_work() as session:
-            result = _store(session, caller, request, reservation, consultation, media, received_at)
+            result = _store(
+                session, caller, request, reservation, consultation, media, added, received_at
+            )
             if reservation.claim is not None and idempotency is not None:
                 idempotency_keys.complete(
                     session=session, claim=reservation.claim, response=idempotency.render(result)
                 )
             return result
     except BaseException:
-        _release(unit_of_work, reservation)
+        _release(unit_of_work, reservation, written)
         raise
 
 
@@ -276,6 +289,7 @@ def _reserve(
     settings = get_settings()
     return Reservation(
         id=reservation_id,
+        user_id=user.id,
         conversation_id=conversation.id if conversation else None,
         needs_title=conversation is None or conversation.title is None,
         vehicle=vehicle,
@@ -307,11 +321,13 @@ def _start(session: Session, user: User, *, at: datetime, until: datetime) -> uu
     """Record the turn as running (until `until`), first removing a reservation a dead
     process left behind; 429 when another turn of the user's is running."""
     now = utcnow()
-    session.execute(
-        delete(DiagnosisUsage).where(
-            DiagnosisUsage.user_id == user.id, DiagnosisUsage.pending_until <= now
-        )
-    )
+    expired = session.scalars(
+        delete(DiagnosisUsage)
+        .where(DiagnosisUsage.user_id == user.id, DiagnosisUsage.pending_until <= now)
+        .returning(DiagnosisUsage.id)
+    ).first()
+    if expired is not None:  # its process died mid-turn, perhaps after writing files
+        _delete_unreferenced_files(session, user.id)
     reservation_id: uuid.UUID | None = session.scalar(
         insert(DiagnosisUsage)
         .values(user_id=user.id, created_at=at, pending_until=until)
@@ -489,6 +505,7 @@ def _store(
     reservation: Reservation,
     consultation: Consultation,
     media: list[Media],
+    added: dict[str, uuid.UUID],
     received_at: datetime,
 ) -> DiagnoseResult:
     hold_session(session=session, caller=caller)  # 401 when it ended meanwhile
@@ -512,7 +529,7 @@ def _store(
     conversation.language = reservation.language.code
     conversation.updated_at = utcnow()
     session.flush()
-    files, stored_bytes = _store_files(session, user, media)
+    files, stored_bytes = _store_files(session, user, media, added)
     _store_question(session, conversation, consultation.turn, media, files, created_at=received_at)
     completion = consultation.completion
     answer = render_answer(completion.diagnosis, reservation.language.translation)
@@ -590,12 +607,20 @@ def _charge(session: Session, charge: DiagnosisUsage, *, stored_bytes: int, at: 
     )
 
 
-def _release(unit_of_work: UnitOfWork, reservation: Reservation) -> None:
-    """Delete a failed turn's reservation (a charged one stays) and forget its
-    Idempotency-Key. Best effort: if the database cannot be reached either, both expire on
-    their own."""
+def _release(
+    unit_of_work: UnitOfWork, reservation: Reservation, written: Future[dict[str, uuid.UUID]]
+) -> None:
+    """Delete a failed turn's reservation (a charged one stays) and the files it wrote, and
+    forget its Idempotency-Key. Best effort: if the database cannot be reached either, they
+    expire on their own (the user's next turn removes them)."""
+    try:
+        added = written.result()
+    except Exception:  # nothing written; the turn's own error says why
+        added = {}
     try:
         with unit_of_work() as session:
+            if added:
+                _delete_unreferenced_files(session, reservation.user_id, set(added.values()))
             session.execute(
                 delete(DiagnosisUsage).where(
                     DiagnosisUsage.id == reservation.id, DiagnosisUsage.pending_until.is_not(None)
@@ -607,12 +632,61 @@ def _release(unit_of_work: UnitOfWork, reservation: Reservation) -> None:
         log.warning("Could not release a diagnosis reservation; it expires", exc_info=True)
 
 
+@cache
+def _file_writers() -> ThreadPoolExecutor:
+    """Threads that write turns' files while their provider calls run: as many as the
+    worker's own thread pool by default (min(32, cores + 4)), so a turn never waits for one."""
+    return ThreadPoolExecutor(thread_name_prefix="axly-files")
+
+
+def _write_files_meanwhile(
+    unit_of_work: UnitOfWork, user: User, media: list[Media]
+) -> Future[dict[str, uuid.UUID]]:
+    """Start writing the turn's files on another thread (the request's context with it: its
+    logs keep the request id); the future holds sha256 → id of each file it added."""
+    context = contextvars.copy_context()
+    return _file_writers().submit(context.run, _write_new_files, unit_of_work, user.id, media)
+
+
+def _write_new_files(
+    unit_of_work: UnitOfWork, user_id: uuid.UUID, media: list[Media]
+) -> dict[str, uuid.UUID]:
+    """The files the user has not stored before, in a transaction of their own; a file
+    already stored (by sha256) is left as it is, and step 3 refers to it."""
+    files = {item.sha256: item for item in media}
+    if not files:
+        return {}
+    with unit_of_work() as session:
+        rows = session.execute(
+            insert(AttachmentBlob)
+            .values([{"user_id": user_id, "sha256": d, "data": f.data} for d, f in files.items()])
+            .on_conflict_do_nothing(index_elements=[AttachmentBlob.user_id, AttachmentBlob.sha256])
+            .returning(AttachmentBlob.sha256, AttachmentBlob.id)
+        )
+        return dict(rows.all())
+
+
+def _delete_unreferenced_files(
+    session: Session, user_id: uuid.UUID, ids: set[uuid.UUID] | None = None
+) -> None:
+    """The user's files (of `ids`, or all) that no message refers to: written by a turn
+    that then failed, or whose process died."""
+    session.execute(
+        delete(AttachmentBlob).where(
+            AttachmentBlob.user_id == user_id,
+            *([AttachmentBlob.id.in_(ids)] if ids is not None else []),
+            ~exists().where(ChatAttachment.blob_id == AttachmentBlob.id),
+        )
+    )
+
+
 def _store_files(
-    session: Session, user: User, media: list[Media]
+    session: Session, user: User, media: list[Media], added: dict[str, uuid.UUID]
 ) -> tuple[dict[str, uuid.UUID], int]:
-    """Each distinct file's stored bytes (sha256 → AttachmentBlob id), adding the ones the
-    user has not stored before; and how many bytes were added. Files already stored are
-    held (FOR KEY SHARE), so deleting another conversation that carries them keeps them."""
+    """Each distinct file's stored bytes (sha256 → AttachmentBlob id); and how many bytes
+    this turn added (step 2's files, and any written here). Files are held (FOR KEY SHARE),
+    so deleting another conversation that carries them keeps them; one such deletion that
+    won the race meanwhile removed its file, which is written again here."""
     digests = {item.sha256: item for item in media}
     if not digests:
         return {}, 0
@@ -622,15 +696,16 @@ def _store_files(
         .with_for_update(read=True, key_share=True)
     )
     stored = dict(rows.all())
-    added = [
+    again = [
         AttachmentBlob(user_id=user.id, sha256=digest, data=item.data)
         for digest, item in digests.items()
         if digest not in stored
     ]
-    session.add_all(added)
+    session.add_all(again)
     session.flush()
-    return {**stored, **{blob.sha256: blob.id for blob in added}}, sum(
-        len(blob.data) for blob in added
+    new = {digest for digest in added if digest in stored} | {blob.sha256 for blob in again}
+    return {**stored, **{blob.sha256: blob.id for blob in again}}, sum(
+        digests[digest].size_bytes for digest in new
     )
 
 

@@ -15,17 +15,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import threading
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 import bcrypt
 
 from api.errors import RateLimitedError
 from api.settings import get_settings
+
+T = TypeVar("T")
 
 PREHASH_KEY = b"axly-password-prehash-v1"
 # Migration 05 marks the seed system's hashes (bcrypt of the raw password) with this prefix:
@@ -36,6 +41,10 @@ COMMON_PASSWORDS_FILE = Path(__file__).parent.parent / "data" / "common-password
 # (PYTHON_THREADPOOL_THREAD_COUNT, min(32, cores + 4) by default) and a waiting check holds one.
 BCRYPT_QUEUE_S = 10.0
 BCRYPT_BUSY_RETRY = timedelta(seconds=1)  # a login takes a fraction of a second
+# bcrypt runs on threads of its own at the lowest CPU priority (nice 19, those threads
+# only): a burst of logins then gets the CPU time other requests leave, instead of an equal
+# share of every core (figures: bench/logins.py, README "Tests").
+HASH_NICENESS = 19
 
 
 class _BcryptGate:
@@ -50,6 +59,14 @@ class _BcryptGate:
     def __init__(self, slots: int) -> None:
         self._slots = threading.BoundedSemaphore(slots)
         self._admitted = threading.BoundedSemaphore(2 * slots)
+        self._threads = ThreadPoolExecutor(
+            max_workers=slots, thread_name_prefix="axly-bcrypt", initializer=_lower_priority
+        )
+
+    def run(self, compute: Callable[[bytes, bytes], T], password: bytes, salt: bytes) -> T:
+        """`compute(password, salt)` in a slot, on one of the low-priority hash threads."""
+        with self.slot():
+            return self._threads.submit(compute, password, salt).result()
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -66,6 +83,13 @@ class _BcryptGate:
             self._admitted.release()
 
 
+def _lower_priority() -> None:
+    """Lower this thread's CPU priority (on Linux a thread id works as a process id here,
+    for this thread alone); where that is not possible, it keeps the normal priority."""
+    with suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICENESS)
+
+
 def _busy() -> RateLimitedError:
     return RateLimitedError(
         "Too many sign-ins at once; try again in a few seconds",
@@ -79,11 +103,11 @@ def _gate(slots: int) -> _BcryptGate:
     return _BcryptGate(slots)
 
 
-def _bcrypt_slot() -> AbstractContextManager[None]:
-    """Hold one of BCRYPT_MAX_CONCURRENCY slots for a bcrypt computation. bcrypt releases the
-    GIL, so without a limit every worker thread of a burst of logins hashes at once and the
-    cores have no time left for other requests."""
-    return _gate(get_settings().bcrypt_slots).slot()
+def _bcrypt(compute: Callable[[bytes, bytes], T], password: bytes, salt: bytes) -> T:
+    """A bcrypt computation in one of BCRYPT_MAX_CONCURRENCY slots, at low priority. bcrypt
+    releases the GIL, so without a limit every worker thread of a burst of logins hashes at
+    once and the cores have no time left for other requests."""
+    return _gate(get_settings().bcrypt_slots).run(compute, password, salt)
 
 
 def _prehash(password: str) -> bytes:
@@ -93,19 +117,16 @@ def _prehash(password: str) -> bytes:
 
 def hash_password(password: str) -> str:
     salt = bcrypt.gensalt(rounds=get_settings().bcrypt_rounds)
-    with _bcrypt_slot():
-        return bcrypt.hashpw(_prehash(password), salt).decode()
+    return _bcrypt(bcrypt.hashpw, _prehash(password), salt).decode()
 
 
 def _check(candidate: bytes, password_hash: bytes) -> bool:
-    with _bcrypt_slot():
-        return bcrypt.checkpw(candidate, password_hash)
+    return _bcrypt(bcrypt.checkpw, candidate, password_hash)
 
 
 @cache
 def _dummy_hash(rounds: int) -> bytes:
-    with _bcrypt_slot():
-        return bcrypt.hashpw(b"no account has this password", bcrypt.gensalt(rounds=rounds))
+    return _bcrypt(bcrypt.hashpw, b"no account has this password", bcrypt.gensalt(rounds=rounds))
 
 
 def verify_password(password: str, password_hash: str | None) -> bool:

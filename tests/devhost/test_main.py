@@ -21,6 +21,7 @@ import pytest
 from devhost import __main__ as cli
 from devhost import create_app
 from devhost.server import create_server
+from devhost.settings import process_start_settings
 
 FUNCTION_APP = """
 import os
@@ -342,3 +343,30 @@ def test_prepare_database_starts_the_embedded_server_without_db_uri(override_set
     admin = Server.from_uri(os.environ["DB_URI"]).uri("postgres").replace("+psycopg", "")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+
+
+def test_settings_read_at_process_start_restart_it_with_them_in_the_environment(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """glibc reads MALLOC_ARENA_MAX when the process starts: the Functions host starts its
+    worker with it set, so devhost starts again with it rather than exporting it late."""
+    (project / "local.settings.json").write_text(
+        '{"Values": {"MALLOC_ARENA_MAX": "1", "DEVHOST_TEST_SETTING": "x"}}', encoding="utf-8"
+    )
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    restarts: list[tuple[list[str], dict[str, str]]] = []
+
+    def execve(path: str, args: list[str], env: dict[str, str]) -> None:
+        restarts.append((args, env))
+        raise SystemExit(0)  # what the real one never returns from
+
+    monkeypatch.setattr(os, "execve", execve)
+    with pytest.raises(SystemExit):
+        cli.main(["--port", "7999"])
+    [(args, env)] = restarts
+    assert args[1:] == ["-m", "devhost", "--port", "7999"]
+    assert env["MALLOC_ARENA_MAX"] == "1"
+    assert "DEVHOST_TEST_SETTING" not in env  # the others are exported as before, later
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")  # set already (the environment wins)
+    assert process_start_settings() == {}

@@ -183,6 +183,26 @@ def test_a_reservation_left_by_a_dead_process_expires_and_is_never_charged(
     assert [(row.created_at, row.pending_until) for row in ledger] == [(now, None)]
 
 
+def test_files_a_dead_process_wrote_go_with_its_expired_reservation(
+    client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
+) -> None:
+    """A turn writes its files while the provider works; a process that died then left them
+    with no message referring to them: the user's next turn removes them with the
+    reservation, so no bytes stay that nobody can see (or delete)."""
+    now = datetime(2025, 8, 1, 12, tzinfo=UTC)
+    session.add(DiagnosisUsage(user_id=user.id, created_at=now, pending_until=now))
+    session.add(AttachmentBlob(user_id=user.id, sha256="0" * 64, data=JPEG))
+    session.flush()
+    with time_machine.travel(now, tick=False):
+        response = client.post(
+            "/diagnose2", headers=auth_headers(user), json={"q": "hi", "images": [b64(PNG)]}
+        )
+    assert response.status_code == 200, response.text
+    session.expire_all()
+    stored = session.scalars(select(AttachmentBlob.data).where(AttachmentBlob.user_id == user.id))
+    assert stored.all() == [PNG]
+
+
 def test_a_file_sent_again_is_stored_once_and_counts_once(
     client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
 ) -> None:

@@ -15,8 +15,15 @@ import pytest
 from sqlalchemy.orm import Session
 from werkzeug import Response
 
-from api.models import ChatAttachment, ChatMessage, Conversation, DiagnosisUsage, User
-from tests.factories import WAV, auth_headers, b64, count, stored_turns
+from api.models import (
+    AttachmentBlob,
+    ChatAttachment,
+    ChatMessage,
+    Conversation,
+    DiagnosisUsage,
+    User,
+)
+from tests.factories import PNG, WAV, auth_headers, b64, count, stored_turns
 from tests.fake_openai import (
     DIAGNOSIS,
     OPENAI_STRICT_KEYWORDS,
@@ -69,6 +76,20 @@ def test_an_unusable_diagnosis_reply_twice_is_502_and_nothing_is_stored(
     assert response.json()["code"] == "upstream_invalid_reply"
     assert len(openai.diagnosis_bodies) == 2  # the first reply and one retry
     assert count(session, Conversation, Conversation.user_id == user.id) == 0
+    assert count(session, DiagnosisUsage, DiagnosisUsage.user_id == user.id) == 0
+
+
+def test_a_failed_turn_leaves_none_of_the_files_it_wrote_meanwhile(
+    client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
+) -> None:
+    openai.replies = [UNUSABLE["not json at all"]] * 2
+    response = client.post(
+        "/diagnose2",
+        headers=auth_headers(user),
+        json={"q": "Squeal on cold starts", "images": [b64(PNG)], "audio": b64(WAV)},
+    )
+    assert response.status_code == 502, response.text
+    assert count(session, AttachmentBlob, AttachmentBlob.user_id == user.id) == 0
     assert count(session, DiagnosisUsage, DiagnosisUsage.user_id == user.id) == 0
 
 

@@ -86,15 +86,22 @@ def test_no_connection_is_held_while_the_provider_answers(
     seen: list[tuple[int, list[str]]] = []
 
     def look() -> None:
+        """Once the image is written (on a thread of its own while the provider works, its
+        connection then back in the pool), what holds a connection."""
+        pool = db.get_engine().pool
+        assert isinstance(pool, QueuePool)
         with observer.connect() as connection:
+            for _ in range(500):
+                written = connection.execute(text("SELECT count(*) FROM attachment_blobs"))
+                if written.scalar() and pool.checkedout() == 0:
+                    break
+                time.sleep(0.01)
             states = connection.execute(
                 text(
                     "SELECT coalesce(state, '') FROM pg_stat_activity"
                     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
             ).scalars()
-            pool = db.get_engine().pool
-            assert isinstance(pool, QueuePool)
             seen.append((pool.checkedout(), sorted(set(states))))
 
     provider.meanwhile = look

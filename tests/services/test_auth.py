@@ -4,6 +4,8 @@ failed request's writes are kept)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +22,16 @@ from tests.outbox import Outbox
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 CLIENT = "198.51.100.7"
+
+
+def log_in(session: Session, *, email: str, password: str, client: str) -> auth.IssuedTokens:
+    """auth.login with the test's session as each of its units of work."""
+
+    @contextmanager
+    def unit_of_work() -> Iterator[Session]:
+        yield session
+
+    return auth.login(unit_of_work=unit_of_work, email=email, password=password, client=client)
 
 
 @pytest.fixture
@@ -43,7 +55,7 @@ def family(session: Session, tokens: auth.IssuedTokens) -> list[RefreshToken]:
 
 
 def test_login_starts_a_session_the_access_token_names(session: Session, account: User) -> None:
-    tokens = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+    tokens = log_in(session, email=account.email, password=PASSWORD, client=CLIENT)
     (stored,) = family(session, tokens)
     claims = decode_token(tokens.access_token, "access")
     assert claims["sub"] == account.id
@@ -61,12 +73,12 @@ def test_failed_logins_are_recorded_then_throttled_with_retry_after(
     with time_machine.travel(T0, tick=False) as clock:
         for _ in range(auth.LOGIN_FAILURE_LIMIT):
             with pytest.raises(AuthenticationError) as wrong:
-                auth.login(session=session, email=account.email, password="not it", client=CLIENT)
+                log_in(session, email=account.email, password="not it", client=CLIENT)
             assert wrong.value.code == "invalid_credentials"
             assert wrong.value.keep_changes  # the failure is recorded though the request fails
             clock.shift(timedelta(minutes=1))
         with pytest.raises(RateLimitedError) as throttled:
-            auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+            log_in(session, email=account.email, password=PASSWORD, client=CLIENT)
     assert throttled.value.code == "too_many_login_failures"
     # The first failure (at T0) leaves the 15-minute window 5 minutes from now.
     assert throttled.value.headers == {"Retry-After": "300"}
@@ -75,8 +87,8 @@ def test_failed_logins_are_recorded_then_throttled_with_retry_after(
 
 def test_a_successful_login_clears_the_addresss_failures(session: Session, account: User) -> None:
     with pytest.raises(AuthenticationError):
-        auth.login(session=session, email=account.email, password="not it", client=CLIENT)
-    auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+        log_in(session, email=account.email, password="not it", client=CLIENT)
+    log_in(session, email=account.email, password=PASSWORD, client=CLIENT)
     assert count(session, LoginFailure, LoginFailure.email == account.email) == 0
 
 
@@ -84,7 +96,7 @@ def test_refresh_rotates_and_a_replayed_token_revokes_the_whole_family(
     session: Session, account: User
 ) -> None:
     with time_machine.travel(T0, tick=False) as clock:
-        first = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+        first = log_in(session, email=account.email, password=PASSWORD, client=CLIENT)
         second = auth.refresh_session(session=session, refresh_token=first.refresh_token)
         old, new = family(session, second)
         assert old.replaced_by_id == new.id
@@ -103,7 +115,7 @@ def test_a_token_presented_again_within_the_reuse_interval_gets_a_sibling(
     session: Session, account: User
 ) -> None:
     with time_machine.travel(T0, tick=False) as clock:
-        first = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+        first = log_in(session, email=account.email, password=PASSWORD, client=CLIENT)
         second = auth.refresh_session(session=session, refresh_token=first.refresh_token)
         clock.shift(timedelta(seconds=10))
         again = auth.refresh_session(session=session, refresh_token=first.refresh_token)
@@ -119,7 +131,7 @@ def test_a_token_presented_again_within_the_reuse_interval_gets_a_sibling(
 
 
 def test_no_sibling_for_a_session_that_ended_meanwhile(session: Session, account: User) -> None:
-    first = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+    first = log_in(session, email=account.email, password=PASSWORD, client=CLIENT)
     second = auth.refresh_session(session=session, refresh_token=first.refresh_token)
     caller = auth.authenticate(session=session, token=second.access_token)
     auth.logout(session=session, caller=caller, refresh_token=None, everywhere=False)
@@ -133,7 +145,7 @@ def test_a_reuse_interval_of_zero_revokes_at_once(
 ) -> None:
     override_settings(REFRESH_REUSE_INTERVAL_S="0")
     with time_machine.travel(T0, tick=False) as clock:
-        first = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+        first = log_in(session, email=account.email, password=PASSWORD, client=CLIENT)
         auth.refresh_session(session=session, refresh_token=first.refresh_token)
         clock.shift(timedelta(microseconds=1))
         with pytest.raises(AuthenticationError) as replayed:
@@ -142,8 +154,8 @@ def test_a_reuse_interval_of_zero_revokes_at_once(
 
 
 def test_logout_ends_the_callers_own_session_only(session: Session, account: User) -> None:
-    here = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
-    elsewhere = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+    here = log_in(session, email=account.email, password=PASSWORD, client=CLIENT)
+    elsewhere = log_in(session, email=account.email, password=PASSWORD, client=CLIENT)
     caller = auth.authenticate(session=session, token=here.access_token)
     auth.logout(session=session, caller=caller, refresh_token=None, everywhere=False)
     assert [token.revoked_at is not None for token in family(session, here)] == [True]
@@ -152,8 +164,8 @@ def test_logout_ends_the_callers_own_session_only(session: Session, account: Use
 
 def test_logout_ignores_another_users_refresh_token(session: Session, account: User) -> None:
     other = create_user(session, email=new_email(), password=PASSWORD)
-    theirs = auth.login(session=session, email=other.email, password=PASSWORD, client=CLIENT)
-    mine = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+    theirs = log_in(session, email=other.email, password=PASSWORD, client=CLIENT)
+    mine = log_in(session, email=account.email, password=PASSWORD, client=CLIENT)
     caller = auth.authenticate(session=session, token=mine.access_token)
     auth.logout(
         session=session, caller=caller, refresh_token=theirs.refresh_token, everywhere=False
@@ -162,10 +174,7 @@ def test_logout_ignores_another_users_refresh_token(session: Session, account: U
 
 
 def test_logout_everywhere_ends_every_token_at_once(session: Session, account: User) -> None:
-    tokens = [
-        auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
-        for _ in "ab"
-    ]
+    tokens = [log_in(session, email=account.email, password=PASSWORD, client=CLIENT) for _ in "ab"]
     caller = auth.authenticate(session=session, token=tokens[0].access_token)
     auth.logout(session=session, caller=caller, refresh_token=None, everywhere=True)
     assert all(t.revoked_at is not None for bundle in tokens for t in family(session, bundle))
@@ -177,7 +186,7 @@ def test_logout_everywhere_ends_every_token_at_once(session: Session, account: U
 def test_changing_the_password_needs_the_current_one_and_ends_other_sessions(
     session: Session, account: User
 ) -> None:
-    old = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+    old = log_in(session, email=account.email, password=PASSWORD, client=CLIENT)
     with pytest.raises(ForbiddenError) as wrong:
         auth.change_password(
             session=session, user=account, current_password="not it", new_password="x" * 12
@@ -193,7 +202,7 @@ def test_changing_the_password_needs_the_current_one_and_ends_other_sessions(
     assert auth.authenticate(session=session, token=new.access_token).user == account
     with pytest.raises(AuthenticationError):
         auth.authenticate(session=session, token=old.access_token)
-    auth.login(session=session, email=account.email, password="x" * 12, client=CLIENT)
+    log_in(session, email=account.email, password="x" * 12, client=CLIENT)
 
 
 def test_sign_up_needs_the_pin_and_a_free_address(
@@ -218,9 +227,9 @@ def test_deleting_the_account_removes_the_rows_keyed_by_its_address(
 ) -> None:
     email, user_id = account.email, account.id
     pins.issue_pin(session=session, email=email, purpose="password_reset")
-    auth.login(session=session, email=email, password=PASSWORD, client=CLIENT)
+    log_in(session, email=email, password=PASSWORD, client=CLIENT)
     with pytest.raises(AuthenticationError):
-        auth.login(session=session, email=email, password="not it", client=CLIENT)
+        log_in(session, email=email, password="not it", client=CLIENT)
 
     auth.delete_account(session=session, user=account, password=PASSWORD)
     assert session.get(User, user_id) is None
@@ -230,8 +239,30 @@ def test_deleting_the_account_removes_the_rows_keyed_by_its_address(
 
 
 def test_a_token_of_a_deleted_account_is_refused(session: Session, account: User) -> None:
-    tokens = auth.login(session=session, email=account.email, password=PASSWORD, client=CLIENT)
+    tokens = log_in(session, email=account.email, password=PASSWORD, client=CLIENT)
     auth.delete_account(session=session, user=account, password=PASSWORD)
     with pytest.raises(AuthenticationError) as gone:
         auth.authenticate(session=session, token=tokens.access_token)
     assert gone.value.code == "account_deleted"
+
+
+def test_a_password_changed_while_the_login_checked_the_old_one_is_a_wrong_one(
+    session: Session, account: User
+) -> None:
+    """The check runs between two units of work; a change in between (another device, a
+    reset) wins: no session is started on the old password."""
+    from api.utils import hashing
+
+    entered: list[None] = []
+
+    @contextmanager
+    def unit_of_work() -> Iterator[Session]:
+        entered.append(None)
+        if len(entered) == 2:  # after the check, before the outcome is written
+            account.password_hash = hashing.hash_password("another long passphrase")
+            session.flush()
+        yield session
+
+    with pytest.raises(AuthenticationError):
+        auth.login(unit_of_work=unit_of_work, email=account.email, password=PASSWORD, client=CLIENT)
+    assert count(session, RefreshToken, RefreshToken.user_id == account.id) == 0

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from api.settings import Settings
 from api.utils import hashing
 from api.utils.hashing import hash_password, is_common_password, needs_rehash, verify_password
+from tests.harness import held_bcrypt_checks
 
 
 def test_hash_uses_the_configured_cost(override_settings: Callable[..., None]) -> None:
@@ -105,15 +106,7 @@ def test_password_checks_beyond_the_limit_queue_and_past_the_queue_are_refused(
 
     override_settings(BCRYPT_MAX_CONCURRENCY="1")
     stored = hashing.hash_password("a long enough passphrase")
-    inside, release = threading.Semaphore(0), threading.Event()
-    real_checkpw = bcrypt.checkpw
-
-    def held_checkpw(password: bytes, hashed: bytes) -> bool:
-        inside.release()
-        release.wait(timeout=10)
-        return real_checkpw(password, hashed)
-
-    monkeypatch.setattr(bcrypt, "checkpw", held_checkpw)
+    inside, release = held_bcrypt_checks(monkeypatch)
     results: list[bool] = []
 
     def log_in() -> None:
@@ -142,17 +135,42 @@ def test_a_check_that_waits_too_long_is_told_to_retry(monkeypatch, override_sett
     monkeypatch.setattr(hashing, "BCRYPT_QUEUE_S", 0.05)
     stored = hashing.hash_password("a long enough passphrase")
     # Another login holds the only slot.
-    with hashing._bcrypt_slot(), pytest.raises(RateLimitedError) as busy:
+    with hashing._gate(1).slot(), pytest.raises(RateLimitedError) as busy:
         hashing.verify_password("a long enough passphrase", stored)
     assert busy.value.code == "login_busy"
     assert busy.value.headers == {"Retry-After": "1"}
     assert hashing.verify_password("a long enough passphrase", stored)  # freed again
 
 
-def test_zero_means_one_per_core(override_settings) -> None:
+def test_zero_means_one_per_cpu_the_process_may_use(override_settings, monkeypatch) -> None:
     import os
 
     from api.settings import get_settings
+    from api.utils.cpus import usable_cpus
 
     override_settings(BCRYPT_MAX_CONCURRENCY="0")
-    assert get_settings().bcrypt_slots == (os.cpu_count() or 1)
+    assert get_settings().bcrypt_slots == usable_cpus()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # pinned to one CPU
+    assert get_settings().bcrypt_slots == 1
+
+
+def test_bcrypt_runs_at_the_lowest_cpu_priority_on_threads_of_its_own(monkeypatch) -> None:
+    """Logins take the CPU time other requests leave; the worker's own thread (which serves
+    other requests next) keeps its priority."""
+    import os
+    import threading
+
+    import bcrypt
+
+    check = bcrypt.checkpw
+    seen: list[int] = []
+
+    def spy(password: bytes, hashed: bytes) -> bool:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return check(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", spy)
+    stored = hashing.hash_password("a long enough passphrase")
+    assert hashing.verify_password("a long enough passphrase", stored)
+    assert seen == [hashing.HASH_NICENESS]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0

@@ -1,6 +1,7 @@
 """Attachments are typed by their bytes, decoded strictly and held to their limits."""
 
 import base64
+import string
 
 import pytest
 
@@ -66,6 +67,22 @@ def test_look_alikes_are_not_audio(data: bytes) -> None:
 def test_base64_is_strict() -> None:
     with pytest.raises(BadRequestError, match=r"images\[2\] is not valid Base64"):
         load_media("iVBORw0K?Gg==", kind="image", field="images[2]")
+
+
+def test_the_clients_base64_is_passed_on_as_it_is_when_it_is_exactly_the_encoding() -> None:
+    """No second encoding of megabytes for the provider's data URL; whitespace and
+    non-canonical text (bits a lenient decoder ignores) are re-encoded, never passed on."""
+    data = b"\x89PNG\r\n\x1a\n" + bytes(range(39))  # 47 bytes: the last group is 2 of 3
+    png = base64.b64encode(data).decode()
+    assert load_media(png, kind="image", field="image").base64 is png
+    assert load_media(f"data:image/png;base64,{png}", kind="image", field="image").base64 == png
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "+/"
+    assert png[-2:] != "=="  # one "=": the last character carries 2 spare bits
+    assert png[-1] == "="
+    spare_bits_set = png[:-2] + alphabet[alphabet.index(png[-2]) + 1] + "="
+    for unusual in (f"{png[:10]}\n{png[10:]}\n", spare_bits_set):
+        media = load_media(unusual, kind="image", field="image")
+        assert (media.base64, media.data) == (png, data)
 
 
 def test_size_is_checked_before_decoding_and_after() -> None:

@@ -1,0 +1,56 @@
+"""A login holds no database connection while bcrypt runs (it reads, lets the connection
+go, checks the password, then writes), so logins in a burst cannot take the pool from
+other requests; on a database of the test's own, directly and through PgBouncer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session
+
+from tests.factories import PASSWORD, auth_headers, create_user
+from tests.harness import changed_settings, held_bcrypt_checks
+
+LOGINS = 4
+
+
+def test_logins_inside_bcrypt_leave_a_pool_of_one_free_for_other_requests(
+    own_database: str,
+    committed: Session,
+    new_client: Callable[[], httpx.Client],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner = create_user(committed, password=PASSWORD)
+    headers = auth_headers(owner)
+    committed.commit()
+    hashing, finish = held_bcrypt_checks(monkeypatch)
+    statuses: list[int] = []
+
+    def log_in(client: httpx.Client) -> None:
+        with client:
+            answer = client.post("/login", json={"email": owner.email, "password": PASSWORD})
+            statuses.append(answer.status_code)
+
+    with changed_settings(
+        DB_POOL_SIZE="1",
+        DB_MAX_OVERFLOW="0",
+        DB_POOL_TIMEOUT_S="2",
+        BCRYPT_MAX_CONCURRENCY=str(LOGINS),
+    ):
+        # Each thread its own client, made here: the first ones index the app, one at a time.
+        logins = [threading.Thread(target=log_in, args=(new_client(),)) for _ in range(LOGINS)]
+        for login in logins:
+            login.start()
+        inside = [hashing.acquire(timeout=10) for _ in range(LOGINS)]
+        with new_client() as client:
+            garage = client.get("/vehicles", headers=headers)
+        finish.set()
+        for login in logins:
+            login.join(timeout=30)
+
+    assert all(inside)  # every login was in its check at once, with one connection
+    assert garage.status_code == 200, garage.text
+    assert statuses == [200] * LOGINS
