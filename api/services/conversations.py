@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from api.errors import NotFoundError
 from api.models import AttachmentBlob, ChatAttachment, ChatMessage, Conversation, User, utcnow
 from api.schemas.diagnose import ConversationSummary
-from api.services.listing import Listing, page_of
+from api.services.listing import Listing, PagedQuery, page_of
 
 PREVIEW_CHARS = 120
 
@@ -78,7 +78,7 @@ def list_conversations(
         .where(*owned)
         .order_by(Conversation.updated_at.desc(), Conversation.id)
     )
-    rows, total = page_of(session, query, limit=limit, offset=offset)
+    rows, total = page_of(session, PagedQuery.of(query), limit=limit, offset=offset)
     items = [
         ConversationSummary(
             id=conversation.id,
@@ -89,7 +89,7 @@ def list_conversations(
             last_message_preview=message_preview(content),
             language=conversation.language,
         )
-        for conversation, content in rows
+        for conversation, content, _page_total in rows
     ]
     return Listing(items=items, total=total)
 
