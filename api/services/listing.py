@@ -18,6 +18,10 @@ T = TypeVar("T")
 class Listing(Generic[T]):
     items: list[T]
     total: int
+    # The items are rows read from our own tables whose columns are the response items'
+    # fields (names and types): the page is then sent as read, not validated first (see
+    # `api.endpoints._serialise`).
+    table_rows: bool = False
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,7 @@ def _newest_first(
         offset=page.offset,
         values={"owner_id": owner_id},
     )
-    return Listing(items=list(rows), total=total)
+    return Listing(items=list(rows), total=total, table_rows=True)
 
 
 @functools.cache
