@@ -296,6 +296,8 @@ class Operation:
         if self.response is None or not issubclass(self.response, Page):
             return None
         (item,) = get_args(self.response.model_fields["items"].annotation)
+        if not (isinstance(item, type) and issubclass(item, BaseModel)):
+            return None
         decorators = item.__pydantic_decorators__  # validators, serialisers, computed fields
         if any(getattr(decorators, kind.name) for kind in dataclasses.fields(decorators)) or any(
             field.metadata for field in item.model_fields.values()

@@ -220,7 +220,7 @@ def test_lists_send_each_item_as_its_own_response_does(
     headers = auth_headers(create_user(session))
     vehicle = client.post(
         "/vehicles",
-        json=MX5 | {"submodel": "Miata ñ", "vin": VIN, "nickname": "Rote Zora – 赤 🚗"},
+        json=MX5 | {"submodel": "Miata ñ", "vin": VIN, "nickname": "Rote Zora, 赤 🚗"},
         headers=headers,
     )
     mods = f"/vehicles/{vehicle.json()['id']}/mods"
