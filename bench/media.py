@@ -170,12 +170,11 @@ def bench_user_token() -> str:
 def diagnose_overhead() -> dict[str, Any]:
     import httpx
 
-    from devhost.host import create_app
-    from function_app import app
+    from bench.reads import local_host
 
     with fake_provider() as provider_url:
         configure(provider_url)
-        transport = httpx.WSGITransport(app=create_app(app))
+        transport = httpx.WSGITransport(app=local_host())
         with httpx.Client(transport=transport, base_url="http://bench/api", timeout=60) as client:
             send_ours = diagnose_call(client, bench_user_token())
             send_floor = sdk_call(provider_url)

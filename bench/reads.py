@@ -28,12 +28,27 @@ class Garage:
 
 
 @functools.cache
-def indexed() -> dict[str, Callable[..., Any]]:
-    """The app's functions by name, indexed once (as the worker does: a second
-    `get_functions()` finds every name twice)."""
+def functions() -> list[Any]:
+    """`app.get_functions()`, once per process as the worker does (a second call finds
+    every name twice and raises); every row measured in this process shares it."""
     from function_app import app
 
-    return {str(f.get_function_name()): f.get_user_function() for f in app.get_functions()}
+    return app.get_functions()
+
+
+def indexed() -> dict[str, Callable[..., Any]]:
+    """The app's functions by name."""
+    return {str(f.get_function_name()): f.get_user_function() for f in functions()}
+
+
+def local_host() -> Any:
+    """The local host (devhost, WSGI) over this process's one index."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from devhost.host import create_app
+
+    return create_app(cast("Any", SimpleNamespace(get_functions=functions)))
 
 
 def in_process(name: str, path: str, headers: dict[str, str]) -> Callable[[], int]:
