@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from api.errors import ServiceUnavailableError
 from api.services.language import TRANSLATIONS
 from api.utils.media import MAX_TURN_ATTACHMENT_BYTES
+from api.utils.ratelimit import LARGEST_QUOTA as LARGEST_ALLOWANCE
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +105,14 @@ class Settings(BaseSettings):
     azure_openai_deployment: str = Field("", alias="AZURE_OPENAI_DEPLOYMENT")
     azure_openai_api_version: str = Field("2024-10-21", alias="AZURE_OPENAI_API_VERSION")
     diagnose_history_turns: int = Field(20, alias="DIAGNOSE_HISTORY_TURNS", ge=0, le=100)
-    diagnoses_per_day: int = Field(50, alias="DIAGNOSES_PER_DAY", ge=1)
+    diagnoses_per_day: int = Field(50, alias="DIAGNOSES_PER_DAY", ge=1, le=LARGEST_ALLOWANCE)
     # Attachment bytes newly stored per user in any 24 hours (identical files count once). At
     # least what one turn may carry, so a single turn always fits an empty allowance.
     attachment_bytes_per_day: int = Field(
-        200_000_000, alias="ATTACHMENT_BYTES_PER_DAY", ge=MAX_TURN_ATTACHMENT_BYTES
+        200_000_000,
+        alias="ATTACHMENT_BYTES_PER_DAY",
+        ge=MAX_TURN_ATTACHMENT_BYTES,
+        le=LARGEST_ALLOWANCE,
     )
     messages_per_conversation: int = Field(200, alias="MESSAGES_PER_CONVERSATION", ge=2)
     # Room for 4 images of 8 MB and 25 MB of audio once Base64 has grown them by a third.

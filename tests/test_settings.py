@@ -75,6 +75,12 @@ def test_the_attachment_allowance_fits_at_least_one_full_message() -> None:
     assert make().attachment_bytes_per_day >= MAX_TURN_ATTACHMENT_BYTES
 
 
+@pytest.mark.parametrize("name", ["ATTACHMENT_BYTES_PER_DAY", "DIAGNOSES_PER_DAY"])
+def test_an_allowance_too_large_for_the_ratelimit_fields_is_refused(name: str) -> None:
+    with pytest.raises(ValidationError, match=name):
+        make(**{name: str(10**15)})  # RFC 9651 Integers have at most 15 digits
+
+
 def test_answer_languages_are_a_comma_list_of_translated_languages() -> None:
     assert make(SUPPORTED_LANGUAGES=" EN, es ,pt").supported_languages == ("en", "es", "pt")
     with pytest.raises(ValidationError, match=r"SUPPORTED_LANGUAGES: it, nl: name languages"):

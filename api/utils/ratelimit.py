@@ -25,6 +25,9 @@ from api.utils.waits import whole_seconds
 if TYPE_CHECKING:
     from http_sf.types import ListType, ParamsType
 
+# RFC 9651's largest Integer (15 digits): a quota beyond it cannot be sent in these fields.
+LARGEST_QUOTA = 999_999_999_999_999
+
 POLICY_FIELD = "RateLimit-Policy"
 LIMIT_FIELD = "RateLimit"
 

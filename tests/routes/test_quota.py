@@ -64,6 +64,17 @@ def test_a_new_account_has_its_whole_allowance(client: httpx.Client, user: User)
     ]
 
 
+def test_the_largest_allowances_settings_take_still_travel_in_the_fields(
+    client: httpx.Client, user: User
+) -> None:
+    largest = 999_999_999_999_999
+    with changed_settings(DIAGNOSES_PER_DAY=str(largest), ATTACHMENT_BYTES_PER_DAY=str(largest)):
+        response = client.get("/me/usage", headers=auth_headers(user))
+    assert response.status_code == 200
+    policy, _ = fields(response)
+    assert [params["q"] for _, params in policy] == [largest, largest]
+
+
 def test_usage_counts_turns_and_new_bytes_over_a_sliding_day(
     client: httpx.Client, openai: FakeOpenAI, user: User, time_machine
 ) -> None:

@@ -97,6 +97,7 @@ def test_refresh_rotates_and_a_replayed_token_revokes_the_whole_family(
 ) -> None:
     with time_machine.travel(T0, tick=False) as clock:
         first = log_in(session, email=account.email, password=PASSWORD, client=CLIENT)
+        clock.shift(timedelta(seconds=1))  # family() orders by creation time
         second = auth.refresh_session(session=session, refresh_token=first.refresh_token)
         old, new = family(session, second)
         assert old.replaced_by_id == new.id
@@ -116,6 +117,7 @@ def test_a_token_presented_again_within_the_reuse_interval_gets_a_sibling(
 ) -> None:
     with time_machine.travel(T0, tick=False) as clock:
         first = log_in(session, email=account.email, password=PASSWORD, client=CLIENT)
+        clock.shift(timedelta(seconds=1))  # family() orders by creation time
         second = auth.refresh_session(session=session, refresh_token=first.refresh_token)
         clock.shift(timedelta(seconds=10))
         again = auth.refresh_session(session=session, refresh_token=first.refresh_token)
