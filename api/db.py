@@ -7,10 +7,10 @@ DB_POOL_RECYCLE_S are replaced. No pre-ping (a round trip before every request):
 connection the server has closed fails its request's first statement instead, which also
 marks every connection pooled before it stale (SQLAlchemy replaces them at checkout); a
 read-only request is then served again on a fresh connection, any other answers 503 (see
-api/endpoints.py, `_run`). Except the units of work of a slow request (a diagnosis turn's
-steps, a login's), which cannot be run again — the AI provider was paid, the password
-checked — and may find the database restarted while they waited: each tries its
-connection first (`session_scope(checked=True)`), one round trip among seconds.
+api/endpoints.py, `_run`). A slow request's units of work (a diagnosis turn's steps, a
+login's) are the exception: they cannot be run again — the AI provider was paid, the
+password checked — and may find the database restarted while they waited, so each tries
+its connection first (`session_scope(checked=True)`), one round trip among seconds.
 
 Read-only requests (GET operations of the one-transaction kind) open no transaction on a
 direct connection: autocommit, so no BEGIN and no COMMIT round trip, each statement its own
