@@ -110,7 +110,8 @@ def vehicles() -> Row:
         "budget": 2.0,
         "floor_name": "the same SQL on one raw psycopg connection",
         "note": f"{garage.round_trips} round trips (BEGIN, COMMIT and pings included); "
-        "not reached with the ORM, sessions and validation per request (README, Budgets)",
+        "not reached: SQLAlchemy's execution, a session and JWT verification per request "
+        "(README, Budgets)",
         "statements": garage.statements,
         "guarded": False,
     }

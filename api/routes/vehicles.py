@@ -42,7 +42,7 @@ def mod_location(mod: VehicleMod) -> str:
 @router.operation(
     "GET", VEHICLES, summary="The caller's vehicles, newest first", response=VehiclePage
 )
-def list_vehicles(request: UserRequest[None, Pagination]) -> Listing[Vehicle]:
+def list_vehicles(request: UserRequest[None, Pagination]) -> Listing[garage.Record]:
     return garage.list_vehicles(session=request.session, user=request.user, page=request.query)
 
 
@@ -110,7 +110,9 @@ def delete_vehicle(request: UserRequest, vehicle_id: uuid.UUID) -> None:
 
 
 @router.operation("GET", MODS, summary="A vehicle's mods, newest first", response=ModPage)
-def list_mods(request: UserRequest[None, Pagination], vehicle_id: uuid.UUID) -> Listing[VehicleMod]:
+def list_mods(
+    request: UserRequest[None, Pagination], vehicle_id: uuid.UUID
+) -> Listing[garage.Record]:
     return garage.list_mods(
         session=request.session, user=request.user, vehicle_id=vehicle_id, page=request.query
     )

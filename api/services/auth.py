@@ -23,11 +23,22 @@ and finds the account gone instead of deadlocking with it.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    bindparam,
+    delete,
+    exists,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from api.db import UnitOfWork
@@ -79,7 +90,19 @@ class Caller:
     session_id: uuid.UUID
 
 
-def _live(family_id: uuid.UUID, *, now: datetime) -> ColumnElement[bool]:
+@functools.cache
+def _caller_query(hold: bool) -> Select[User, bool]:
+    """`authenticate`'s statement, built once per process with its values bound at each
+    execution: building it anew cost more Python than running it, on every request."""
+    query = select(User, _live(bindparam("session_id"), now=bindparam("now"))).where(
+        User.id == bindparam("user_id")
+    )
+    return query.with_for_update(read=True, key_share=True, of=User) if hold else query
+
+
+def _live(
+    family_id: uuid.UUID | BindParameter[Any], *, now: datetime | BindParameter[Any]
+) -> ColumnElement[bool]:
     """Whether the session `family_id` still has a refresh token that can be used."""
     return exists().where(
         RefreshToken.family_id == family_id,
@@ -95,10 +118,8 @@ def authenticate(*, session: Session, token: str, hold: bool = False) -> Caller:
     does, so the request and the account's deletion take turns — it never writes for an
     account deleted meanwhile, and waits for a deletion in progress to find it gone."""
     claims = decode_token(token, "access")
-    query = select(User, _live(claims["sid"], now=utcnow())).where(User.id == claims["sub"])
-    if hold:
-        query = query.with_for_update(read=True, key_share=True, of=User)
-    row = session.execute(query).first()
+    values = {"user_id": claims["sub"], "session_id": claims["sid"], "now": utcnow()}
+    row = session.execute(_caller_query(hold), values).first()
     if row is None:  # the token is ours (its signature says so): its account was deleted
         raise AuthenticationError(ACCOUNT_GONE, code="account_deleted")
     user, session_alive = row

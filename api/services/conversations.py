@@ -3,17 +3,18 @@ is answered exactly like one that does not exist."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.orm import Session, selectinload
 
 from api.errors import NotFoundError
 from api.models import AttachmentBlob, ChatAttachment, ChatMessage, Conversation, User, utcnow
 from api.schemas.diagnose import ConversationSummary
-from api.services.listing import Listing, page_of
+from api.services.listing import Listing, PagedQuery, page_of
 
 PREVIEW_CHARS = 120
 
@@ -63,22 +64,13 @@ def list_conversations(
     *, session: Session, user: User, limit: int, offset: int, vehicle_id: uuid.UUID | None
 ) -> Listing[ConversationSummary]:
     """The user's conversations, most recently active first."""
-    owned = [Conversation.user_id == user.id]
-    if vehicle_id is not None:
-        owned.append(Conversation.vehicle_id == vehicle_id)
-    last_content = (
-        select(ChatMessage.content)
-        .where(ChatMessage.conversation_id == Conversation.id)
-        .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
-        .limit(1)
-        .scalar_subquery()
+    rows, total = page_of(
+        session,
+        _conversations_query(for_vehicle=vehicle_id is not None),
+        limit=limit,
+        offset=offset,
+        values={"user_id": user.id, "vehicle_id": vehicle_id},
     )
-    query = (
-        select(Conversation, last_content)
-        .where(*owned)
-        .order_by(Conversation.updated_at.desc(), Conversation.id)
-    )
-    rows, total = page_of(session, query, limit=limit, offset=offset)
     items = [
         ConversationSummary(
             id=conversation.id,
@@ -89,9 +81,29 @@ def list_conversations(
             last_message_preview=message_preview(content),
             language=conversation.language,
         )
-        for conversation, content in rows
+        for conversation, content, _page_total in rows
     ]
     return Listing(items=items, total=total)
+
+
+@functools.cache
+def _conversations_query(*, for_vehicle: bool) -> PagedQuery:
+    """`list_conversations`'s statements, built once (see PagedQuery)."""
+    owned = [Conversation.user_id == bindparam("user_id")]
+    if for_vehicle:
+        owned.append(Conversation.vehicle_id == bindparam("vehicle_id"))
+    last_content = (
+        select(ChatMessage.content)
+        .where(ChatMessage.conversation_id == Conversation.id)
+        .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return PagedQuery.of(
+        select(Conversation, last_content)
+        .where(*owned)
+        .order_by(Conversation.updated_at.desc(), Conversation.id)
+    )
 
 
 def get_conversation(*, session: Session, user: User, conversation_id: uuid.UUID) -> Conversation:

@@ -7,10 +7,12 @@ details take a fixed number of statements, however many vehicles or mods there a
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any, TypeVar, TypeVarTuple
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
+from sqlalchemy.engine import Row as TableRow
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -18,15 +20,16 @@ from api.errors import ConflictError, NotFoundError
 from api.models import VIN_PER_USER_INDEX, User, Vehicle, VehicleMod
 from api.schemas.common import Pagination
 from api.schemas.vehicles import ModCreate, VehicleCreate
-from api.services.listing import Listing, page_of
+from api.services.listing import Listing, PagedQuery, page_of
 from api.settings import get_settings
 
 T = TypeVar("T", Vehicle, VehicleMod)
+Record = TableRow[*tuple[Any, ...]]  # a vehicle or mod as a row of its table (what lists return)
 Row = TypeVarTuple("Row")
 
 
-def list_vehicles(*, session: Session, user: User, page: Pagination) -> Listing[Vehicle]:
-    return _newest_first(session, Vehicle, Vehicle.user_id == user.id, page)
+def list_vehicles(*, session: Session, user: User, page: Pagination) -> Listing[Record]:
+    return _newest_first(session, Vehicle, "user_id", user.id, page)
 
 
 def get_vehicle(*, session: Session, user: User, vehicle_id: uuid.UUID) -> Vehicle:
@@ -67,9 +70,9 @@ def delete_vehicle(*, session: Session, user: User, vehicle_id: uuid.UUID) -> No
 
 def list_mods(
     *, session: Session, user: User, vehicle_id: uuid.UUID, page: Pagination
-) -> Listing[VehicleMod]:
+) -> Listing[Record]:
     vehicle = _vehicle_or_404(session, _owned_vehicle(user, vehicle_id))
-    return _newest_first(session, VehicleMod, VehicleMod.vehicle_id == vehicle.id, page)
+    return _newest_first(session, VehicleMod, "vehicle_id", vehicle.id, page)
 
 
 def get_mod(
@@ -148,11 +151,31 @@ def _count(session: Session, entity: type[T], where: ColumnElement[bool]) -> int
 
 
 def _newest_first(
-    session: Session, entity: type[T], where: ColumnElement[bool], page: Pagination
-) -> Listing[T]:
-    query = select(entity).where(where).order_by(entity.created_at.desc(), entity.id.desc())
-    rows, total = page_of(session, query, limit=page.limit, offset=page.offset)
-    return Listing(items=[item for (item,) in rows], total=total)
+    session: Session, entity: type[T], owner: str, owner_id: uuid.UUID, page: Pagination
+) -> Listing[Record]:
+    """A page of the `entity` rows whose column `owner` is `owner_id`, as plain rows, not
+    ORM objects: a list only reads, so identity-mapping and tracking each item would be
+    per-row cost for nothing (the response model reads a row's named columns as it reads
+    an object's attributes)."""
+    rows, total = page_of(
+        session,
+        _newest_first_query(entity, owner),
+        limit=page.limit,
+        offset=page.offset,
+        values={"owner_id": owner_id},
+    )
+    return Listing(items=list(rows), total=total, table_rows=True)
+
+
+@functools.cache
+def _newest_first_query(entity: type[T], owner: str) -> PagedQuery:
+    columns = entity.__table__.columns
+    query = (
+        select(*columns)
+        .where(columns[owner] == bindparam("owner_id"))
+        .order_by(columns["created_at"].desc(), columns["id"].desc())
+    )
+    return PagedQuery.of(query)
 
 
 def _locked_for_cap_check(query: Select[*Row]) -> Select[*Row]:

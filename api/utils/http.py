@@ -102,8 +102,20 @@ def json_response(
     headers: Mapping[str, str] | None = None,
     mimetype: str = "application/json",
 ) -> func.HttpResponse:
+    encoded = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return encoded_json_response(encoded, status=status, headers=headers, mimetype=mimetype)
+
+
+def encoded_json_response(
+    encoded: bytes,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    mimetype: str = "application/json",
+) -> func.HttpResponse:
+    """`json_response` of a body already encoded as compact UTF-8 JSON."""
     return func.HttpResponse(
-        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        body=encoded,
         status_code=status,
         headers=dict(headers or {}),
         mimetype=mimetype,

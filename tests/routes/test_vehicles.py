@@ -210,6 +210,41 @@ def test_list_is_newest_first_and_paginated(
         assert client.get("/vehicles", params=bad, headers=headers).status_code == 422
 
 
+def test_lists_send_each_item_as_its_own_response_does(
+    client: httpx.Client, session: Session, time_machine
+) -> None:
+    """Lists send their rows as read, without the response model's validation: the bytes of
+    an item must still be those of the same vehicle or mod sent on its own (every field
+    set, text beyond ASCII and with line breaks, a timestamp with microseconds)."""
+    time_machine.move_to(START + timedelta(microseconds=123456), tick=False)
+    headers = auth_headers(create_user(session))
+    vehicle = client.post(
+        "/vehicles",
+        json=MX5 | {"submodel": "Miata ñ", "vin": VIN, "nickname": "Rote Zora, 赤 🚗"},
+        headers=headers,
+    )
+    mods = f"/vehicles/{vehicle.json()['id']}/mods"
+    mod = client.post(
+        mods,
+        json={
+            "name": "Ölkühler",
+            "description": "Line one\n\tline «two» 🔧",
+            "installed_on": "2026-02-28",
+        },
+        headers=headers,
+    )
+    assert (vehicle.status_code, mod.status_code) == (201, 201)
+
+    def page_of(item: bytes) -> bytes:
+        return b'{"items":[' + item + b'],"total":1}'
+
+    assert client.get("/vehicles", headers=headers).content == page_of(vehicle.content)
+    assert client.get(mods, headers=headers).content == page_of(mod.content)
+    assert client.get(f"{mods}/{mod.json()['id']}", headers=headers).content == mod.content
+    empty = client.get("/vehicles", params={"offset": 5}, headers=headers)
+    assert empty.content == b'{"items":[],"total":1}'
+
+
 def test_vin_is_unique_per_user(client: httpx.Client, session: Session) -> None:
     owner, other = create_user(session), create_user(session)
     headers = auth_headers(owner)
