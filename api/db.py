@@ -7,7 +7,10 @@ DB_POOL_RECYCLE_S are replaced. No pre-ping (a round trip before every request):
 connection the server has closed fails its request's first statement instead, which also
 marks every connection pooled before it stale (SQLAlchemy replaces them at checkout); a
 read-only request is then served again on a fresh connection, any other answers 503 (see
-api/endpoints.py, `_run`).
+api/endpoints.py, `_run`). A slow request's units of work (a diagnosis turn's steps, a
+login's) are the exception: they cannot be run again — the AI provider was paid, the
+password checked — and may find the database restarted while they waited, so each tries
+its connection first (`session_scope(checked=True)`), one round trip among seconds.
 
 Read-only requests (GET operations of the one-transaction kind) open no transaction on a
 direct connection: autocommit, so no BEGIN and no COMMIT round trip, each statement its own
@@ -46,7 +49,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, select
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
@@ -345,16 +348,40 @@ def _refuse_writes_when_read_only(session: Session, *_: object) -> None:
         raise RuntimeError("A read-only unit of work tried to write (declare it otherwise)")
 
 
-@contextmanager
-def session_scope(*, read_only: bool = False) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any exception (except a domain
-    error that asks to keep what was written: see `AppError.keep_changes`). `read_only`:
-    one that never writes, served without a transaction where that is safe (see the
-    module's doc); a flush in it is a bug, refused."""
+def _new_session(read_only: bool) -> Session:
     bind = get_bind()
     if read_only and isinstance(bind, Engine):
         bind = _read_only_engine(bind)
-    session = SessionFactory(bind=bind, info={"read_only": read_only})
+    return SessionFactory(bind=bind, info={"read_only": read_only})
+
+
+def _live_session(read_only: bool) -> Session:
+    """A session whose connection answered a first statement (it opens the transaction
+    the unit of work goes on with); one the server had closed is replaced, its failure
+    having marked every connection pooled before it stale."""
+    from sqlalchemy.exc import DBAPIError
+
+    session = _new_session(read_only)
+    try:
+        session.execute(select(1))
+    except DBAPIError as error:
+        session.close()
+        if not error.connection_invalidated:
+            raise
+        log.info("A pooled connection was closed by the server; taking a fresh one")
+        session = _new_session(read_only)
+    return session
+
+
+@contextmanager
+def session_scope(*, read_only: bool = False, checked: bool = False) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any exception (except a domain
+    error that asks to keep what was written: see `AppError.keep_changes`). `read_only`:
+    one that never writes, served without a transaction where that is safe (see the
+    module's doc); a flush in it is a bug, refused. `checked`: its connection is tried
+    first and replaced when the server had closed it, for a unit of work that cannot be
+    run again (see the module's doc)."""
+    session = _live_session(read_only) if checked else _new_session(read_only)
     try:
         yield session
         session.commit()

@@ -27,8 +27,10 @@ DIAGNOSE_DEADLINE_S — must not hold a pooled connection (let alone an open tra
 meanwhile, so it is declared with `SlowUserRequest`: the caller is authenticated in a unit
 of work of its own that is closed before the handler runs, and the handler passes
 `request.unit_of_work` to its service, which opens one short unit of work per step
-(`with unit_of_work() as session:`), each committed or rolled back on its own. One without
-an access token that computes something slow (a login's bcrypt) is a `SlowRequest`.
+(`with unit_of_work() as session:`), each committed or rolled back on its own, and each
+on a connection tried first (`api.db.session_scope(checked=True)`: it cannot be run again
+once the slow part is done). One without an access token that computes something slow (a
+login's bcrypt) is a `SlowRequest`.
 """
 
 from __future__ import annotations
@@ -545,7 +547,9 @@ def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResp
         return _run_slow(op, req, request_id)
     if issubclass(op.signature.request_type, SlowRequest):
         inputs = _inputs(op, req)
-        slow = SlowRequest(req, request_id, inputs.body, inputs.query, partial(_unit_of_work, []))
+        slow = SlowRequest(
+            req, request_id, inputs.body, inputs.query, partial(_unit_of_work, [], checked=True)
+        )
         return _serialise(op, op.handler(slow, **inputs.path))
     try:
         return _run_in_unit_of_work(op, req, request_id)
@@ -587,7 +591,7 @@ def _run_slow(op: Operation, req: func.HttpRequest, request_id: str) -> func.Htt
     from api.services.idempotency import Idempotency
 
     token = _bearer_token(req)
-    with _unit_of_work([]) as session:
+    with _unit_of_work([], checked=True) as session:
         caller = _authenticate(session, token)
     inputs = _inputs(op, req)
     idempotency = (
@@ -602,7 +606,7 @@ def _run_slow(op: Operation, req: func.HttpRequest, request_id: str) -> func.Htt
         inputs.body,
         inputs.query,
         caller,
-        partial(_unit_of_work, account),
+        partial(_unit_of_work, account, checked=True),
         idempotency,
     )
     return _serialise(op, op.handler(request, **inputs.path))
@@ -707,7 +711,9 @@ class _StaleConnection(Exception):
 
 
 @contextmanager
-def _unit_of_work(account: list[uuid.UUID], *, read_only: bool = False) -> Iterator[Session]:
+def _unit_of_work(
+    account: list[uuid.UUID], *, read_only: bool = False, checked: bool = False
+) -> Iterator[Session]:
     """The invocation's session (see `api.db.session_scope`), with database failures a
     client can act on made into their answers:
 
@@ -727,7 +733,7 @@ def _unit_of_work(account: list[uuid.UUID], *, read_only: bool = False) -> Itera
     from api.db import session_scope
 
     try:
-        with session_scope(read_only=read_only) as session:
+        with session_scope(read_only=read_only, checked=checked) as session:
             yield session
     except (NotFoundError, ConflictError):
         # What the request looked for (or conflicted with) may have gone with the account.

@@ -122,3 +122,22 @@ def held_bcrypt_checks(
 
     monkeypatch.setattr(bcrypt, "checkpw", held)
     return inside, release
+
+
+def terminate_app_connections(own_database: str) -> None:
+    """What a database restart or failover does to the app's pooled connections."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from api.settings import get_settings
+
+    direct = get_settings().db_migration_uri or own_database
+    engine = create_engine(direct, poolclass=NullPool)
+    with engine.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    engine.dispose()

@@ -10,14 +10,13 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
 from api import db
 from api.models import User, Vehicle, VehicleMod
 from api.settings import get_settings
 from tests.factories import add_conversation, add_image, add_message, auth_headers, create_user
+from tests.harness import terminate_app_connections
 
 # Statements that read data, besides authenticating the caller (one statement: the user
 # and whether the token's session is alive).
@@ -99,26 +98,12 @@ def test_a_page_past_the_end_still_has_the_total(
     assert empty_page.json()["total"] == 3
 
 
-def _terminate_app_connections(own_database: str) -> None:
-    """What a database restart or failover does to the app's pooled connections."""
-    direct = get_settings().db_migration_uri or own_database
-    engine = create_engine(direct, poolclass=NullPool)
-    with engine.connect() as connection:
-        connection.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        )
-    engine.dispose()
-
-
 def test_a_read_on_a_connection_the_server_closed_is_served_again(
     own_database: str, new_client: Callable[[], httpx.Client], garage: Garage
 ) -> None:
     with new_client() as client:
         assert client.get("/vehicles", headers=garage.headers).status_code == 200
-        _terminate_app_connections(own_database)
+        terminate_app_connections(own_database)
         again = client.get("/vehicles", headers=garage.headers)
     assert again.status_code == 200
     assert again.json()["total"] == 3
@@ -130,7 +115,7 @@ def test_a_write_on_a_connection_the_server_closed_is_503_and_the_next_succeeds(
     vehicle = {"make": "Honda", "model": "Civic", "year": "2020"}
     with new_client() as client:
         assert client.get("/vehicles", headers=garage.headers).status_code == 200
-        _terminate_app_connections(own_database)
+        terminate_app_connections(own_database)
         first = client.post("/vehicles", json=vehicle, headers=garage.headers)
         second = client.post("/vehicles", json=vehicle, headers=garage.headers)
         listed = client.get("/vehicles", headers=garage.headers).json()

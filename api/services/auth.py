@@ -353,7 +353,9 @@ def login(*, unit_of_work: UnitOfWork, email: str, password: str, client: str) -
     with unit_of_work() as session:
         limits.check(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
         user = _user_by_email(session, email)
-        user_id, password_hash = (user.id, user.password_hash) if user else (None, None)
+        user_id, password_hash, version = (
+            (user.id, user.password_hash, user.token_version) if user else (None, None, None)
+        )
         _begin_password_check(session, email, now=now)
     verified = hashing.verify_password(password, password_hash)
     rehashed = (
@@ -362,18 +364,27 @@ def login(*, unit_of_work: UnitOfWork, email: str, password: str, client: str) -
         else None
     )
     with unit_of_work() as session:
-        # Held (FOR SHARE) until the session is started: a password changed meanwhile (this
-        # check was against the old one) is a wrong password, as it would be a moment later.
-        user = session.get(User, user_id, with_for_update={"read": True}) if verified else None
-        if user is None or user.password_hash != password_hash:
+        # Held until the session is started (FOR SHARE; FOR NO KEY UPDATE to rehash, so two
+        # logins rehashing at once take turns instead of deadlocking over the upgrade).
+        lock = {"key_share": True} if rehashed else {"read": True}
+        user = session.get(User, user_id, with_for_update=lock) if verified else None
+        if user is None or not _same_password(user, password_hash, version):
             limits.record(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
             raise AuthenticationError(
                 BAD_CREDENTIALS, code="invalid_credentials", keep_changes=True
             )
         _forget_failures(session, email)
-        if rehashed is not None:
-            user.password_hash = rehashed
+        if rehashed is not None and user.password_hash == password_hash:
+            user.password_hash = rehashed  # unless another login has just done it
         return start_session(session=session, user=user)
+
+
+def _same_password(user: User, checked_hash: str | None, checked_version: int | None) -> bool:
+    """Is the password still the one checked against `checked_hash`? A password changed
+    meanwhile (the check was against the old one) is a wrong password, as it would be a
+    moment later. A new password ends every session (`token_version`); a hash re-made at
+    another cost by a login (or a check) of the same password does not."""
+    return user.password_hash == checked_hash or user.token_version == checked_version
 
 
 def _consume_pin(

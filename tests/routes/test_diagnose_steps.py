@@ -40,7 +40,7 @@ from tests.factories import (
     create_user,
 )
 from tests.fake_openai import FakeOpenAI
-from tests.harness import changed_settings
+from tests.harness import changed_settings, terminate_app_connections
 from tests.outbox import Outbox
 
 
@@ -368,3 +368,35 @@ def test_a_turn_whose_reservation_was_taken_over_stores_nothing(
     assert response.json()["code"] == "upstream_timeout"
     for model in (Conversation, ChatMessage, DiagnosisUsage):
         assert rows(model) == 0, model
+
+
+def test_a_turn_survives_a_database_restart_while_the_provider_answers(
+    own_database: str,
+    owner: User,
+    headers: dict[str, str],
+    provider: FakeOpenAI,
+    new_client: Callable[[], httpx.Client],
+) -> None:
+    """A failover during the provider call closes every pooled connection: the turn's later
+    units of work (it cannot be served again: the provider was paid) take live ones."""
+
+    pool = db.get_engine().pool
+    assert isinstance(pool, QueuePool)
+
+    def restart() -> None:
+        for _ in range(500):  # the image written, its connection back in the pool
+            if rows(AttachmentBlob) and pool.checkedout() == 0:
+                break
+            time.sleep(0.01)
+        terminate_app_connections(own_database)
+
+    provider.meanwhile = restart
+    with new_client() as client:
+        response = client.post(
+            "/diagnose2", headers=headers, json={"q": "Knocking at idle", "images": [b64(PNG)]}
+        )
+
+    assert response.status_code == 200, response.text
+    assert rows(ChatMessage) == 2
+    assert rows(AttachmentBlob) == 1
+    assert [bytes_ for _, bytes_ in ledger(owner)] == [len(PNG)]

@@ -262,6 +262,7 @@ def test_a_password_changed_while_the_login_checked_the_old_one_is_a_wrong_one(
         entered.append(None)
         if len(entered) == 2:  # after the check, before the outcome is written
             account.password_hash = hashing.hash_password("another long passphrase")
+            account.token_version += 1  # as every new password does: it ends every session
             session.flush()
         yield session
 
