@@ -126,9 +126,15 @@ def create_app_engine(settings: Settings) -> Engine:
     }
     args = connect_args(settings, application_name="axly-api", prepare=direct)
     if direct:
-        args["options"] = (
-            f"-c statement_timeout={timeouts['statement']}"
-            f" -c idle_in_transaction_session_timeout={timeouts['idle']}"
+        # Replaces the `options` of DB_URI's query, so those are appended: last wins, so an
+        # operator's own timeouts there still override these defaults.
+        own = make_url(settings.db_uri).query.get("options", ())
+        args["options"] = " ".join(
+            [
+                f"-c statement_timeout={timeouts['statement']}",
+                f"-c idle_in_transaction_session_timeout={timeouts['idle']}",
+                *([own] if isinstance(own, str) else own),
+            ]
         )
     engine = create_engine(
         database_url(settings.db_uri),

@@ -70,6 +70,24 @@ def test_timeouts_are_set_in_each_transaction_and_end_with_it(
     other.dispose()
 
 
+def test_options_in_a_direct_db_uri_are_kept_beside_the_timeouts(
+    make_database: Callable[..., str],
+    migrated_template: str,
+    override_settings: Callable[..., None],
+) -> None:
+    uri = make_database(template=migrated_template)
+    options = "options=-c%20lock_timeout%3D1234"
+    override_settings(
+        DB_URI=f"{uri}{'&' if '?' in uri else '?'}{options}",
+        DB_POOLER="none",
+        DB_MIGRATION_URI="",
+        DB_STATEMENT_TIMEOUT_S="1.5",
+    )
+    show = text("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
+    with db.get_engine().connect() as connection:
+        assert tuple(connection.execute(show).one()) == ("1234ms", "1500ms")
+
+
 def test_a_statement_past_its_timeout_is_503(
     own_database: str, override_settings: Callable[..., None], new_client
 ) -> None:
