@@ -84,9 +84,11 @@ REJECTED_INPUTS: dict[str, Literal["images", "content"]] = {
     "content_policy_violation": "content",
     "content_filter": "content",  # Azure OpenAI's content filtering
 }
-# Calls whose only input from the user is the recording: whatever 400 / 422 they get is
-# about it (the model name is ours, but a wrong one is a 404).
+# Calls whose only input from the user is the recording: a 400 / 422 naming no parameter
+# (Whisper's "Invalid file format" names none) or naming the recording is about it; one
+# naming another parameter (the model, response_format, ...) is about our request.
 RECORDING_CALLS: frozenset[metrics.ProviderCall] = frozenset({"transcription", "sound"})
+RECORDING_PARAMS = ("file", "input_audio")
 REJECTED_DETAILS = {
     "images": "The AI provider could not read an image you sent; send it as a JPEG or PNG",
     "audio": "The AI provider could not use the recording you sent; send another (WAV, MP3 or M4A)",
@@ -390,7 +392,11 @@ def _upstream(call: metrics.ProviderCall) -> Iterator[None]:
 def _refusal(call: metrics.ProviderCall, refused: APIStatusError) -> AppError:
     """A 400 / 422: 422 `upstream_rejected_input` naming the user's input it blames (see
     REJECTED_INPUTS), else our own request's fault — 502, logged as an error."""
-    rejected = "audio" if call in RECORDING_CALLS else REJECTED_INPUTS.get(refused.code or "")
+    rejected = (
+        "audio"
+        if call in RECORDING_CALLS and _names_the_recording(refused.param)
+        else REJECTED_INPUTS.get(refused.code or "")
+    )
     if rejected is not None:
         log.warning("AI provider refused the user's %s (%s): %s", rejected, call, refused.code)
         return RejectedInputError(REJECTED_DETAILS[rejected], extra={"rejected": rejected})
@@ -402,6 +408,11 @@ def _refusal(call: metrics.ProviderCall, refused: APIStatusError) -> AppError:
         refused.param,
     )
     return UpstreamError(f"The AI provider failed ({CALL_LABELS[call]}); please try again")
+
+
+def _names_the_recording(param: str | None) -> bool:
+    """Whether a refusal's `param` leaves the recording as the one thing it can be about."""
+    return param is None or any(name in param for name in RECORDING_PARAMS)
 
 
 def _call(

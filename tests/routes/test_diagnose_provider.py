@@ -241,21 +241,45 @@ def test_a_recording_the_provider_cannot_use_is_422_naming_it(
     assert count(session, DiagnosisUsage) == 0
 
 
+@pytest.mark.parametrize("param", ["file", None])
+def test_a_transcription_refusal_about_the_file_or_nothing_blames_the_recording(
+    client: httpx.Client, openai: FakeOpenAI, user: User, param: str | None
+) -> None:
+    openai.transcript = [refusal("invalid_value", param=param)]
+    response = client.post("/diagnose2", headers=auth_headers(user), json={"audio": b64(WAV)})
+    assert (response.status_code, response.json()["rejected"]) == (422, "audio")
+
+
+REFUSED_REQUESTS = {
+    "diagnosis schema": ("replies", "invalid_json_schema", "response_format"),
+    "transcription parameter": ("transcript", "unsupported_value", "response_format"),
+}
+
+
+@pytest.mark.parametrize(
+    ("call", "code", "param"), REFUSED_REQUESTS.values(), ids=REFUSED_REQUESTS.keys()
+)
 def test_the_provider_refusing_our_own_request_is_a_502_logged_as_an_error(
     client: httpx.Client,
     openai: FakeOpenAI,
     session: Session,
     user: User,
     caplog: pytest.LogCaptureFixture,
+    call: str,
+    code: str,
+    param: str,
 ) -> None:
-    openai.replies = [refusal("invalid_json_schema", param="response_format")]
-    response = client.post("/diagnose2", headers=auth_headers(user), json={"q": "hi"})
+    """A refusal naming a parameter we chose (a misconfigured model or schema) is ours to
+    fix, never blamed on the user's recording or words."""
+    setattr(openai, call, [refusal(code, param=param)])
+    body = {"q": "hi", "audio": b64(WAV)}
+    response = client.post("/diagnose2", headers=auth_headers(user), json=body)
     assert response.status_code == 502, response.text
     assert response.json()["code"] == "upstream_error"
     assert any(
         record.levelname == "ERROR"
         and record.name == "api.services.ai"
-        and "invalid_json_schema" in record.getMessage()
+        and code in record.getMessage()
         for record in caplog.records
     )
     assert count(session, DiagnosisUsage) == 0
