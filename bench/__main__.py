@@ -154,7 +154,6 @@ def request_latency() -> None:
 
 def abuse() -> None:
     """bench/abuse.py's figures: rejected bodies' memory, GET latency during logins."""
-    import threading
     import uuid
 
     import httpx
@@ -168,7 +167,7 @@ def abuse() -> None:
     from bench import abuse as figures
     from bench.garage import garage_owner, use_bench_database
     from devhost.host import create_app
-    from devhost.server import create_server
+    from devhost.server import serving
     from function_app import app
 
     use_bench_database()
@@ -195,25 +194,17 @@ def abuse() -> None:
         figures.rejected_bodies(client, headers)
 
     threads = figures.worker_threads()
-    # Any: the waitress stubs lack effective_port and type trigger as an int.
-    server: Any = create_server(host, host="127.0.0.1", port=0, threads=threads)
-    serving = threading.Thread(target=server.run, daemon=True)
-    serving.start()
-    base_url = f"http://127.0.0.1:{server.effective_port}/api"
-    print(
-        f"GET /api/vehicles during logins (BCRYPT_ROUNDS {get_settings().bcrypt_rounds}, "
-        f"{os.cpu_count()} cores, {threads} worker threads):"
-    )
-    try:
+    with serving(host, host="127.0.0.1", port=0, threads=threads) as server:
+        base_url = f"http://127.0.0.1:{server.effective_port}/api"
+        print(
+            f"GET /api/vehicles during logins (BCRYPT_ROUNDS {get_settings().bcrypt_rounds}, "
+            f"{os.cpu_count()} cores, {threads} worker threads):"
+        )
         for limit, label in (("64", "bcrypt unlimited"), ("0", "BCRYPT_MAX_CONCURRENCY default")):
             os.environ["BCRYPT_MAX_CONCURRENCY"] = limit
             get_settings.cache_clear()
             print(f"  {label} ({get_settings().bcrypt_slots} at once):")
             figures.vehicles_during_logins(base_url, headers, accounts, password)
-    finally:
-        server.trigger.pull_trigger(server.close)
-        serving.join(timeout=5)
-        server.task_dispatcher.shutdown()
 
 
 def main(argv: list[str] | None = None) -> None:

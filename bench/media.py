@@ -25,7 +25,6 @@ import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import wave
 from collections.abc import Callable, Iterator
@@ -63,20 +62,11 @@ def wav() -> bytes:
 def fake_provider() -> Iterator[str]:
     """bench/fake_provider.py answering at once, on a thread; its base URL."""
     from bench.fake_provider import make_app
-    from devhost.server import create_server
+    from devhost.server import serving
 
-    # Any: the waitress stubs lack effective_port and type trigger as an int.
-    server: Any = create_server(
-        make_app(0), host="127.0.0.1", port=int(os.environ.get(PORT_ENV, "0")), threads=4
-    )
-    serving = threading.Thread(target=server.run, daemon=True)
-    serving.start()
-    try:
+    port = int(os.environ.get(PORT_ENV, "0"))
+    with serving(make_app(0), host="127.0.0.1", port=port, threads=4) as server:
         yield f"http://127.0.0.1:{server.effective_port}/v1"
-    finally:
-        server.trigger.pull_trigger(server.close)
-        serving.join(timeout=5)
-        server.task_dispatcher.shutdown()
 
 
 def configure(provider_url: str) -> None:

@@ -8,6 +8,9 @@ Functions host can, and hands a chunked body to the function as empty (see
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 from waitress.channel import HTTPChannel
@@ -38,3 +41,22 @@ def create_server(app: Any, **adjustments: Any) -> BaseWSGIServer | MultiSocketS
         if isinstance(listener, BaseWSGIServer):
             listener.channel_class = _Channel
     return server
+
+
+@contextmanager
+def serving(app: Any, **adjustments: Any) -> Iterator[Any]:
+    """`create_server(app, **adjustments)` running on a thread (for tests and benchmarks),
+    stopped when the block ends. Its worker threads are stopped before its trigger is
+    closed: each wakes the loop through the trigger when it finishes a request, possibly
+    after the client has read the response, and would otherwise write to a closed (or
+    reused) file descriptor. Any: the waitress stubs lack `effective_port` and type
+    `trigger` as an int."""
+    server: Any = create_server(app, **adjustments)
+    loop = threading.Thread(target=server.run, daemon=True)
+    loop.start()
+    try:
+        yield server
+    finally:
+        server.task_dispatcher.shutdown()
+        server.trigger.pull_trigger(server.close)
+        loop.join(timeout=5)

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 
 from devhost import __main__ as cli
 from devhost import create_app
-from devhost.server import create_server
+from devhost.server import serving
 from devhost.settings import process_start_settings
 
 FUNCTION_APP = """
@@ -269,13 +268,8 @@ def live_server() -> Iterator[str]:
         response.headers["Connection"] = "close"  # waitress refuses hop-by-hop headers from apps
         return response
 
-    server = create_server(create_app(app), host="127.0.0.1", port=0, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.trigger.pull_trigger(server.close)
-    thread.join(timeout=5)
-    server.task_dispatcher.shutdown()
+    with serving(create_app(app), host="127.0.0.1", port=0, threads=2) as server:
+        yield f"http://127.0.0.1:{server.effective_port}"
 
 
 def test_waitress_serves_sized_bodies_and_utf8_paths(live_server: str):

@@ -29,7 +29,7 @@ from api.models import (
     Vehicle,
     VehicleMod,
 )
-from devhost.server import create_server
+from devhost.server import serving
 from tests.factories import PNG, auth_headers, b64, count, create_user
 from tests.fake_openai import FakeOpenAI, Slow, error_response
 from tests.harness import local_host
@@ -306,13 +306,8 @@ def headers(committed: Session, owner: User) -> dict[str, str]:
 def live_api(own_database: str) -> Iterator[str]:
     """The API served by devhost's waitress on a free port, in a thread: a client there can
     give up on a request (a dropped connection) while the server finishes it."""
-    server = create_server(local_host(), host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}/{ROUTE_PREFIX}"
-    server.trigger.pull_trigger(server.close)
-    thread.join(timeout=5)
-    server.task_dispatcher.shutdown()
+    with serving(local_host(), host="127.0.0.1", port=0, threads=4) as server:
+        yield f"http://127.0.0.1:{server.effective_port}/{ROUTE_PREFIX}"
 
 
 def test_a_dropped_diagnosis_retried_with_its_key_costs_one_provider_call_and_one_quota_unit(
