@@ -455,7 +455,11 @@ def returns_widget(request: Request, name: str) -> WidgetOut:
         (untyped_name, {}, "type 'name' as uuid.UUID, str or Annotated[str, ...]"),
         (int_name, {}, "type 'name' as uuid.UUID, str or Annotated[str, ...]"),
         (no_return_annotation, {}, "annotate what the handler returns"),
-        (raw_request, {}, "typed Request, DbRequest, UserRequest, SlowUserRequest or SlowRequest"),
+        (
+            raw_request,
+            {},
+            "typed Request, DbRequest, UserRequest, ReadRequest, SlowUserRequest or SlowRequest",
+        ),
         (any_body, {}, "pydantic models"),
         (extra_parameter, {}, "must be the route's"),
         (takes_name, {"response": WidgetOut}, "answers 204"),
