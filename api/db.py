@@ -66,6 +66,7 @@ from api.settings import Settings, get_settings
 if TYPE_CHECKING:
     import psycopg
     from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.types import TypeEngine
 
 log = logging.getLogger(__name__)
 
@@ -403,21 +404,32 @@ class Read:
     columns: tuple[str, ...]
 
     @classmethod
-    def of(cls, statement: Select[Any]) -> Read:
+    def of(cls, statement: Select[*tuple[Any, ...]]) -> Read:
+        from sqlalchemy.exc import InvalidRequestError
+
         dialect = make_url(database_url("postgresql://")).get_dialect()()  # the engine's
+
+        def processed(type_: TypeEngine[Any], *, result: bool) -> bool:
+            impl = type_.dialect_impl(dialect)
+            try:
+                processor = (
+                    impl.result_processor(dialect, None) if result else impl.bind_processor(dialect)
+                )
+            except (TypeError, InvalidRequestError):  # one chosen by the type the driver reports
+                return True
+            return processor is not None
+
         compiled = statement.compile(dialect=dialect)
-        processed = [
-            bind.key
-            for bind in compiled.binds.values()
-            if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None
+        processed_names = [
+            bind.key for bind in compiled.binds.values() if processed(bind.type, result=False)
         ] + [
             column.key
             for column in statement.selected_columns
-            if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None
+            if processed(column.type, result=True)
         ]
-        if processed:
+        if processed_names:
             raise TypeError(
-                f"{processed} need SQLAlchemy's type processing: read them in a session"
+                f"{processed_names} need SQLAlchemy's type processing: read them in a session"
             )
         defaults = {  # the statement's own literals (a value a `bindparam` names is given)
             key: value for key, value in compiled.params.items() if not compiled.binds[key].required

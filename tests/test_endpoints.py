@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from api.endpoints import (
     DbRequest,
     Form,
+    ReadRequest,
     Reply,
     Request,
     RouteError,
@@ -472,6 +473,15 @@ def test_router_refuses_handlers_whose_signature_does_not_declare_the_operation(
 ) -> None:
     with pytest.raises(RouteError, match=re.escape(problem)):
         declare("things/{name}", handler, **options)
+
+
+def reads_name(request: ReadRequest, name: str) -> None: ...
+
+
+def test_a_read_request_serves_a_get_alone() -> None:
+    Router("test").operation("GET", "things/{name}", summary="Read")(reads_name)
+    with pytest.raises(RouteError, match="a ReadRequest serves a GET"):
+        Router("test").operation("DELETE", "things/{name}", summary="Write")(reads_name)
 
 
 def test_one_method_on_one_route_is_declared_once() -> None:
