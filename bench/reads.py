@@ -1,7 +1,8 @@
 """Budget row for reads: GET /api/vehicles (20 vehicles of 5 mods) served in-process as the
 worker calls the function (a func.HttpRequest and the invocation context), against the same
 SQL run on one raw psycopg connection (no pool, ORM, transaction or validation), with what
-the request sends to PostgreSQL recorded at the protocol level (devhost/wire.py)."""
+the request sends to PostgreSQL recorded at the protocol level (devhost/wire.py) and its
+statements as psycopg receives them, whoever runs them (a session or `api.db.Reader`)."""
 
 from __future__ import annotations
 
@@ -138,8 +139,7 @@ def vehicles() -> Row:
         "budget": 2.0,
         "floor_name": "the same SQL on one raw psycopg connection",
         "note": f"{garage.round_trips} round trips (BEGIN, COMMIT and pings included); "
-        "not reached: SQLAlchemy's execution, a session and JWT verification per request "
+        "no session: statements compiled once, run with psycopg on a pooled connection "
         "(README, Budgets)",
         "statements": garage.statements,
-        "guarded": False,
     }
