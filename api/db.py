@@ -14,7 +14,12 @@ its connection first (`session_scope(checked=True)`), one round trip among secon
 
 Read-only requests (GET operations of the one-transaction kind) open no transaction on a
 direct connection: autocommit, so no BEGIN and no COMMIT round trip, each statement its own
-snapshot (a list reads its page and total in one statement: api/services/listing.py).
+snapshot (a list reads its page and total in one statement: api/services/listing.py). The
+reads declared for it (`read_scope`) go further: no session and no ORM, just a connection
+checked out of the same pool, running statements compiled once per process (`Read`) with
+psycopg itself; a database failure becomes the error SQLAlchemy raises for it, a closed
+connection included (marked stale with the others pooled before it, as SQLAlchemy does), so
+both kinds of unit of work are answered the same way (api/endpoints.py).
 
 Timeouts, per connection, all below DIAGNOSE_DEADLINE_S:
 - connecting: libpq `connect_timeout` (DB_CONNECT_TIMEOUT_S), and TCP keepalives
@@ -47,19 +52,21 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, select
+from sqlalchemy import Connection, Engine, Select, create_engine, event, make_url, select
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry, NullPool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
 from api import migrations
 from api.errors import AppError, ServiceUnavailableError
 from api.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    import psycopg
     from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.types import TypeEngine
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +124,18 @@ def connect_args(settings: Settings, *, application_name: str, prepare: bool) ->
     return args
 
 
-def create_app_engine(settings: Settings) -> Engine:
-    """The pooled engine requests use, with the connection budget and timeouts above."""
-    direct = settings.db_pooler == "none"
-    timeouts = {
+def _timeouts(settings: Settings) -> dict[str, str]:
+    """The server-side timeouts, in milliseconds (as PostgreSQL's settings take them)."""
+    return {
         "statement": str(round(settings.db_statement_timeout_s * 1000)),
         "idle": str(round(settings.db_idle_in_transaction_timeout_s * 1000)),
     }
+
+
+def create_app_engine(settings: Settings) -> Engine:
+    """The pooled engine requests use, with the connection budget and timeouts above."""
+    direct = settings.db_pooler == "none"
+    timeouts = _timeouts(settings)
     args = connect_args(settings, application_name="axly-api", prepare=direct)
     if direct:
         # Replaces the `options` of DB_URI's query, so those are appended: last wins, so an
@@ -377,6 +389,124 @@ def _live_session(read_only: bool) -> Session:
         log.info("A pooled connection was closed by the server; taking a fresh one")
         session = _new_session(read_only)
     return session
+
+
+@dataclass(frozen=True)
+class Read:
+    """A SELECT compiled once per process to what psycopg runs — its SQL text and the values
+    of its own literals — with the names of the columns it reads, in order. Only for
+    statements whose values and columns need no SQLAlchemy type processing (psycopg
+    converts them alike: uuid, text, numbers, timestamps, JSON): `of` refuses any other, so
+    a row read raw is the row SQLAlchemy would have read."""
+
+    sql: str
+    defaults: dict[str, Any]
+    columns: tuple[str, ...]
+
+    @classmethod
+    def of(cls, statement: Select[*tuple[Any, ...]]) -> Read:
+        from sqlalchemy.exc import InvalidRequestError
+
+        dialect = make_url(database_url("postgresql://")).get_dialect()()  # the engine's
+
+        def processed(type_: TypeEngine[Any], *, result: bool) -> bool:
+            impl = type_.dialect_impl(dialect)
+            try:
+                processor = (
+                    impl.result_processor(dialect, None) if result else impl.bind_processor(dialect)
+                )
+            except (TypeError, InvalidRequestError):  # one chosen by the type the driver reports
+                return True
+            return processor is not None
+
+        compiled = statement.compile(dialect=dialect)
+        processed_names = [
+            bind.key for bind in compiled.binds.values() if processed(bind.type, result=False)
+        ] + [
+            column.key
+            for column in statement.selected_columns
+            if processed(column.type, result=True)
+        ]
+        if processed_names:
+            raise TypeError(
+                f"{processed_names} need SQLAlchemy's type processing: read them in a session"
+            )
+        defaults = {  # the statement's own literals (a value a `bindparam` names is given)
+            key: value for key, value in compiled.params.items() if not compiled.binds[key].required
+        }
+        return cls(compiled.string, defaults, tuple(statement.selected_columns.keys()))
+
+
+class Reader:
+    """Runs `Read`s on the connection of one read-only unit of work (`read_scope`)."""
+
+    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+        self._cursor = connection.cursor()  # one for every statement
+
+    def rows(self, read: Read, values: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows `read` returns given `values` for its `bindparam`s, as tuples."""
+        params = {**read.defaults, **values} if read.defaults else values
+        return self._cursor.execute(read.sql, params).fetchall()
+
+
+def _psycopg(pooled: PoolProxiedConnection) -> psycopg.Connection[Any]:
+    """A pooled connection's psycopg connection (`database_url` always picks psycopg)."""
+    return cast("psycopg.Connection[Any]", pooled.driver_connection)
+
+
+@contextmanager
+def read_scope() -> Iterator[Reader]:
+    """A read-only unit of work without a session: a connection from the engine's pool in
+    autocommit (through a transaction pooler, in a transaction that starts with the
+    timeouts: see the module's doc), back to the pool when the block ends. A psycopg error
+    is raised as SQLAlchemy's (`DBAPIError`: OperationalError for a lost connection); one
+    that closed the connection marks it and every connection pooled before it stale,
+    as a session's would (`connection_invalidated`)."""
+    from sqlalchemy.exc import DBAPIError
+
+    bind = get_bind()
+    dbapi_error = bind.dialect.loaded_dbapi.Error
+    pooled: PoolProxiedConnection | None = None
+    try:
+        if isinstance(bind, Connection):  # tests: inside the test's own transaction
+            yield Reader(_psycopg(bind.connection))
+            return
+        pooled = bind.raw_connection()
+        connection = _psycopg(pooled)
+        settings = get_settings()
+        in_transaction = settings.db_pooler != "none"
+        if in_transaction:
+            connection.execute(_TRANSACTION_TIMEOUTS, _timeouts(settings))
+        else:
+            connection.autocommit = True
+        try:
+            yield Reader(connection)
+            if in_transaction:
+                connection.commit()
+        finally:
+            if not (in_transaction or connection.closed):
+                connection.autocommit = False  # as sessions expect it
+    except dbapi_error as error:
+        lost = pooled is not None and bind.dialect.is_disconnect(
+            error, pooled.driver_connection, None
+        )
+        if lost and pooled is not None and isinstance(bind, Engine):
+            # What SQLAlchemy's Connection does on a disconnect (engine/base.py,
+            # `_handle_dbapi_exception`): this connection is closed and every one pooled
+            # before it is replaced at its next checkout.
+            bind.pool._invalidate(pooled, error)
+        raise DBAPIError.instance(
+            None,
+            None,
+            error,
+            dbapi_error,
+            hide_parameters=True,
+            dialect=bind.dialect,
+            connection_invalidated=lost,
+        ) from None
+    finally:
+        if pooled is not None and pooled.is_valid:
+            pooled.close()  # back to the pool, which rolls back what a failure left open
 
 
 @contextmanager

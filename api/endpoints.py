@@ -4,11 +4,12 @@ Each area has a `Router`; handlers are plain functions decorated with `router.op
 A handler's signature is its contract, read once at registration:
 
 - its first parameter is the request, typed `Request`, `DbRequest`, `UserRequest`,
-  `SlowUserRequest` or `SlowRequest` (no database; a session; a session and the
-  authenticated caller; the caller and a unit-of-work factory instead of a session; that
-  factory without a caller), subscripted with the body and
-  query models to validate: `UserRequest[VehicleCreate]`, `UserRequest[None, Pagination]`
-  (left out, a model is None and nothing is read);
+  `ReadRequest`, `SlowUserRequest` or `SlowRequest` (no database; a session; a session and
+  the authenticated caller; for a GET, the caller as read and a `Reader` instead of a
+  session; the caller and a unit-of-work factory instead of a session; that factory
+  without a caller), subscripted with the body and query models to validate:
+  `UserRequest[VehicleCreate]`, `ReadRequest[None, Pagination]` (left out, a model is None
+  and nothing is read);
 - its other parameters are the route's `{name}` parameters, typed `uuid.UUID` or `str`
   (a value that is not a UUID answers 404, like an unknown id);
 - it returns what the `response` model reads (a model, an ORM object, a dataclass), a
@@ -22,8 +23,11 @@ Access-Control-Allow-Origin.
 
 Transactions: services never commit. A `DbRequest`/`UserRequest` handler runs inside one
 unit of work (`api.db.session_scope`): committed when it returns, rolled back when it
-raises. A handler that waits on something slow — the AI provider, for up to
-DIAGNOSE_DEADLINE_S — must not hold a pooled connection (let alone an open transaction)
+raises. A `ReadRequest` handler (a GET) reads through `request.reader` instead
+(`api.db.read_scope`: statements compiled once, on a pooled connection, no session and no
+ORM) and gets the caller as read (`api.services.auth.Account`): a list or a lookup costs
+its statements and little else. A handler that waits on something slow — the AI provider,
+for up to DIAGNOSE_DEADLINE_S — must not hold a pooled connection (let alone an open transaction)
 meanwhile, so it is declared with `SlowUserRequest`: the caller is authenticated in a unit
 of work of its own that is closed before the handler runs, and the handler passes
 `request.unit_of_work` to its service, which opens one short unit of work per step
@@ -86,9 +90,9 @@ from api.utils import http
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from api.db import UnitOfWork
+    from api.db import Reader, UnitOfWork
     from api.models import User
-    from api.services.auth import Caller
+    from api.services.auth import Account, Caller
     from api.services.idempotency import Idempotency, Key, StoredResponse
     from api.services.listing import Listing
 
@@ -160,6 +164,20 @@ class UserRequest(DbRequest[BodyT, QueryT]):
 
     @property
     def user(self) -> User:
+        return self.caller.user
+
+
+@dataclass(frozen=True)
+class ReadRequest(Request[BodyT, QueryT]):
+    """A GET with a valid access token served without a session (`api.db.read_scope`):
+    `reader` runs the statements built for it, `caller` is the account as read; without a
+    token the handler never runs (401)."""
+
+    reader: Reader
+    caller: Caller[Account]
+
+    @property
+    def user(self) -> Account:
         return self.caller.user
 
 
@@ -271,17 +289,22 @@ class Operation:
 
     @property
     def auth(self) -> bool:
-        return issubclass(self.signature.request_type, UserRequest | SlowUserRequest)
+        return issubclass(self.signature.request_type, UserRequest | ReadRequest | SlowUserRequest)
 
     @property
     def db(self) -> bool:
-        return issubclass(self.signature.request_type, DbRequest | SlowUserRequest | SlowRequest)
+        return issubclass(
+            self.signature.request_type, DbRequest | ReadRequest | SlowUserRequest | SlowRequest
+        )
 
     @property
     def read_only(self) -> bool:
-        """A GET in one unit of work: it writes nothing (api.db refuses a flush), so it runs
-        without a transaction and may be served again on a fresh connection."""
-        return self.method == "GET" and issubclass(self.signature.request_type, DbRequest)
+        """A GET in one unit of work: it writes nothing (api.db refuses a flush; a
+        `ReadRequest` has nothing to write with), so it runs without a transaction and may
+        be served again on a fresh connection."""
+        return self.method == "GET" and issubclass(
+            self.signature.request_type, DbRequest | ReadRequest
+        )
 
     @cached_property
     def response_adapter(self) -> TypeAdapter[Any] | None:
@@ -398,6 +421,8 @@ class Router:
                 raise RouteError(f"{where}: a form's model subclasses the body's model")
             if idempotent and not issubclass(signature.request_type, UserRequest | SlowUserRequest):
                 raise RouteError(f"{where}: an idempotent operation's keys belong to a user")
+            if issubclass(signature.request_type, ReadRequest) and method != "GET":
+                raise RouteError(f"{where}: a ReadRequest serves a GET (it cannot write)")
             self.operations.append(
                 Operation(
                     method=method,
@@ -473,7 +498,7 @@ def _request_parts(
     if not (isinstance(request_type, type) and issubclass(request_type, Request)):
         raise RouteError(
             f"{where}: the first parameter must be typed Request, DbRequest, UserRequest, "
-            "SlowUserRequest or SlowRequest"
+            "ReadRequest, SlowUserRequest or SlowRequest"
         )
     body, query = [_model(arg, where) for arg in get_args(hint)] or [None, None]
     return request_type, body, query
@@ -522,8 +547,11 @@ def dispatch(req: func.HttpRequest, by_method: dict[str, Operation]) -> func.Htt
     # Platform CORS cannot expose headers, so a browser app reads these only thanks to this.
     response.headers["Access-Control-Expose-Headers"] = http.EXPOSED_HEADERS
     response.headers[http.REQUEST_ID_HEADER] = request_id
-    response.headers.setdefault("Cache-Control", "no-store")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    # (Looked up in one pass: a werkzeug lookup of a missing header raises and catches.)
+    present = {name.lower() for name, _ in response.headers}
+    for name, value in (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")):
+        if name.lower() not in present:
+            response.headers[name] = value
     log.info(
         "%s %s -> %s in %.1f ms [request %s]",
         method,
@@ -551,14 +579,32 @@ def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResp
             req, request_id, inputs.body, inputs.query, partial(_unit_of_work, [], checked=True)
         )
         return _serialise(op, op.handler(slow, **inputs.path))
+    serve = (
+        _run_read if issubclass(op.signature.request_type, ReadRequest) else _run_in_unit_of_work
+    )
     try:
-        return _run_in_unit_of_work(op, req, request_id)
+        return serve(op, req, request_id)
     except _StaleConnection:  # raised by read-only units of work alone
         log.info("A pooled connection was closed by the server; serving the read again")
     try:
-        return _run_in_unit_of_work(op, req, request_id)
+        return serve(op, req, request_id)
     except _StaleConnection:
         _database_unavailable()
+
+
+def _run_read(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResponse:
+    """A `ReadRequest`: as `_run_in_unit_of_work`, on a `Reader` (see the module's doc)."""
+    from api.db import read_scope
+    from api.services.auth import authenticate_read
+
+    token = _bearer_token(req)  # refused before touching the database
+    account: list[uuid.UUID] = []
+    with _database_errors(account, read_only=True), read_scope() as reader:
+        caller = authenticate_read(reader=reader, token=token)
+        account.append(caller.user.id)
+        inputs = _inputs(op, req)
+        request = ReadRequest(req, request_id, inputs.body, inputs.query, reader, caller)
+        return _serialise(op, op.handler(request, **inputs.path))
 
 
 def _run_in_unit_of_work(
@@ -715,7 +761,19 @@ def _unit_of_work(
     account: list[uuid.UUID], *, read_only: bool = False, checked: bool = False
 ) -> Iterator[Session]:
     """The invocation's session (see `api.db.session_scope`), with database failures a
-    client can act on made into their answers:
+    client can act on made into their answers (`_database_errors`)."""
+    from api.db import session_scope
+
+    with (
+        _database_errors(account, read_only=read_only),
+        session_scope(read_only=read_only, checked=checked) as session,
+    ):
+        yield session
+
+
+@contextmanager
+def _database_errors(account: list[uuid.UUID], *, read_only: bool) -> Iterator[None]:
+    """A unit of work's database failures a client can act on, made into their answers:
 
     - a read-only unit of work whose connection the server had closed: _StaleConnection
       (`_run` serves the read again, on a fresh connection);
@@ -730,11 +788,8 @@ def _unit_of_work(
     from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError
     from sqlalchemy.orm.exc import StaleDataError
 
-    from api.db import session_scope
-
     try:
-        with session_scope(read_only=read_only, checked=checked) as session:
-            yield session
+        yield
     except (NotFoundError, ConflictError):
         # What the request looked for (or conflicted with) may have gone with the account.
         if account:
@@ -927,9 +982,11 @@ def _serialise(op: Operation, result: object) -> func.HttpResponse:
     if reply.body is None:
         return func.HttpResponse(status_code=status, headers=reply.headers)
     body = reply.body
-    if isinstance(body, Listing) and body.table_rows and op.page_item_fields is not None:
+    if isinstance(body, Listing) and body.columns and op.page_item_fields is not None:
         return http.encoded_json_response(
-            _page_of_rows(body, op.page_item_fields), status=status, headers=reply.headers
+            _page_of_rows(body, body.columns, op.page_item_fields),
+            status=status,
+            headers=reply.headers,
         )
     if op.response_adapter is not None:
         body = op.response_adapter.dump_python(
@@ -942,7 +999,7 @@ def _serialise(op: Operation, result: object) -> func.HttpResponse:
     return http.json_response(body, status=status, headers=reply.headers)
 
 
-def _page_of_rows(page: Listing[Any], fields: dict[str, str]) -> bytes:
+def _page_of_rows(page: Listing[Any], columns: tuple[str, ...], fields: dict[str, str]) -> bytes:
     """The `{items, total}` JSON of a page of rows read from our own tables, without
     validating them into models first (a third of a listing's time): validation guards what
     a client sends, while these values were typed by the database (uuid, text, date,
@@ -951,9 +1008,6 @@ def _page_of_rows(page: Listing[Any], fields: dict[str, str]) -> bytes:
     them; the OpenAPI conformance tests check every response against its schema)."""
     from pydantic_core import to_json
 
-    if not page.items:
-        return to_json({"items": [], "total": page.total})
-    columns = page.items[0]._fields  # by position: a row's attributes are slow to read
     positions = [(key, columns.index(name)) for name, key in fields.items()]
     items = [{key: row[at] for key, at in positions} for row in page.items]
     return to_json({"items": items, "total": page.total})

@@ -1,7 +1,8 @@
 """Budget row for reads: GET /api/vehicles (20 vehicles of 5 mods) served in-process as the
 worker calls the function (a func.HttpRequest and the invocation context), against the same
 SQL run on one raw psycopg connection (no pool, ORM, transaction or validation), with what
-the request sends to PostgreSQL recorded at the protocol level (devhost/wire.py)."""
+the request sends to PostgreSQL recorded at the protocol level (devhost/wire.py) and its
+statements as psycopg receives them, whoever runs them (a session or `api.db.Reader`)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ def in_process(name: str, path: str, headers: dict[str, str]) -> Callable[[], in
 def bench_garage() -> Garage:
     """A new owner of VEHICLES vehicles in the bench database, and the SQL their listing
     runs (the statements that read data: not the transaction's settings, if any)."""
+    import psycopg
     from sqlalchemy import event, make_url
     from sqlalchemy.orm import Session
 
@@ -89,16 +91,28 @@ def bench_garage() -> Garage:
     call = in_process("vehicles", "/api/vehicles", {"authorization": f"Bearer {token}"})
     sql: list[tuple[str, Any]] = []
 
-    def capture(_c: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
-        if "set_config" not in statement:
-            sql.append((statement, parameters))
+    class Capturing(psycopg.Cursor[Any]):
+        """Keeps what each statement sends, whoever runs it (a session or a Reader)."""
+
+        def execute(self, query: Any, params: Any = None, **options: Any) -> Capturing:
+            if "set_config" not in str(query):
+                sql.append((query, params))
+            return super().execute(query, params, **options)
+
+    def capture(dbapi_connection: Any, *_: object) -> None:
+        dbapi_connection.cursor_factory = Capturing
+
+    def stop_capturing(dbapi_connection: Any, *_: object) -> None:
+        dbapi_connection.cursor_factory = psycopg.Cursor
 
     with recording(engine) as recorder:
         call()  # warm up: connections traced from their first checkout
         recorder.take()
-        event.listen(engine, "before_cursor_execute", capture)
+        event.listen(engine, "checkout", capture)
+        event.listen(engine, "checkin", stop_capturing)
         assert call() == 200
-        event.remove(engine, "before_cursor_execute", capture)
+        event.remove(engine, "checkout", capture)
+        event.remove(engine, "checkin", stop_capturing)
         wire = recorder.take()
     direct = make_url(uri).set(drivername="postgresql").render_as_string(hide_password=False)
     return Garage(token, direct, sql, wire.round_trips, wire.statements)
@@ -125,8 +139,7 @@ def vehicles() -> Row:
         "budget": 2.0,
         "floor_name": "the same SQL on one raw psycopg connection",
         "note": f"{garage.round_trips} round trips (BEGIN, COMMIT and pings included); "
-        "not reached: SQLAlchemy's execution, a session and JWT verification per request "
+        "no session: statements compiled once, run with psycopg on a pooled connection "
         "(README, Budgets)",
         "statements": garage.statements,
-        "guarded": False,
     }

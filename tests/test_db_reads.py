@@ -5,6 +5,7 @@ costs a read nothing (it is served again) and a write a 503, never a 500."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -137,3 +138,47 @@ def test_a_read_only_unit_of_work_that_writes_is_refused(own_database: str) -> N
 
     with pytest.raises(RuntimeError, match="read-only"):
         write_while_reading()
+
+
+def test_a_read_that_finds_the_pool_busy_past_its_timeout_is_503(
+    own_database: str,
+    new_client: Callable[[], httpx.Client],
+    garage: Garage,
+    override_settings: Callable[..., None],
+) -> None:
+    override_settings(DB_POOL_SIZE="1", DB_MAX_OVERFLOW="0", DB_POOL_TIMEOUT_S="0.2")
+    with new_client() as client:
+        assert client.get("/vehicles", headers=garage.headers).status_code == 200
+        held = db.get_engine().raw_connection()  # the pool's only connection
+        try:
+            busy = client.get("/vehicles", headers=garage.headers)
+        finally:
+            held.close()
+        after = client.get("/vehicles", headers=garage.headers)
+    assert busy.status_code == 503
+    assert busy.json()["code"] == "database_unavailable"
+    assert after.status_code == 200
+
+
+def test_a_read_statement_is_compiled_once_as_the_engine_would_send_it(
+    own_database: str,
+) -> None:
+    from sqlalchemy import bindparam, select
+
+    statement = select(Vehicle.id, Vehicle.make).where(Vehicle.user_id == bindparam("owner"))
+    read = db.Read.of(statement)
+    assert read.sql == str(statement.compile(db.get_engine()))
+    assert read.columns == ("id", "make")
+    assert read.defaults == {}
+    mazdas = db.Read.of(statement.where(Vehicle.make == "Mazda"))  # a literal of its own
+    assert list(mazdas.defaults.values()) == ["Mazda"]
+    with db.read_scope() as reader:
+        assert reader.rows(mazdas, {"owner": uuid.uuid4()}) == []
+
+
+def test_a_statement_whose_values_need_sqlalchemy_is_not_read_raw() -> None:
+    from sqlalchemy import Numeric, PickleType, column, select, table
+
+    for type_ in (PickleType(), Numeric(asdecimal=False)):
+        with pytest.raises(TypeError, match="type processing"):
+            db.Read.of(select(column("value", type_)).select_from(table("values")))

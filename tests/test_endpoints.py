@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from api.endpoints import (
     DbRequest,
     Form,
+    ReadRequest,
     Reply,
     Request,
     RouteError,
@@ -455,7 +456,11 @@ def returns_widget(request: Request, name: str) -> WidgetOut:
         (untyped_name, {}, "type 'name' as uuid.UUID, str or Annotated[str, ...]"),
         (int_name, {}, "type 'name' as uuid.UUID, str or Annotated[str, ...]"),
         (no_return_annotation, {}, "annotate what the handler returns"),
-        (raw_request, {}, "typed Request, DbRequest, UserRequest, SlowUserRequest or SlowRequest"),
+        (
+            raw_request,
+            {},
+            "typed Request, DbRequest, UserRequest, ReadRequest, SlowUserRequest or SlowRequest",
+        ),
         (any_body, {}, "pydantic models"),
         (extra_parameter, {}, "must be the route's"),
         (takes_name, {"response": WidgetOut}, "answers 204"),
@@ -468,6 +473,15 @@ def test_router_refuses_handlers_whose_signature_does_not_declare_the_operation(
 ) -> None:
     with pytest.raises(RouteError, match=re.escape(problem)):
         declare("things/{name}", handler, **options)
+
+
+def reads_name(request: ReadRequest, name: str) -> None: ...
+
+
+def test_a_read_request_serves_a_get_alone() -> None:
+    Router("test").operation("GET", "things/{name}", summary="Read")(reads_name)
+    with pytest.raises(RouteError, match="a ReadRequest serves a GET"):
+        Router("test").operation("DELETE", "things/{name}", summary="Write")(reads_name)
 
 
 def test_one_method_on_one_route_is_declared_once() -> None:

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from api.endpoints import ROUTE_PREFIX, DbRequest, Reply, Router, SlowRequest, UserRequest
-from api.models import User
+from api.endpoints import (
+    ROUTE_PREFIX,
+    DbRequest,
+    ReadRequest,
+    Reply,
+    Router,
+    SlowRequest,
+    UserRequest,
+)
 from api.schemas.auth import (
     AccountDeletion,
     LoginRequest,
@@ -162,7 +169,7 @@ def change_password(request: UserRequest[PasswordChange]) -> auth.IssuedTokens:
 
 
 @router.operation("GET", "me", summary="The logged-in account", response=UserPublic)
-def me(request: UserRequest) -> User:
+def me(request: ReadRequest) -> auth.Account:
     return request.user
 
 

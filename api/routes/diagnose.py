@@ -14,7 +14,15 @@ from typing import Any
 
 import azure.functions as func
 
-from api.endpoints import Form, HandlerT, Reply, Router, SlowUserRequest, UserRequest
+from api.endpoints import (
+    Form,
+    HandlerT,
+    ReadRequest,
+    Reply,
+    Router,
+    SlowUserRequest,
+    UserRequest,
+)
 from api.models import Conversation
 from api.schemas.diagnose import (
     MAX_DTC_CODES,
@@ -213,7 +221,7 @@ def get_usage(request: UserRequest) -> Reply:
     "A malformed code is a 422 naming path.code.",
     response=FaultCode,
 )
-def lookup_fault_code(request: UserRequest, code: DtcCode) -> dtc.DtcInfo:
+def lookup_fault_code(request: ReadRequest, code: DtcCode) -> dtc.DtcInfo:
     return dtc.explain(code)
 
 
@@ -224,11 +232,11 @@ def lookup_fault_code(request: UserRequest, code: DtcCode) -> dtc.DtcInfo:
     response=ConversationPage,
 )
 def list_conversations(
-    request: UserRequest[None, ConversationQuery],
+    request: ReadRequest[None, ConversationQuery],
 ) -> Listing[ConversationSummary]:
     query = request.query
     return conversations.list_conversations(
-        session=request.session,
+        reader=request.reader,
         user=request.user,
         limit=query.limit,
         offset=query.offset,

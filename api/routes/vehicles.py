@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from api.endpoints import ROUTE_PREFIX, Reply, Router, UserRequest
+from api.endpoints import ROUTE_PREFIX, ReadRequest, Reply, Router, UserRequest
 from api.models import Vehicle, VehicleMod
 from api.schemas.common import Pagination
 from api.schemas.vehicles import (
@@ -21,7 +21,7 @@ from api.schemas.vehicles import (
     VehicleUpdate,
 )
 from api.services import vehicles as garage
-from api.services.listing import Listing
+from api.services.listing import Listing, Record
 
 router = Router("vehicles")
 
@@ -42,8 +42,8 @@ def mod_location(mod: VehicleMod) -> str:
 @router.operation(
     "GET", VEHICLES, summary="The caller's vehicles, newest first", response=VehiclePage
 )
-def list_vehicles(request: UserRequest[None, Pagination]) -> Listing[garage.Record]:
-    return garage.list_vehicles(session=request.session, user=request.user, page=request.query)
+def list_vehicles(request: ReadRequest[None, Pagination]) -> Listing[Record]:
+    return garage.list_vehicles(reader=request.reader, user=request.user, page=request.query)
 
 
 @router.operation(
@@ -110,11 +110,9 @@ def delete_vehicle(request: UserRequest, vehicle_id: uuid.UUID) -> None:
 
 
 @router.operation("GET", MODS, summary="A vehicle's mods, newest first", response=ModPage)
-def list_mods(
-    request: UserRequest[None, Pagination], vehicle_id: uuid.UUID
-) -> Listing[garage.Record]:
+def list_mods(request: ReadRequest[None, Pagination], vehicle_id: uuid.UUID) -> Listing[Record]:
     return garage.list_mods(
-        session=request.session, user=request.user, vehicle_id=vehicle_id, page=request.query
+        reader=request.reader, user=request.user, vehicle_id=vehicle_id, page=request.query
     )
 
 

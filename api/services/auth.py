@@ -27,7 +27,7 @@ import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic
 
 from sqlalchemy import (
     BindParameter,
@@ -40,13 +40,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
+from typing_extensions import TypeVar
 
-from api.db import UnitOfWork
+from api.db import Read, Reader, UnitOfWork
 from api.errors import AuthenticationError, ConflictError, ForbiddenError, RateLimitedError
 from api.models import LoginFailure, RefreshToken, User, utcnow
 from api.services import email as mail
 from api.services import limits, pins
-from api.services.tokens import decode_token, encode_token, token_digest
+from api.services.tokens import access_claims, decode_token, encode_token, token_digest
 from api.settings import get_settings
 from api.utils import hashing
 from api.utils.locks import lock_for
@@ -83,10 +84,24 @@ def issue_access_token(user: User, session_id: uuid.UUID) -> str:
 
 
 @dataclass(frozen=True)
-class Caller:
+class Account:
+    """A user as a read request sees it (`authenticate_read`): the columns it may send, as
+    read, not an ORM object — it changes nothing."""
+
+    id: uuid.UUID
+    email: str
+    created_at: datetime
+    token_version: int
+
+
+UserT = TypeVar("UserT", User, Account, default=User)
+
+
+@dataclass(frozen=True)
+class Caller(Generic[UserT]):
     """Who an access token speaks for, and the session (refresh family) it came with."""
 
-    user: User
+    user: UserT
     session_id: uuid.UUID
 
 
@@ -100,6 +115,14 @@ def _caller_query(hold: bool) -> Select[User, bool]:
     return query.with_for_update(read=True, key_share=True, of=User) if hold else query
 
 
+@functools.cache
+def _account_query() -> Read:
+    """`authenticate_read`'s statement: `_caller_query`'s, reading an `Account`."""
+    live = _live(bindparam("session_id"), now=bindparam("now")).label("session_alive")
+    columns = [User.__table__.columns[name] for name in Account.__dataclass_fields__]
+    return Read.of(select(*columns, live).where(User.id == bindparam("user_id")))
+
+
 def _live(
     family_id: uuid.UUID | BindParameter[Any], *, now: datetime | BindParameter[Any]
 ) -> ColumnElement[bool]:
@@ -111,21 +134,41 @@ def _live(
     )
 
 
+def _check_session(version: int, session_alive: bool, token_version: int) -> None:
+    """401 unless the account's token `version` is the one the token (or the request) was
+    issued under and its session is alive."""
+    if version != token_version or not session_alive:
+        raise AuthenticationError(SESSION_ENDED, code="session_ended")
+
+
 def authenticate(*, session: Session, token: str, hold: bool = False) -> Caller:
     """The caller an access token stands for; 401 for any token not currently valid: the
     user and whether its session is still alive are read in one statement. `hold` (for a
     request that writes): the same statement locks the account's row as `hold_account`
     does, so the request and the account's deletion take turns — it never writes for an
     account deleted meanwhile, and waits for a deletion in progress to find it gone."""
-    claims = decode_token(token, "access")
+    claims = access_claims(token)
     values = {"user_id": claims["sub"], "session_id": claims["sid"], "now": utcnow()}
     row = session.execute(_caller_query(hold), values).first()
     if row is None:  # the token is ours (its signature says so): its account was deleted
         raise AuthenticationError(ACCOUNT_GONE, code="account_deleted")
     user, session_alive = row
-    if claims["ver"] != user.token_version or not session_alive:
-        raise AuthenticationError(SESSION_ENDED, code="session_ended")
+    _check_session(user.token_version, session_alive, claims["ver"])
     return Caller(user=user, session_id=claims["sid"])
+
+
+def authenticate_read(*, reader: Reader, token: str) -> Caller[Account]:
+    """`authenticate` for a read (`api.db.read_scope`): the same statement and checks, the
+    account as read."""
+    claims = access_claims(token)
+    values = {"user_id": claims["sub"], "session_id": claims["sid"], "now": utcnow()}
+    rows = reader.rows(_account_query(), values)
+    if not rows:
+        raise AuthenticationError(ACCOUNT_GONE, code="account_deleted")
+    *columns, session_alive = rows[0]
+    account = Account(*columns)
+    _check_session(account.token_version, session_alive, claims["ver"])
+    return Caller(user=account, session_id=claims["sid"])
 
 
 def account_exists(*, session: Session, user_id: uuid.UUID) -> bool:
@@ -158,8 +201,7 @@ def hold_session(*, session: Session, caller: Caller) -> None:
     if row is None:
         raise AuthenticationError(ACCOUNT_GONE, code="account_deleted")
     token_version, session_alive = row
-    if token_version != caller.user.token_version or not session_alive:
-        raise AuthenticationError(SESSION_ENDED, code="session_ended")
+    _check_session(token_version, session_alive, caller.user.token_version)
 
 
 def start_session(*, session: Session, user: User) -> IssuedTokens:

@@ -6,15 +6,19 @@ from __future__ import annotations
 import functools
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.orm import Session, selectinload
 
+from api.db import Reader
 from api.errors import NotFoundError
 from api.models import AttachmentBlob, ChatAttachment, ChatMessage, Conversation, User, utcnow
 from api.schemas.diagnose import ConversationSummary
 from api.services.listing import Listing, PagedQuery, page_of
+
+if TYPE_CHECKING:
+    from api.services.auth import Account
 
 PREVIEW_CHARS = 120
 
@@ -61,11 +65,11 @@ def message_preview(content: dict[str, Any] | None) -> str | None:
 
 
 def list_conversations(
-    *, session: Session, user: User, limit: int, offset: int, vehicle_id: uuid.UUID | None
+    *, reader: Reader, user: Account, limit: int, offset: int, vehicle_id: uuid.UUID | None
 ) -> Listing[ConversationSummary]:
     """The user's conversations, most recently active first."""
     rows, total = page_of(
-        session,
+        reader,
         _conversations_query(for_vehicle=vehicle_id is not None),
         limit=limit,
         offset=offset,
@@ -73,22 +77,23 @@ def list_conversations(
     )
     items = [
         ConversationSummary(
-            id=conversation.id,
-            title=conversation.title,
-            vehicle_id=conversation.vehicle_id,
-            created_at=conversation.created_at,
-            updated_at=conversation.updated_at,
+            id=id_,
+            title=title,
+            vehicle_id=vehicle,
+            created_at=created_at,
+            updated_at=updated_at,
             last_message_preview=message_preview(content),
-            language=conversation.language,
+            language=language,
         )
-        for conversation, content, _page_total in rows
+        for id_, title, vehicle, created_at, updated_at, language, content, _page_total in rows
     ]
     return Listing(items=items, total=total)
 
 
 @functools.cache
 def _conversations_query(*, for_vehicle: bool) -> PagedQuery:
-    """`list_conversations`'s statements, built once (see PagedQuery)."""
+    """`list_conversations`'s statements, built once (see PagedQuery), reading the columns
+    a summary shows and its last message's content."""
     owned = [Conversation.user_id == bindparam("user_id")]
     if for_vehicle:
         owned.append(Conversation.vehicle_id == bindparam("vehicle_id"))
@@ -100,7 +105,15 @@ def _conversations_query(*, for_vehicle: bool) -> PagedQuery:
         .scalar_subquery()
     )
     return PagedQuery.of(
-        select(Conversation, last_content)
+        select(
+            Conversation.id,
+            Conversation.title,
+            Conversation.vehicle_id,
+            Conversation.created_at,
+            Conversation.updated_at,
+            Conversation.language,
+            last_content,
+        )
         .where(*owned)
         .order_by(Conversation.updated_at.desc(), Conversation.id)
     )

@@ -4,7 +4,10 @@ version checked on every use."""
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -13,6 +16,9 @@ from api.settings import get_settings
 
 ALGORITHMS = ["HS256"]  # an explicit allowlist: `alg: none` and key confusion are refused
 TokenType = Literal["access", "refresh"]
+# Access tokens verified lately, at most this many (an app sends its token on every request
+# for its lifetime, ACCESS_TOKEN_MINUTES): see `access_claims`.
+VERIFIED_TOKENS = 1024
 
 
 def encode_token(
@@ -70,6 +76,49 @@ def decode_token(token: str, typ: TokenType) -> dict[str, Any]:
         except (KeyError, ValueError, TypeError, AttributeError):
             raise AuthenticationError("The token is invalid", code="invalid_token") from None
     return claims
+
+
+class _VerifiedTokens:
+    """The claims of access tokens PyJWT has verified, by token, until they expire; the
+    oldest go first past VERIFIED_TOKENS, and all of them when the key, issuer or audience
+    they were verified with changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._verified_with: tuple[str, str, str] | None = None
+        self._claims: dict[str, tuple[int, Mapping[str, Any]]] = {}  # token -> exp, claims
+
+    def claims(self, token: str) -> Mapping[str, Any]:
+        settings = get_settings()
+        verified_with = (settings.jwt_secret, settings.jwt_issuer, settings.jwt_audience)
+        with self._lock:
+            if verified_with != self._verified_with:
+                self._claims.clear()
+                self._verified_with = verified_with
+            verified = self._claims.get(token)
+            if verified is not None and time.time() < verified[0]:
+                return verified[1]
+            self._claims.pop(token, None)  # expired: PyJWT says so below
+        claims = decode_token(token, "access")
+        with self._lock:
+            if verified_with == self._verified_with:
+                if len(self._claims) >= VERIFIED_TOKENS:
+                    del self._claims[next(iter(self._claims))]
+                self._claims[token] = (int(claims["exp"]), claims)  # as PyJWT reads it
+        return claims
+
+
+_verified = _VerifiedTokens()
+
+
+def access_claims(token: str) -> Mapping[str, Any]:
+    """`decode_token(token, "access")`, verified by PyJWT once per token and process: the
+    claims are a function of the token and the key, issuer and audience alone, so a token
+    seen before needs only its expiry checked again (as PyJWT checks it: expired from `exp`
+    on). A token that fails is never kept, so each failure is PyJWT's own, every time. What
+    a token is still worth beyond its claims — its session alive, its user's token version
+    — is read from the database on every request, so a logout ends it at once."""
+    return _verified.claims(token)
 
 
 def token_digest(token: str) -> str:

@@ -9,27 +9,29 @@ from __future__ import annotations
 
 import functools
 import uuid
-from typing import Any, TypeVar, TypeVarTuple
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 
 from sqlalchemy import ColumnElement, Select, bindparam, func, select
-from sqlalchemy.engine import Row as TableRow
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from api.db import Read, Reader
 from api.errors import ConflictError, NotFoundError
 from api.models import VIN_PER_USER_INDEX, User, Vehicle, VehicleMod
 from api.schemas.common import Pagination
 from api.schemas.vehicles import ModCreate, VehicleCreate
-from api.services.listing import Listing, PagedQuery, page_of
+from api.services.listing import Listing, PagedQuery, Record, page_of
 from api.settings import get_settings
 
+if TYPE_CHECKING:
+    from api.services.auth import Account
+
 T = TypeVar("T", Vehicle, VehicleMod)
-Record = TableRow[*tuple[Any, ...]]  # a vehicle or mod as a row of its table (what lists return)
 Row = TypeVarTuple("Row")
 
 
-def list_vehicles(*, session: Session, user: User, page: Pagination) -> Listing[Record]:
-    return _newest_first(session, Vehicle, "user_id", user.id, page)
+def list_vehicles(*, reader: Reader, user: Account, page: Pagination) -> Listing[Record]:
+    return _newest_first(reader, Vehicle, "user_id", user.id, page)
 
 
 def get_vehicle(*, session: Session, user: User, vehicle_id: uuid.UUID) -> Vehicle:
@@ -69,10 +71,11 @@ def delete_vehicle(*, session: Session, user: User, vehicle_id: uuid.UUID) -> No
 
 
 def list_mods(
-    *, session: Session, user: User, vehicle_id: uuid.UUID, page: Pagination
+    *, reader: Reader, user: Account, vehicle_id: uuid.UUID, page: Pagination
 ) -> Listing[Record]:
-    vehicle = _vehicle_or_404(session, _owned_vehicle(user, vehicle_id))
-    return _newest_first(session, VehicleMod, "vehicle_id", vehicle.id, page)
+    if not reader.rows(_owned_vehicle_id(), {"vehicle_id": vehicle_id, "user_id": user.id}):
+        raise NotFoundError("No such vehicle")
+    return _newest_first(reader, VehicleMod, "vehicle_id", vehicle_id, page)
 
 
 def get_mod(
@@ -121,6 +124,16 @@ def _owned_vehicle(user: User, vehicle_id: uuid.UUID) -> Select[Vehicle]:
     return select(Vehicle).where(Vehicle.id == vehicle_id, Vehicle.user_id == user.id)
 
 
+@functools.cache
+def _owned_vehicle_id() -> Read:
+    """`_owned_vehicle`'s row exists, for reads (`vehicle_id`, `user_id` bound at execution)."""
+    return Read.of(
+        select(Vehicle.id).where(
+            Vehicle.id == bindparam("vehicle_id"), Vehicle.user_id == bindparam("user_id")
+        )
+    )
+
+
 def _vehicle_or_404(session: Session, query: Select[Vehicle]) -> Vehicle:
     vehicle = session.scalar(query)
     if vehicle is None:
@@ -151,20 +164,16 @@ def _count(session: Session, entity: type[T], where: ColumnElement[bool]) -> int
 
 
 def _newest_first(
-    session: Session, entity: type[T], owner: str, owner_id: uuid.UUID, page: Pagination
+    reader: Reader, entity: type[T], owner: str, owner_id: uuid.UUID, page: Pagination
 ) -> Listing[Record]:
     """A page of the `entity` rows whose column `owner` is `owner_id`, as plain rows, not
     ORM objects: a list only reads, so identity-mapping and tracking each item would be
-    per-row cost for nothing (the response model reads a row's named columns as it reads
-    an object's attributes)."""
+    per-row cost for nothing."""
+    query = _newest_first_query(entity, owner)
     rows, total = page_of(
-        session,
-        _newest_first_query(entity, owner),
-        limit=page.limit,
-        offset=page.offset,
-        values={"owner_id": owner_id},
+        reader, query, limit=page.limit, offset=page.offset, values={"owner_id": owner_id}
     )
-    return Listing(items=list(rows), total=total, table_rows=True)
+    return Listing(items=rows, total=total, columns=query.page.columns)
 
 
 @functools.cache

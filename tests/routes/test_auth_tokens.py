@@ -308,20 +308,23 @@ def test_an_access_token_dies_with_its_session_not_when_it_expires(
 def test_the_session_check_costs_no_extra_statement(
     client: httpx.Client, session: Session, connection, outbox: Outbox
 ) -> None:
-    from sqlalchemy import event
+    import psycopg
 
     bundle = sign_up(client, outbox)
     statements: list[str] = []
 
-    def keep(conn, cursor, statement, parameters, context, executemany) -> None:
-        if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")):
-            statements.append(statement)
+    class Capturing(psycopg.Cursor):  # what reads and sessions alike send, through psycopg
+        def execute(self, query, params=None, **options):
+            if not str(query).lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")):
+                statements.append(str(query))
+            return super().execute(query, params, **options)
 
-    event.listen(connection, "before_cursor_execute", keep)
+    raw = connection.connection.driver_connection
+    raw.cursor_factory = Capturing
     try:
         assert client.get("/me", headers=bearer(bundle["access_token"])).status_code == 200
     finally:
-        event.remove(connection, "before_cursor_execute", keep)
+        raw.cursor_factory = psycopg.Cursor
     (statement,) = statements  # the user and its session, read together
     assert "refresh_tokens" in statement
     assert "users" in statement
