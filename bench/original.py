@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bench.budgets import Row, interleaved, timed_ms
+from bench.budgets import Row, interleaved
 
 ORIGINAL_COMMIT = "b8d79103e2633a3ae1115b15acbaf0eec9f1a634"
 ORIGINAL_DIR = Path(os.environ.get("ORIGINAL_DIR", ".bench/original"))
@@ -106,8 +106,8 @@ vehicles = next(
 )
 print("ready", flush=True)
 for _ in sys.stdin:
-    started = time.perf_counter()
     request = func.HttpRequest("GET", "http://bench/api/vehicles", headers=headers, body=b"")
+    started = time.perf_counter()
     response = vehicles(req=request)
     elapsed = (time.perf_counter() - started) * 1000
     assert response.status_code == 200 and len(json.loads(response.get_body())) == 20
@@ -158,7 +158,7 @@ def vehicles() -> Row | None:
             return float(stdout.readline())
 
         theirs()
-        samples = interleaved(lambda: timed_ms(ours), theirs, ROUNDS)
+        samples = interleaved(ours, theirs, ROUNDS)
         stdin.close()
     return {
         "figure": f"GET /api/vehicles ({VEHICLES} vehicles x 5 mods) vs the original's",
