@@ -31,9 +31,9 @@ def health(request: Request) -> Reply:
 @cache
 def _openapi_document() -> dict[str, Any]:
     from api.openapi import build_openapi
-    from api.routes import ROUTERS
+    from api.routes import routers
 
-    return build_openapi(ROUTERS, version=get_settings().app_version)
+    return build_openapi(routers(), version=get_settings().app_version)
 
 
 @router.operation(
