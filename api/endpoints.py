@@ -79,7 +79,7 @@ from api.errors import (
     UnsupportedMediaTypeError,
     ValidationFailedError,
 )
-from api.functions import ROUTE_PREFIX, add_function
+from api.functions import add_function
 from api.settings import get_settings
 from api.utils import http
 
@@ -902,14 +902,16 @@ def _validate(model: type[BaseModel], data: object, where: str) -> BaseModel:
 
 
 def _serialise(op: Operation, result: object) -> func.HttpResponse:
-    from api.services.idempotency import StoredResponse
     from api.services.listing import Listing
 
     if isinstance(result, func.HttpResponse):
         return result
     reply = result if isinstance(result, Reply) else Reply(body=result)
-    if isinstance(reply.body, StoredResponse):
-        return _replayed(reply.body, reply.headers)
+    if op.idempotent:  # only these replay a stored response (and import what stores them)
+        from api.services.idempotency import StoredResponse
+
+        if isinstance(reply.body, StoredResponse):
+            return _replayed(reply.body, reply.headers)
     status = reply.status or op.status
     if reply.body is None:
         return func.HttpResponse(status_code=status, headers=reply.headers)

@@ -10,8 +10,8 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
-from api.endpoints import ROUTE_PREFIX, RouteError
-from api.functions import Area
+from api.endpoints import RouteError
+from api.functions import ROUTE_PREFIX, Area
 from api.routes import AREAS, routers
 
 # Every route the mobile app and other clients are built against, with its methods.

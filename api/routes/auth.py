@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from api.endpoints import ROUTE_PREFIX, DbRequest, Reply, Router, SlowRequest, UserRequest
+from api.endpoints import DbRequest, Reply, Router, SlowRequest, UserRequest
+from api.functions import ROUTE_PREFIX
 from api.models import User
 from api.schemas.auth import (
     AccountDeletion,
