@@ -142,7 +142,10 @@ def test_a_package_indexes_from_its_bytecode(tmp_path: Path):
     source.write_text(FUNCTION_APP)
     cached, compiled = bytecode(source, PurePosixPath("function_app.py"))
     assert cached == "__pycache__/function_app.cpython-311.pyc"
-    files = {"function_app.py": "raise SystemExit('the source was run')", cached: compiled}
+    files: dict[str, bytes | str] = {
+        "function_app.py": "raise SystemExit('the source was run')",
+        cached: compiled,
+    }
     report = check(package(tmp_path, files), INDEXED)
     assert report.problems == []
 
