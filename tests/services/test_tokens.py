@@ -106,6 +106,8 @@ def test_a_signed_payload_that_is_not_an_object_is_invalid() -> None:
         {"aud": ["other"]},
         {"aud": {"axly": True}},
         {"iss": "https://evil.example"},
+        {"sub": "not-a-user-id"},
+        {"sub": 7},
     ],
 )
 def test_claims_pyjwt_refuses_are_refused(overrides: dict) -> None:
