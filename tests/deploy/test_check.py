@@ -150,6 +150,20 @@ def test_a_package_indexes_from_its_bytecode(tmp_path: Path):
     assert report.problems == []
 
 
+def test_an_area_that_imports_what_the_package_lacks_fails(tmp_path: Path):
+    """Areas are imported by their first invocation, not by indexing: the check imports them."""
+    files = {
+        "function_app.py": FUNCTION_APP,
+        "api/__init__.py": "",
+        "api/routes/__init__.py": "def routers():\n    import not_in_the_package\n",
+    }
+    report = check(package(tmp_path, files), INDEXED)
+    assert report.problems == [
+        "a clean Python cannot index function_app: "
+        "ModuleNotFoundError: No module named 'not_in_the_package'"
+    ]
+
+
 def test_a_library_needing_glibc_2_34_fails(tmp_path: Path):
     elf = elf_needing("GLIBC_2.17", "GLIBC_2.34")
     zip_path = package(
