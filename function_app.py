@@ -2,11 +2,11 @@
 
 import azure.functions as func
 
-from api.routes import BLUEPRINTS
+from api.routes import AREAS
 from api.utils.logs import configure_logging
 
 configure_logging()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-for blueprint in BLUEPRINTS:
-    app.register_functions(blueprint)
+for area in AREAS:
+    app.register_functions(area.blueprint())

@@ -70,7 +70,6 @@ import azure.functions as func
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import TypeVar as DefaultTypeVar
 
-from api import telemetry
 from api.errors import (
     AppError,
     AuthenticationError,
@@ -84,6 +83,7 @@ from api.errors import (
     UnsupportedMediaTypeError,
     ValidationFailedError,
 )
+from api.functions import add_function
 from api.settings import get_settings
 from api.utils import http
 
@@ -98,7 +98,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("api.http")
 
-ROUTE_PREFIX = "api"  # host.json extensions.http.routePrefix (a test keeps them equal)
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
 # A route is literal segments and whole-segment `{name}` parameters: exactly the forms the
@@ -343,12 +342,6 @@ class Operation:
         }
 
 
-def function_name_for(route: str) -> str:
-    """A unique, stable Azure function name per route template (`vehicles/{vehicle_id}`
-    becomes `vehicles_vehicle_id`)."""
-    return re.sub(r"[^0-9A-Za-z]+", "_", route).strip("_") or "root"
-
-
 def route_parameters(route: str) -> list[str]:
     """The `{name}` parameters of a route, in order; RouteError for any other form."""
     names = []
@@ -450,13 +443,21 @@ class Router:
 
         return register
 
-    def blueprint(self) -> func.Blueprint:
-        blueprint = func.Blueprint()
+    @cached_property
+    def routes(self) -> dict[str, dict[str, Operation]]:
+        """The operations by route, then method: what each route's function dispatches on
+        (read once every handler is declared: when its area is first invoked)."""
         routes: dict[str, dict[str, Operation]] = {}
         for op in self.operations:
             routes.setdefault(op.route, {})[op.method] = op
-        for route, by_method in routes.items():
-            _register_route(blueprint, route, by_method)
+        return routes
+
+    def blueprint(self) -> func.Blueprint:
+        """Its functions, registered at once (a Router already imported; the app's areas
+        are indexed from their declarations instead: api/functions.py)."""
+        blueprint = func.Blueprint()
+        for route, by_method in self.routes.items():
+            add_function(blueprint, route, by_method, partial(dispatch, by_method=by_method))
         return blueprint
 
 
@@ -510,20 +511,6 @@ def _model(arg: object, where: str) -> type[BaseModel] | None:
     if isinstance(arg, type) and issubclass(arg, BaseModel):
         return arg
     raise RouteError(f"{where}: a request's body and query are pydantic models (or None)")
-
-
-def _register_route(blueprint: func.Blueprint, route: str, by_method: dict[str, Operation]) -> None:
-    # `context`: the worker passes the invocation context to a function that names it (its
-    # trace context parents the request's telemetry).
-    def handle(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-        return telemetry.serve(
-            req, context, f"/{ROUTE_PREFIX}/{route}", lambda: dispatch(req, by_method)
-        )
-
-    name = function_name_for(route)
-    handle.__name__ = handle.__qualname__ = name
-    methods = list(by_method)
-    blueprint.function_name(name=name)(blueprint.route(route=route, methods=methods)(handle))
 
 
 def dispatch(req: func.HttpRequest, by_method: dict[str, Operation]) -> func.HttpResponse:
@@ -970,14 +957,16 @@ def _validate(model: type[BaseModel], data: object, where: str) -> BaseModel:
 
 
 def _serialise(op: Operation, result: object) -> func.HttpResponse:
-    from api.services.idempotency import StoredResponse
     from api.services.listing import Listing
 
     if isinstance(result, func.HttpResponse):
         return result
     reply = result if isinstance(result, Reply) else Reply(body=result)
-    if isinstance(reply.body, StoredResponse):
-        return _replayed(reply.body, reply.headers)
+    if op.idempotent:  # only these replay a stored response (and import what stores them)
+        from api.services.idempotency import StoredResponse
+
+        if isinstance(reply.body, StoredResponse):
+            return _replayed(reply.body, reply.headers)
     status = reply.status or op.status
     if reply.body is None:
         return func.HttpResponse(status_code=status, headers=reply.headers)

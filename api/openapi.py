@@ -13,10 +13,10 @@ from api.endpoints import (
     JSON,
     MULTIPART,
     REPLAYED_HEADER,
-    ROUTE_PREFIX,
     Operation,
     Router,
 )
+from api.functions import ROUTE_PREFIX
 from api.schemas.common import Problem, without_null
 from api.utils.http import PROBLEM_JSON, REQUEST_ID_HEADER
 from api.utils.ratelimit import LIMIT_FIELD, POLICY_FIELD

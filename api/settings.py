@@ -1,14 +1,20 @@
-"""Typed settings from the environment (App Settings in Azure, local.settings.json locally)."""
+"""Typed settings from the environment (App Settings in Azure, local.settings.json locally).
+
+A pydantic model read from `os.environ` by its fields' names, in any case, as
+pydantic-settings read them (case_sensitive=False, values as text): that package's import
+was a tenth of a cold process's first requests, for sources (dotenv, secrets directories,
+CLI, cloud vaults) this app never used.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from api.errors import ServiceUnavailableError
 from api.services.language import TRANSLATIONS
@@ -34,16 +40,23 @@ def _comma_list(value: object) -> object:
     return value
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Every setting the API reads. Names are the environment variable names."""
 
-    model_config = SettingsConfigDict(
-        case_sensitive=False,
+    model_config = ConfigDict(
         extra="ignore",
         frozen=True,
         hide_input_in_errors=True,
         defer_build=True,  # built when first read (the first request), not at import
     )
+
+    def __init__(self, **values: Any) -> None:
+        """The settings in the environment, `values` (by name) taking precedence."""
+        names = {(field.alias or name).upper() for name, field in type(self).model_fields.items()}
+        environment = {
+            name.upper(): value for name, value in os.environ.items() if name.upper() in names
+        }
+        super().__init__(**environment | {name.upper(): value for name, value in values.items()})
 
     environment: Literal["development", "test", "production"] = Field(
         "production", alias="AXLY_ENV"
@@ -121,7 +134,7 @@ class Settings(BaseSettings):
     )
     # Languages diagnoses are answered in (comma list of language subtags); each needs its
     # translations in api/services/language.py. Anything else asked for gets the default.
-    supported_languages: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)] = Field(
+    supported_languages: Annotated[tuple[str, ...], BeforeValidator(_comma_list)] = Field(
         ("en", "es", "fr", "de", "pt"), alias="SUPPORTED_LANGUAGES"
     )
     default_language: str = Field("en", alias="DEFAULT_LANGUAGE", pattern=r"^[a-z]{2,3}$")

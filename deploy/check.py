@@ -10,7 +10,7 @@ Fails (exit 1, naming each problem) when:
   the app does here;
 - the package holds development or test files (tests, devhost, bench, deploy, infra,
   .venv, .venv-infra, node_modules, dist, local.settings.json, .pgdata, caches, coverage
-  data);
+  data, bytecode other than the app's own as deploy/build.py compiles it);
 - README's licence tables do not name exactly the distributions and bundled native
   libraries the package ships (deploy/licences.py).
 Prints the package's size, its function count and the highest GLIBC version it needs.
@@ -32,6 +32,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection
 
+from deploy.build import AZURE_CACHE_TAG
 from deploy.index_app import describe
 from deploy.licences import licence_problems
 
@@ -87,7 +88,11 @@ def glibc_versions(data: bytes) -> set[tuple[int, ...]]:
 
 
 def forbidden(names: Iterable[str]) -> list[str]:
-    """Paths that are development or test files, not the app."""
+    """Paths that are development or test files, not the app (the app's bytecode is part of
+    it: that of a module the package ships, for Azure's Python, as deploy/build.py writes it;
+    any other cached bytecode is a development leftover)."""
+    names = list(names)
+    shipped = set(names)
     found = []
     for name in names:
         parts = PurePosixPath(name).parts
@@ -95,9 +100,18 @@ def forbidden(names: Iterable[str]) -> list[str]:
         if (
             any(part in FORBIDDEN_PARTS or part.startswith(".coverage.") for part in parts)
             and outside_dependencies
-        ) or (outside_dependencies and "__pycache__" in parts):
+        ) or (outside_dependencies and "__pycache__" in parts and not _built(name, shipped)):
             found.append(name)
     return found
+
+
+def _built(name: str, shipped: set[str]) -> bool:
+    """Is `name` the bytecode deploy/build.py ships for a module of the package?"""
+    module = PurePosixPath(name)
+    if module.parent.name != "__pycache__" or not module.name.endswith(f".{AZURE_CACHE_TAG}.pyc"):
+        return False
+    source = module.parent.parent / (module.name.removesuffix(f".{AZURE_CACHE_TAG}.pyc") + ".py")
+    return source.as_posix() in shipped
 
 
 def check_elf_files(package: zipfile.ZipFile, report: Report) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -34,11 +35,17 @@ def describe(app: FunctionApp) -> list[list[object]]:
 
 
 def main(package_dir: str) -> None:
-    """Put the package on the path where the worker puts it, then import and index."""
+    """Put the package on the path where the worker puts it, then import and index; then
+    import every area (api/routes), which the worker does at each area's first invocation,
+    not while indexing: a package lacking what an area needs fails here, not in production."""
     sys.path[:0] = [package_dir, f"{package_dir}/.python_packages/lib/site-packages"]
     import function_app
 
     print(json.dumps(describe(function_app.app)))
+    if (Path(package_dir) / "api" / "routes" / "__init__.py").is_file():
+        from api.routes import routers
+
+        routers()
 
 
 if __name__ == "__main__":

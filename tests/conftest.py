@@ -21,7 +21,7 @@ from sqlalchemy import Connection, create_engine, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from api.endpoints import ROUTE_PREFIX
+from api.functions import ROUTE_PREFIX
 from api.models import User
 from devhost.database import Server, embedded_server
 from tests.factories import create_user

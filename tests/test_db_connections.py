@@ -153,7 +153,7 @@ def test_statements_are_prepared_on_the_server_only_without_a_pooler(
         "DB_POOLER": pooler,
         "DB_MIGRATION_URI": direct,
     }
-    settings = Settings(_env_file=None, **env)
+    settings = Settings(**env)
     engine = db.create_app_engine(settings)
     with engine.connect() as connection:
         for _ in range(8):  # psycopg prepares a statement from its 5th use

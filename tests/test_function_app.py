@@ -2,12 +2,17 @@
 
 import inspect
 import json
+import subprocess
+import sys
 import typing
 from pathlib import Path
 
 import azure.functions as func
+import pytest
 
-from api.endpoints import ROUTE_PREFIX
+from api.endpoints import RouteError
+from api.functions import ROUTE_PREFIX, Area
+from api.routes import AREAS, routers
 
 # Every route the mobile app and other clients are built against, with its methods.
 EXPECTED_ROUTES = {
@@ -88,3 +93,49 @@ def test_route_prefix_matches_host_json() -> None:
     assert host["version"] == "2.0"
     assert host["extensions"]["http"]["routePrefix"] == ROUTE_PREFIX
     assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
+
+
+def test_each_area_serves_exactly_the_routes_it_is_indexed_with() -> None:
+    """Indexing reads api/routes/__init__.py; each area's handlers must agree with it."""
+    for area, router in zip(AREAS, routers(), strict=True):
+        served = {route: set(by_method) for route, by_method in router.routes.items()}
+        assert served == {route: set(methods) for route, methods in area.routes.items()}
+
+
+def test_an_area_declared_otherwise_than_its_handlers_refuses_to_serve() -> None:
+    drifted = Area("api.routes.health", {"health": ("GET", "POST")})
+    with pytest.raises(RouteError, match="declares"):
+        _ = drifted.router
+
+
+# A fresh interpreter, as a worker: index, then serve GET /api/health as the worker calls it.
+INDEX_THEN_HEALTH = """
+import json, sys
+import azure.functions as func
+import function_app
+from devhost.invocation import invocation_context
+
+def loaded():
+    return sorted(m for m in sys.modules if m.startswith(("api.", "pydantic", "sqlalchemy")))
+
+functions = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+indexed = loaded()
+request = func.HttpRequest("GET", "http://local/api/health", headers={}, body=b"")
+status = functions["health"](req=request, context=invocation_context("health", {})).status_code
+print(json.dumps({"indexed": indexed, "served": loaded(), "status": status}))
+"""
+
+
+@pytest.mark.slow
+def test_indexing_imports_no_area_and_a_request_only_its_own() -> None:
+    run = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", INDEX_THEN_HEALTH], capture_output=True, check=True, timeout=60
+        ).stdout
+    )
+    assert run["status"] in (200, 503)  # whatever the database says: served by its area
+    assert not [m for m in run["indexed"] if m.startswith(("pydantic", "sqlalchemy"))]
+    assert not [m for m in run["indexed"] if m.startswith(("api.routes.", "api.models"))]
+    assert "api.routes.health" in run["served"]
+    others = ("api.routes.auth", "api.routes.vehicles", "api.routes.diagnose")
+    assert not [m for m in run["served"] if m.startswith(others)]

@@ -15,7 +15,7 @@ STRONG_SECRET = "s" * 32
 
 def make(**env: str) -> Settings:
     values: dict[str, Any] = {"JWT_SECRET": STRONG_SECRET, **env}  # text, as operators type it
-    return Settings(_env_file=None, **values)
+    return Settings(**values)
 
 
 @pytest.mark.parametrize("secret", ["tiny-secret", "x" * 31])
@@ -51,7 +51,7 @@ def test_an_unresolved_key_vault_reference_is_refused_not_taken_as_the_secret(
     with pytest.raises(
         ValidationError, match="JWT_SECRET, SENDGRID_KEY: unresolved Key Vault"
     ) as error:
-        Settings(_env_file=None)
+        Settings()
     assert "kv-axly" not in str(error.value)
 
 

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from api.endpoints import (
-    ROUTE_PREFIX,
-    DbRequest,
-    ReadRequest,
-    Reply,
-    Router,
-    SlowRequest,
-    UserRequest,
-)
+from api.endpoints import DbRequest, ReadRequest, Reply, Router, SlowRequest, UserRequest
+from api.functions import ROUTE_PREFIX
 from api.schemas.auth import (
     AccountDeletion,
     LoginRequest,

@@ -7,7 +7,6 @@ from typing import Any
 
 import azure.functions as func
 
-from api import docs as docs_page
 from api.endpoints import Reply, Request, Router
 from api.schemas.health import Health, OpenAPIDocument
 from api.services.health import check_health
@@ -31,9 +30,9 @@ def health(request: Request) -> Reply:
 @cache
 def _openapi_document() -> dict[str, Any]:
     from api.openapi import build_openapi
-    from api.routes import ROUTERS
+    from api.routes import routers
 
-    return build_openapi(ROUTERS, version=get_settings().app_version)
+    return build_openapi(routers(), version=get_settings().app_version)
 
 
 @router.operation(
@@ -53,6 +52,8 @@ def openapi(request: Request) -> dict[str, Any]:
     response_mimetype="text/html",
 )
 def docs(request: Request) -> func.HttpResponse:
+    from api import docs as docs_page  # the docs page and its assets: not a health check's
+
     return docs_page.page_response(request.http.url)
 
 
@@ -62,4 +63,6 @@ def docs(request: Request) -> func.HttpResponse:
     summary="The docs page's scripts and styles (cached for a year: their URLs change with them)",
 )
 def docs_asset(request: Request, asset: str) -> func.HttpResponse:
+    from api import docs as docs_page
+
     return docs_page.asset_response(asset, request.http.headers.get("Accept-Encoding"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from api.endpoints import ROUTE_PREFIX, ReadRequest, Reply, Router, UserRequest
+from api.endpoints import ReadRequest, Reply, Router, UserRequest
+from api.functions import ROUTE_PREFIX
 from api.models import Vehicle, VehicleMod
 from api.schemas.common import Pagination
 from api.schemas.vehicles import (

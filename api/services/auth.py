@@ -27,7 +27,7 @@ import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
 from sqlalchemy import (
     BindParameter,
@@ -45,14 +45,15 @@ from typing_extensions import TypeVar
 from api.db import Read, Reader, UnitOfWork
 from api.errors import AuthenticationError, ConflictError, ForbiddenError, RateLimitedError
 from api.models import LoginFailure, RefreshToken, User, utcnow
-from api.services import email as mail
-from api.services import limits, pins
 from api.services.tokens import access_claims, decode_token, encode_token, token_digest
 from api.settings import get_settings
-from api.utils import hashing
-from api.utils.locks import lock_for
-from api.utils.throttle import wait_for_slot
-from api.utils.waits import whole_minutes
+
+if TYPE_CHECKING:
+    from api.services.pins import Purpose
+
+# Passwords, PINs, e-mail and throttles (api.utils.hashing, api.services.pins, .limits,
+# .email) are imported by the functions that use them: every authenticated request imports
+# this module for `authenticate`, and a cold process's first one need not compile them.
 
 LOGIN_FAILURE_LIMIT = 10
 LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
@@ -338,6 +339,10 @@ def _begin_password_check(session: Session, email: str, *, now: datetime) -> Non
     too, so a 429 says nothing about an account); else this attempt counts as a failure in
     advance, so attempts checked in parallel — after this transaction, as a login does —
     cannot all pass the throttle before any has failed. A right password removes it."""
+    from api.utils.locks import lock_for
+    from api.utils.throttle import wait_for_slot
+    from api.utils.waits import whole_minutes
+
     lock_for(session, "login", email)
     wait = wait_for_slot(
         session,
@@ -371,6 +376,8 @@ def _forget_failures(session: Session, email: str) -> None:
 def _check_password(session: Session, *, email: str, password: str, user: User | None) -> bool:
     """Verify a password under the per-e-mail failure throttle, in one transaction (for
     requests that hold one anyway: a password change, a deletion); failures are recorded."""
+    from api.utils import hashing
+
     _begin_password_check(session, email, now=utcnow())
     if not hashing.verify_password(password, user.password_hash if user else None):
         return False
@@ -391,6 +398,9 @@ def login(*, unit_of_work: UnitOfWork, email: str, password: str, client: str) -
 
     The bcrypt check (and a rehash) runs between two short units of work, with no database
     connection held: a burst of logins cannot take the pool from other requests."""
+    from api.services import limits
+    from api.utils import hashing
+
     now = utcnow()
     with unit_of_work() as session:
         limits.check(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
@@ -429,11 +439,11 @@ def _same_password(user: User, checked_hash: str | None, checked_version: int | 
     return user.password_hash == checked_hash or user.token_version == checked_version
 
 
-def _consume_pin(
-    session: Session, *, email: str, purpose: pins.Purpose, pin: str, client: str
-) -> None:
+def _consume_pin(session: Session, *, email: str, purpose: Purpose, pin: str, client: str) -> None:
     """Use up the PIN; a wrong one also counts against the `client` address, and a client
     with too many failures is refused before any PIN is looked at."""
+    from api.services import limits, pins
+
     now = utcnow()
     limits.check(session, limits.CLIENT_AUTH_FAILURES, client, now=now)
     try:
@@ -454,9 +464,11 @@ def _require_password(session: Session, user: User, password: str) -> None:
 # --- sign-up, reset, change, deletion ------------------------------------------------------
 
 
-def _issue_pin(session: Session, *, email: str, purpose: pins.Purpose, client: str) -> str:
+def _issue_pin(session: Session, *, email: str, purpose: Purpose, client: str) -> str:
     """A PIN for `email`, counted against the `client` address (CLIENT_PIN_REQUESTS_PER_HOUR:
     one place asking for e-mails to many addresses)."""
+    from api.services import limits, pins
+
     now = utcnow()
     limits.check(session, limits.CLIENT_PIN_REQUESTS, client, now=now)
     pin = pins.issue_pin(session=session, email=email, purpose=purpose)
@@ -468,6 +480,8 @@ def request_signup_pin(*, session: Session, email: str, client: str) -> None:
     """E-mail a sign-up PIN, or a "you already have an account" note. Both store a PIN row,
     so throttling, timing and the response are the same whether or not the account exists
     (the note's PIN is never sent, and confirm_signup refuses a registered e-mail anyway)."""
+    from api.services import email as mail
+
     pin = _issue_pin(session, email=email, purpose="signup", client=client)
     if _user_by_email(session, email) is None:
         mail.send_email(mail.signup_pin_email(email, pin))
@@ -478,6 +492,8 @@ def request_signup_pin(*, session: Session, email: str, client: str) -> None:
 def confirm_signup(
     *, session: Session, email: str, password: str, pin: str, client: str
 ) -> IssuedTokens:
+    from api.utils import hashing
+
     _consume_pin(session, email=email, purpose="signup", pin=pin, client=client)
     if _user_by_email(session, email) is not None:
         raise ConflictError("An account with this e-mail already exists; log in instead")
@@ -490,6 +506,8 @@ def confirm_signup(
 def request_password_reset_pin(*, session: Session, email: str, client: str) -> None:
     """E-mail a reset PIN, or a "no account uses this address" note; as for sign-up, the
     response and throttling do not depend on whether the account exists."""
+    from api.services import email as mail
+
     pin = _issue_pin(session, email=email, purpose="password_reset", client=client)
     if _user_by_email(session, email) is None:
         mail.send_email(mail.no_account_email(email))
@@ -500,6 +518,8 @@ def request_password_reset_pin(*, session: Session, email: str, client: str) -> 
 def confirm_password_reset(
     *, session: Session, email: str, pin: str, new_password: str, client: str
 ) -> IssuedTokens:
+    from api.services import pins
+
     _consume_pin(session, email=email, purpose="password_reset", pin=pin, client=client)
     user = _user_by_email(session, email)
     if user is None:  # deleted since the PIN was sent
@@ -515,6 +535,8 @@ def change_password(
 
 
 def _replace_password(session: Session, user: User, new_password: str) -> IssuedTokens:
+    from api.utils import hashing
+
     user.password_hash = hashing.hash_password(new_password)
     _end_every_session(session, user)
     session.execute(delete(LoginFailure).where(LoginFailure.email == user.email))
@@ -525,6 +547,8 @@ def delete_account(*, session: Session, user: User, password: str) -> None:
     """Delete the account and everything it owns: the database cascades from users to
     vehicles (and their mods), conversations (and their messages), the diagnosis usage
     ledger and refresh tokens; rows keyed by the e-mail address go explicitly."""
+    from api.services import pins
+
     _require_password(session, user, password)
     pins.discard_pins(session=session, email=user.email)
     session.execute(delete(LoginFailure).where(LoginFailure.email == user.email))

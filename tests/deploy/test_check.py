@@ -8,13 +8,13 @@ import struct
 import subprocess
 import zipfile
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import azure.functions
 import markupsafe
 import werkzeug
 
-from deploy.build import app_files
+from deploy.build import app_files, bytecode
 from deploy.check import check, forbidden, glibc_versions
 
 SITE_PACKAGES = ".python_packages/lib/site-packages"
@@ -99,6 +99,19 @@ def test_dev_and_test_files_are_flagged_but_not_dependencies_own_folders():
     assert forbidden(names) == names[2:19]
 
 
+def test_the_apps_own_bytecode_ships_but_no_other():
+    names = [
+        "function_app.py",
+        "__pycache__/function_app.cpython-311.pyc",
+        "api/db.py",
+        "api/__pycache__/db.cpython-311.pyc",
+        "api/__pycache__/db.cpython-312.pyc",  # another Python's
+        "api/__pycache__/gone.cpython-311.pyc",  # a module the package does not ship
+        "api/__pycache__/db.cpython-311.opt-1.pyc",
+    ]
+    assert forbidden(names) == names[4:7]
+
+
 def package(tmp_path: Path, files: Mapping[str, bytes | str]) -> Path:
     """A package zip with azure-functions and its dependencies (their Python sources only,
     taken from this environment) plus `files`."""
@@ -120,6 +133,35 @@ def test_a_clean_package_passes_and_reports_its_figures(tmp_path: Path):
     assert report.problems == []
     assert report.functions == 1
     assert report.size > 0
+
+
+def test_a_package_indexes_from_its_bytecode(tmp_path: Path):
+    """What the build ships: the clean interpreter loads function_app from its bytecode,
+    not from the source (here changed afterwards, as a zip's time stamps may be)."""
+    source = tmp_path / "function_app.py"
+    source.write_text(FUNCTION_APP)
+    cached, compiled = bytecode(source, PurePosixPath("function_app.py"))
+    assert cached == "__pycache__/function_app.cpython-311.pyc"
+    files: dict[str, bytes | str] = {
+        "function_app.py": "raise SystemExit('the source was run')",
+        cached: compiled,
+    }
+    report = check(package(tmp_path, files), INDEXED)
+    assert report.problems == []
+
+
+def test_an_area_that_imports_what_the_package_lacks_fails(tmp_path: Path):
+    """Areas are imported by their first invocation, not by indexing: the check imports them."""
+    files = {
+        "function_app.py": FUNCTION_APP,
+        "api/__init__.py": "",
+        "api/routes/__init__.py": "def routers():\n    import not_in_the_package\n",
+    }
+    report = check(package(tmp_path, files), INDEXED)
+    assert report.problems == [
+        "a clean Python cannot index function_app: "
+        "ModuleNotFoundError: No module named 'not_in_the_package'"
+    ]
 
 
 def test_a_library_needing_glibc_2_34_fails(tmp_path: Path):

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from devhost import __main__ as cli
-from devhost import create_app
+from devhost.host import create_app
 from devhost.server import serving
 from devhost.settings import process_start_settings
 

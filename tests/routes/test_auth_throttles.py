@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import Connection
 
-from api.endpoints import ROUTE_PREFIX
+from api.functions import ROUTE_PREFIX
 from tests.factories import PASSWORD, new_email, sign_up
 from tests.harness import local_host
 from tests.outbox import Outbox

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, object_session
 
 from api.endpoints import Operation
 from api.models import User
-from api.routes import ROUTERS
+from api.routes import routers
 from api.services.auth import start_session
 from api.services.tokens import decode_token
 from api.settings import get_settings
@@ -218,7 +218,7 @@ def test_tokens_die_with_the_account(client: httpx.Client, outbox: Outbox) -> No
     assert refresh.json()["code"] == "account_deleted"
 
 
-AUTHENTICATED = [op for router in ROUTERS for op in router.operations if op.auth]
+AUTHENTICATED = [op for router in routers() for op in router.operations if op.auth]
 
 
 @pytest.mark.parametrize(

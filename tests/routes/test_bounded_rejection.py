@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from api.endpoints import Operation
 from api.models import Conversation, User
-from api.routes import ROUTERS
+from api.routes import routers
 from tests.factories import PNG, auth_headers, b64, count, example_path
 from tests.fake_openai import FakeOpenAI
 
@@ -114,7 +114,7 @@ def test_unknown_keys_next_to_media_are_reported_without_the_media(
     assert problem["errors"][0]["loc"] == ["body", image[:63] + "…"]
 
 
-WITH_BODY = [op for router in ROUTERS for op in router.operations if op.body is not None]
+WITH_BODY = [op for router in routers() for op in router.operations if op.body is not None]
 
 
 @pytest.mark.parametrize("op", WITH_BODY, ids=[f"{op.method} {op.route}" for op in WITH_BODY])

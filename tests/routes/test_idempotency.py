@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.endpoints import ROUTE_PREFIX
+from api.functions import ROUTE_PREFIX
 from api.models import (
     ChatMessage,
     Conversation,

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, create_engine, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from api.endpoints import ROUTE_PREFIX
+from api.functions import ROUTE_PREFIX
 from api.models import Conversation, RefreshToken, User, Vehicle
 from api.utils.hashing import hash_password
 from tests.factories import PASSWORD, bearer, new_email
