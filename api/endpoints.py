@@ -992,14 +992,16 @@ def _page_of_rows(page: Listing[Any], columns: tuple[str, ...], fields: dict[str
     """The `{items, total}` JSON of a page of rows read from our own tables, without
     validating them into models first (a third of a listing's time): validation guards what
     a client sends, while these values were typed by the database (uuid, text, date,
-    timestamptz, NOT NULL where the model says so) and the encoder is the one the model's
-    serialiser uses, so the bytes are the same (tests/routes/test_vehicles.py compares
-    them; the OpenAPI conformance tests check every response against its schema)."""
-    from pydantic_core import to_json
+    timestamptz, NOT NULL where the model says so). orjson encodes them (UUIDs and
+    timestamps about three times as fast as pydantic-core) to the bytes the model's
+    serialiser writes — UTC as `Z`, microseconds when there are any, text as UTF-8 —
+    which tests/routes/test_vehicles.py compares; the OpenAPI conformance tests check every
+    response against its schema."""
+    import orjson
 
     positions = [(key, columns.index(name)) for name, key in fields.items()]
     items = [{key: row[at] for key, at in positions} for row in page.items]
-    return to_json({"items": items, "total": page.total})
+    return orjson.dumps({"items": items, "total": page.total}, option=orjson.OPT_UTC_Z)
 
 
 REPLAYED_HEADER = "Idempotent-Replayed"
