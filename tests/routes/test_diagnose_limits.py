@@ -266,3 +266,40 @@ def test_the_daily_attachment_allowance_is_429_naming_it(
     assert len(openai.diagnosis_bodies) == 1  # only the turn that fits reached the provider
     assert sent_before.status_code == 200  # a file stored before costs nothing
     assert count(session, AttachmentBlob, AttachmentBlob.user_id == user.id) == 1
+
+
+def test_at_the_attachment_allowance_only_new_files_count(
+    client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
+) -> None:
+    """A turn that would pass the allowance if all its files were new is looked at file by
+    file: files stored before count nothing, a file sent twice counts once."""
+    now = datetime(2025, 8, 1, 12, tzinfo=UTC)
+    allowance = 60_000_000
+    stored = add_conversation(session, user.id, title="Earlier")
+    add_image(session, add_message(session, stored, "user", {"text": "a"}, 60), JPEG)
+    left = len(PNG) + 10  # room for the new photo once, not twice, nor with the old one
+    session.add(
+        DiagnosisUsage(
+            user_id=user.id, created_at=now - timedelta(hours=1), attachment_bytes=allowance - left
+        )
+    )
+    session.flush()
+    turns = (
+        {"q": "a", "images": [b64(PNG), b64(PNG), b64(JPEG)]},  # fits: PNG once, JPEG stored
+        {"q": "b", "images": [b64(PNG + b"!"), b64(PNG)]},  # the new file does not fit now
+    )
+    with (
+        changed_settings(ATTACHMENT_BYTES_PER_DAY=str(allowance)),
+        time_machine.travel(now, tick=False),
+    ):
+        fits, over = (client.post("/diagnose2", headers=auth_headers(user), json=t) for t in turns)
+    assert fits.status_code == 200, fits.text
+    assert over.status_code == 429
+    assert over.json()["code"] == "attachment_quota_exceeded"
+    session.expire_all()
+    charged = session.scalars(
+        select(DiagnosisUsage.attachment_bytes)
+        .where(DiagnosisUsage.user_id == user.id)
+        .order_by(DiagnosisUsage.created_at)
+    ).all()
+    assert charged == [allowance - left, len(PNG)]
