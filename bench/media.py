@@ -178,8 +178,9 @@ def diagnose_overhead() -> dict[str, Any]:
         "floor_name": "the same 3 provider calls (transcription, diagnosis, title) with the "
         "bare openai SDK",
         "note": "in-process (local host over WSGI), PostgreSQL writes included; a new image "
-        "every request; not reached: decoding, parsing and hashing the upload are work the "
-        "floor never does (README, Budgets)",
+        "every request; not reached: storing 5 MB in PostgreSQL, decoding the upload and "
+        "re-faulting the turn's buffers are work the floor never does, on the same 2 cores "
+        "(README, Budgets)",
         "statements": None,
         "guarded": False,
     }

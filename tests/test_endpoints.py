@@ -153,6 +153,33 @@ def test_malformed_json_is_400(api: httpx.Client) -> None:
     assert "not valid JSON" in body["detail"]
 
 
+@pytest.mark.parametrize(
+    ("body", "status", "read"),
+    [
+        # What the fast parser (pydantic-core's) refuses goes to json.loads, which decides.
+        (b'\xef\xbb\xbf{"name": "bolt", "size": 2}', 200, {"name": "bolt", "size": 2}),
+        (b'{"name": "\\ud83d\\ude00", "size": 2}', 200, {"name": "\U0001f600", "size": 2}),
+        (b'{"name": "bolt", "size": 2, "deep": ' + b"[" * 300 + b"]" * 300 + b"}", 422, None),
+        (b'{"name": "bolt", "size": 2} x', 400, None),
+        (b'{"name": "bolt", "size": NaN}', 422, None),
+        (b'{"name": "b", "name": "bolt", "size": 2}', 200, {"name": "bolt", "size": 2}),
+    ],
+)
+def test_json_bodies_are_read_as_json_loads_reads_them(
+    api: httpx.Client, body: bytes, status: int, read: dict[str, Any] | None
+) -> None:
+    response = api.put(
+        "/widgets/3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == status, response.text
+    if read is not None:
+        assert response.json() == read
+    if status == 422:
+        assert {e["field"] for e in response.json()["errors"]} <= {"body.deep", "body.size"}
+
+
 def test_wrong_content_type_is_415(api: httpx.Client) -> None:
     response = api.post(
         "/widgets",

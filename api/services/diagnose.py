@@ -68,7 +68,14 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import (
+    and_,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -103,7 +110,7 @@ from api.settings import get_settings
 from api.utils import metrics, ratelimit
 from api.utils.deadline import Deadline
 from api.utils.media import Media, MediaField, load_images, load_media
-from api.utils.throttle import wait_for_slot
+from api.utils.throttle import Slot, waits_for_slots
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +178,15 @@ class Reservation:
 
 
 @dataclass(frozen=True)
+class Files:
+    """What step 2 found and wrote: each attachment's sha256, in the turn's order, and
+    sha256 → id of each file it added (those the user had not stored before)."""
+
+    digests: list[str]
+    added: dict[str, uuid.UUID]
+
+
+@dataclass(frozen=True)
 class Consultation:
     """What the provider answered (step 2)."""
 
@@ -232,10 +248,10 @@ def _turn(
     written = _write_files_meanwhile(unit_of_work, user, media)
     try:
         consultation = _consult(request, reservation, images, audio, deadline)
-        added = written.result()
+        files = written.result()
         with unit_of_work() as session:
             result = _store(
-                session, caller, request, reservation, consultation, media, added, received_at
+                session, caller, request, reservation, consultation, media, files, received_at
             )
             if reservation.claim is not None and idempotency is not None:
                 idempotency_keys.complete(
@@ -318,15 +334,26 @@ def _vehicle(
 
 
 def _start(session: Session, user: User, *, at: datetime, until: datetime) -> uuid.UUID:
-    """Record the turn as running (until `until`), first removing a reservation a dead
-    process left behind; 429 when another turn of the user's is running."""
+    """Record the turn as running (until `until`), first removing the user's rows that no
+    longer count: a reservation a dead process left behind, and turns that have left the
+    window (so the ledger stays as small as the caps); 429 when another turn of the user's
+    is running."""
     now = utcnow()
-    expired = session.scalars(
+    removed = session.scalars(
         delete(DiagnosisUsage)
-        .where(DiagnosisUsage.user_id == user.id, DiagnosisUsage.pending_until <= now)
-        .returning(DiagnosisUsage.id)
-    ).first()
-    if expired is not None:  # its process died mid-turn, perhaps after writing files
+        .where(
+            DiagnosisUsage.user_id == user.id,
+            or_(
+                DiagnosisUsage.pending_until <= now,
+                and_(
+                    DiagnosisUsage.pending_until.is_(None),
+                    DiagnosisUsage.created_at <= at - QUOTA_WINDOW,
+                ),
+            ),
+        )
+        .returning(DiagnosisUsage.pending_until.is_not(None))
+    )
+    if any(removed):  # a reservation whose process died mid-turn, perhaps after writing files
         _delete_unreferenced_files(session, user.id)
     reservation_id: uuid.UUID | None = session.scalar(
         insert(DiagnosisUsage)
@@ -375,13 +402,25 @@ def _check_caps(
     Exact without a lock: no other turn of the user's can run or be charged meanwhile."""
     settings = get_settings()
     others = (DiagnosisUsage.user_id == user.id, DiagnosisUsage.id != reservation_id)
-    wait = wait_for_slot(
-        session,
-        DiagnosisUsage.created_at,
-        *others,
-        limit=settings.diagnoses_per_day,
-        window=QUOTA_WINDOW,
-        now=at,
+    turns = Slot(DiagnosisUsage.created_at, others, settings.diagnoses_per_day, QUOTA_WINDOW)
+
+    def attachments(need: int) -> Slot:
+        return Slot(
+            DiagnosisUsage.created_at,
+            others,
+            settings.attachment_bytes_per_day,
+            QUOTA_WINDOW,
+            weight=DiagnosisUsage.attachment_bytes,
+            need=need,
+        )
+
+    # Both caps in one statement, the attachments as if every file were new: the most the
+    # turn can add. Only when that does not fit is it worth hashing the files (megabytes, on
+    # the request's time; otherwise the file writer hashes them meanwhile) to find those
+    # sent before, which count nothing.
+    most = sum(item.size_bytes for item in media)
+    wait, *bytes_wait = waits_for_slots(
+        session, turns, *([attachments(most)] if most else []), now=at
     )
     if wait is not None:
         raise RateLimitedError(
@@ -389,21 +428,10 @@ def _check_caps(
             retry_after=wait,
             code="diagnosis_quota_exceeded",
         )
-    new_bytes = sum(item.size_bytes for item in _new_files(session, user, media).values())
-    wait = (
-        wait_for_slot(
-            session,
-            DiagnosisUsage.created_at,
-            *others,
-            limit=settings.attachment_bytes_per_day,
-            window=QUOTA_WINDOW,
-            now=at,
-            weight=DiagnosisUsage.attachment_bytes,
-            need=new_bytes,
-        )
-        if new_bytes
-        else None
-    )
+    wait = bytes_wait[0] if bytes_wait else None
+    if wait is not None:
+        new_bytes = sum(item.size_bytes for item in _new_files(session, user, media).values())
+        wait = waits_for_slots(session, attachments(new_bytes), now=at)[0] if new_bytes else None
     if wait is not None:
         raise RateLimitedError(
             "This message's attachments would pass your allowance for the last 24 hours "
@@ -430,14 +458,13 @@ def _check_caps(
 def _new_files(session: Session, user: User, media: list[Media]) -> dict[str, Media]:
     """The turn's files the user has not stored before, by sha256 (each once)."""
     files = {item.sha256: item for item in media}
-    if files:
-        stored = session.scalars(
-            select(AttachmentBlob.sha256).where(
-                AttachmentBlob.user_id == user.id, AttachmentBlob.sha256.in_(files)
-            )
+    stored = session.scalars(
+        select(AttachmentBlob.sha256).where(
+            AttachmentBlob.user_id == user.id, AttachmentBlob.sha256.in_(files)
         )
-        for digest in stored:
-            del files[digest]
+    )
+    for digest in stored:
+        del files[digest]
     return files
 
 
@@ -505,7 +532,7 @@ def _store(
     reservation: Reservation,
     consultation: Consultation,
     media: list[Media],
-    added: dict[str, uuid.UUID],
+    written: Files,
     received_at: datetime,
 ) -> DiagnoseResult:
     hold_session(session=session, caller=caller)  # 401 when it ended meanwhile
@@ -520,7 +547,7 @@ def _store(
     linked_vehicle = _still_owned_vehicle(session, user, request.vehicle_id)
     conversation = _conversation_to_write(session, user, reservation, received_at)
     if conversation is None:
-        _charge(session, charge, stored_bytes=0, at=received_at)
+        _charge(charge, stored_bytes=0)
         raise NotFoundError("No such conversation", keep_changes=True)
     if request.vehicle_id is not None:
         conversation.vehicle_id = linked_vehicle
@@ -528,12 +555,17 @@ def _store(
         conversation.title = consultation.title
     conversation.language = reservation.language.code
     conversation.updated_at = utcnow()
-    session.flush()
-    files, stored_bytes = _store_files(session, user, media, added)
-    _store_question(session, conversation, consultation.turn, media, files, created_at=received_at)
+    # Rows get their ids here, so that the turn's are written a statement per table, after
+    # the files are held (autoflush would write the conversation before that).
+    with session.no_autoflush:
+        files, stored_bytes = _store_files(session, user, media, written)
+    question, attachments = _question(
+        conversation, consultation.turn, media, written.digests, files, received_at
+    )
     completion = consultation.completion
     answer = render_answer(completion.diagnosis, reservation.language.translation)
     assistant = ChatMessage(
+        id=uuid.uuid4(),
         conversation_id=conversation.id,
         role="assistant",
         created_at=utcnow(),
@@ -544,8 +576,10 @@ def _store(
             "usage": _usage(completion),
         },
     )
-    session.add(assistant)
-    _charge(session, charge, stored_bytes=stored_bytes, at=received_at)
+    session.add_all([question, assistant])
+    session.flush()  # the messages before the attachments that refer to them
+    session.add_all(attachments)
+    _charge(charge, stored_bytes=stored_bytes)
     session.flush()
     return DiagnoseResult(
         session_id=conversation.id,
@@ -579,7 +613,7 @@ def _conversation_to_write(
     """The turn's conversation, locked; a new one for a first turn; None when it was
     deleted during the turn."""
     if reservation.conversation_id is None:
-        conversation = Conversation(user_id=user.id, created_at=received_at)
+        conversation = Conversation(id=uuid.uuid4(), user_id=user.id, created_at=received_at)
         session.add(conversation)
         return conversation
     try:
@@ -593,28 +627,19 @@ def _conversation_to_write(
         return None
 
 
-def _charge(session: Session, charge: DiagnosisUsage, *, stored_bytes: int, at: datetime) -> None:
-    """The reservation becomes the turn's ledger row; the user's rows that have left the
-    window are dropped (so the ledger stays as small as the caps)."""
+def _charge(charge: DiagnosisUsage, *, stored_bytes: int) -> None:
+    """The reservation becomes the turn's ledger row (the rows that have left the window go
+    when the next turn starts: `_start`)."""
     charge.pending_until = None
     charge.attachment_bytes = stored_bytes
-    session.execute(
-        delete(DiagnosisUsage).where(
-            DiagnosisUsage.user_id == charge.user_id,
-            DiagnosisUsage.created_at <= at - QUOTA_WINDOW,
-            DiagnosisUsage.pending_until.is_(None),
-        )
-    )
 
 
-def _release(
-    unit_of_work: UnitOfWork, reservation: Reservation, written: Future[dict[str, uuid.UUID]]
-) -> None:
+def _release(unit_of_work: UnitOfWork, reservation: Reservation, written: Future[Files]) -> None:
     """Delete a failed turn's reservation (a charged one stays) and the files it wrote, and
     forget its Idempotency-Key. Best effort: if the database cannot be reached either, they
     expire on their own (the user's next turn removes them)."""
     try:
-        added = written.result()
+        added = written.result().added
     except Exception:  # nothing written; the turn's own error says why
         added = {}
     try:
@@ -641,21 +666,21 @@ def _file_writers() -> ThreadPoolExecutor:
 
 def _write_files_meanwhile(
     unit_of_work: UnitOfWork, user: User, media: list[Media]
-) -> Future[dict[str, uuid.UUID]]:
+) -> Future[Files]:
     """Start writing the turn's files on another thread (the request's context with it: its
-    logs keep the request id); the future holds sha256 → id of each file it added."""
+    logs keep the request id)."""
     context = contextvars.copy_context()
     return _file_writers().submit(context.run, _write_new_files, unit_of_work, user.id, media)
 
 
-def _write_new_files(
-    unit_of_work: UnitOfWork, user_id: uuid.UUID, media: list[Media]
-) -> dict[str, uuid.UUID]:
-    """The files the user has not stored before, in a transaction of their own; a file
-    already stored (by sha256) is left as it is, and step 3 refers to it."""
-    files = {item.sha256: item for item in media}
+def _write_new_files(unit_of_work: UnitOfWork, user_id: uuid.UUID, media: list[Media]) -> Files:
+    """Each file's sha256 (hashed here, off the request's thread: hashlib lets go of the GIL
+    for it), and the files the user has not stored before written in a transaction of their
+    own; a file already stored (by sha256) is left as it is, and step 3 refers to it."""
+    digests = [item.sha256 for item in media]
+    files = dict(zip(digests, media, strict=True))
     if not files:
-        return {}
+        return Files(digests, {})
     with unit_of_work() as session:
         rows = session.execute(
             insert(AttachmentBlob)
@@ -663,7 +688,7 @@ def _write_new_files(
             .on_conflict_do_nothing(index_elements=[AttachmentBlob.user_id, AttachmentBlob.sha256])
             .returning(AttachmentBlob.sha256, AttachmentBlob.id)
         )
-        return dict(rows.all())
+        return Files(digests, dict(rows.all()))
 
 
 def _delete_unreferenced_files(
@@ -681,13 +706,13 @@ def _delete_unreferenced_files(
 
 
 def _store_files(
-    session: Session, user: User, media: list[Media], added: dict[str, uuid.UUID]
+    session: Session, user: User, media: list[Media], written: Files
 ) -> tuple[dict[str, uuid.UUID], int]:
     """Each distinct file's stored bytes (sha256 → AttachmentBlob id); and how many bytes
     this turn added (step 2's files, and any written here). Files are held (FOR KEY SHARE),
     so deleting another conversation that carries them keeps them; one such deletion that
     won the race meanwhile removed its file, which is written again here."""
-    digests = {item.sha256: item for item in media}
+    digests = dict(zip(written.digests, media, strict=True))
     if not digests:
         return {}, 0
     rows = session.execute(
@@ -703,43 +728,37 @@ def _store_files(
     ]
     session.add_all(again)
     session.flush()
-    new = {digest for digest in added if digest in stored} | {blob.sha256 for blob in again}
+    new = {digest for digest in written.added if digest in stored} | {b.sha256 for b in again}
     return {**stored, **{blob.sha256: blob.id for blob in again}}, sum(
         digests[digest].size_bytes for digest in new
     )
 
 
-def _store_question(
-    session: Session,
+def _question(
     conversation: Conversation,
     turn: prompt.NewTurn,
     media: list[Media],
+    digests: list[str],
     files: dict[str, uuid.UUID],
-    *,
     created_at: datetime,
-) -> ChatMessage:
-    """The user's message: text and references to attachments; the bytes are in their own
-    table, so messages (and every history read) stay small."""
-    message = ChatMessage(
-        conversation_id=conversation.id, role="user", content={}, created_at=created_at
-    )
-    session.add(message)
-    session.flush()  # the message id, for the attachments
+) -> tuple[ChatMessage, list[ChatAttachment]]:
+    """The user's message, with text and references to its attachments, and the attachments;
+    the bytes are in their own table, so messages (and every history read) stay small."""
+    message_id = uuid.uuid4()
     attachments = [
         ChatAttachment(
+            id=uuid.uuid4(),
             conversation_id=conversation.id,
-            message_id=message.id,
-            blob_id=files[item.sha256],
+            message_id=message_id,
+            blob_id=files[digest],
             kind=item.kind,
             mime_type=item.mime_type,
             size_bytes=item.size_bytes,
-            sha256=item.sha256,
+            sha256=digest,
         )
-        for item in media
+        for item, digest in zip(media, digests, strict=True)
     ]
-    session.add_all(attachments)
-    session.flush()
-    message.content = {
+    content = {
         "text": turn.text,
         "dtc_codes": [info.code for info in turn.dtc],
         "transcript": turn.transcript,
@@ -755,7 +774,14 @@ def _store_question(
             for a in attachments
         ],
     }
-    return message
+    message = ChatMessage(
+        id=message_id,
+        conversation_id=conversation.id,
+        role="user",
+        content=content,
+        created_at=created_at,
+    )
+    return message, attachments
 
 
 def _title(

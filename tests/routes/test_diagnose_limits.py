@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 import time_machine
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from api.models import AttachmentBlob, ChatAttachment, Conversation, DiagnosisUsage, User
 from tests.factories import (
@@ -29,6 +30,14 @@ from tests.factories import (
 )
 from tests.fake_openai import FakeOpenAI, error_response
 from tests.harness import changed_settings
+
+
+def ledger(session: Session, user: User, column: InstrumentedAttribute[Any]) -> list[Any]:
+    """`column` of the user's diagnosis_usage rows, oldest first."""
+    rows = session.scalars(
+        select(column).where(DiagnosisUsage.user_id == user.id).order_by(DiagnosisUsage.created_at)
+    )
+    return list(rows.all())
 
 
 def test_daily_diagnosis_cap_is_429_with_retry_after(
@@ -94,11 +103,7 @@ def test_quota_counts_the_ledger_prunes_it_and_retry_after_follows_its_oldest_ro
     assert refused.status_code == 429
     assert refused.headers["Retry-After"] == "3600"  # when the 23-hour-old row leaves
     session.expire_all()
-    mine = session.scalars(
-        select(DiagnosisUsage.created_at)
-        .where(DiagnosisUsage.user_id == user.id)
-        .order_by(DiagnosisUsage.created_at)
-    ).all()
+    mine = ledger(session, user, DiagnosisUsage.created_at)
     assert mine == [now - timedelta(hours=23), now]  # the row past the window is gone
     assert count(session, DiagnosisUsage, DiagnosisUsage.user_id == other.id) == 1
 
@@ -220,12 +225,7 @@ def test_a_file_sent_again_is_stored_once_and_counts_once(
     assert count(session, ChatAttachment) == 6  # every message keeps its attachments
     blobs = session.scalars(select(AttachmentBlob).order_by(AttachmentBlob.created_at)).all()
     assert [(blob.user_id, blob.data) for blob in blobs] == [(user.id, PNG), (other.id, PNG)]
-    charged = session.scalars(
-        select(DiagnosisUsage.attachment_bytes)
-        .where(DiagnosisUsage.user_id == user.id)
-        .order_by(DiagnosisUsage.created_at)
-    ).all()
-    assert charged == [len(PNG), 0]
+    assert ledger(session, user, DiagnosisUsage.attachment_bytes) == [len(PNG), 0]
 
 
 def test_the_daily_attachment_allowance_is_429_naming_it(
@@ -266,3 +266,35 @@ def test_the_daily_attachment_allowance_is_429_naming_it(
     assert len(openai.diagnosis_bodies) == 1  # only the turn that fits reached the provider
     assert sent_before.status_code == 200  # a file stored before costs nothing
     assert count(session, AttachmentBlob, AttachmentBlob.user_id == user.id) == 1
+
+
+def test_at_the_attachment_allowance_only_new_files_count(
+    client: httpx.Client, openai: FakeOpenAI, session: Session, user: User
+) -> None:
+    """A turn that would pass the allowance if all its files were new is looked at file by
+    file: files stored before count nothing, a file sent twice counts once."""
+    now = datetime(2025, 8, 1, 12, tzinfo=UTC)
+    allowance = 60_000_000
+    stored = add_conversation(session, user.id, title="Earlier")
+    add_image(session, add_message(session, stored, "user", {"text": "a"}, 60), JPEG)
+    left = len(PNG) + 10  # room for the new photo once, not twice, nor with the old one
+    session.add(
+        DiagnosisUsage(
+            user_id=user.id, created_at=now - timedelta(hours=1), attachment_bytes=allowance - left
+        )
+    )
+    session.flush()
+    turns = (
+        {"q": "a", "images": [b64(PNG), b64(PNG), b64(JPEG)]},  # fits: PNG once, JPEG stored
+        {"q": "b", "images": [b64(PNG + b"!"), b64(PNG)]},  # the new file does not fit now
+    )
+    with (
+        changed_settings(ATTACHMENT_BYTES_PER_DAY=str(allowance)),
+        time_machine.travel(now, tick=False),
+    ):
+        fits, over = (client.post("/diagnose2", headers=auth_headers(user), json=t) for t in turns)
+    assert fits.status_code == 200, fits.text
+    assert over.status_code == 429
+    assert over.json()["code"] == "attachment_quota_exceeded"
+    session.expire_all()
+    assert ledger(session, user, DiagnosisUsage.attachment_bytes) == [allowance - left, len(PNG)]

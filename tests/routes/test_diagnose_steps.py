@@ -400,3 +400,21 @@ def test_a_turn_survives_a_database_restart_while_the_provider_answers(
     assert rows(ChatMessage) == 2
     assert rows(AttachmentBlob) == 1
     assert [bytes_ for _, bytes_ in ledger(owner)] == [len(PNG)]
+
+
+def test_a_turn_after_a_database_restart_reads_its_caller_again(
+    own_database: str,
+    owner: User,
+    headers: dict[str, str],
+    provider: FakeOpenAI,
+    new_client: Callable[[], httpx.Client],
+) -> None:
+    """The caller is read as a GET reads (one statement, no transaction): a pooled
+    connection the server has closed fails it, and it is read again on a live one."""
+    with new_client() as client:
+        first = client.post("/diagnose2", headers=headers, json={"q": "Knocking at idle"})
+        terminate_app_connections(own_database)
+        again = client.post("/diagnose2", headers=headers, json={"q": "Still knocking"})
+
+    assert [first.status_code, again.status_code] == [200, 200], again.text
+    assert rows(ChatMessage) == 4

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from api.models import LoginFailure
-from api.utils.throttle import wait_for_slot
+from api.utils.throttle import Slot, wait_for_slot, waits_for_slots
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(minutes=15)
@@ -54,3 +54,16 @@ def test_over_the_limit_the_wait_lasts_until_the_count_is_under_it(session: Sess
     """With more entries than the limit (a lowered limit), one leaving is not enough."""
     failures(session, "a@example.com", 12, 9, 6, 3)
     assert wait(session, "a@example.com", limit=2) == WINDOW - timedelta(minutes=6)
+
+
+def test_several_slots_read_at_once_wait_as_each_alone(session: Session) -> None:
+    failures(session, "a@example.com", 10, 4, 1)
+    failures(session, "b@example.com", 7)
+    limits = [("a@example.com", 3), ("a@example.com", 4), ("b@example.com", 1)]
+    slots = [
+        Slot(LoginFailure.created_at, (LoginFailure.email == email,), limit, WINDOW)
+        for email, limit in limits
+    ]
+    alone = [wait(session, email, limit) for email, limit in limits]
+    assert alone == [WINDOW - timedelta(minutes=10), None, WINDOW - timedelta(minutes=7)]
+    assert waits_for_slots(session, *slots, now=NOW) == alone
