@@ -131,6 +131,7 @@ _JSON_ITEM = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"?|([\[{,:])')
 BodyT = DefaultTypeVar("BodyT", bound=BaseModel | None, default=None, covariant=True)
 QueryT = DefaultTypeVar("QueryT", bound=BaseModel | None, default=None, covariant=True)
 HandlerT = TypeVar("HandlerT", bound=Callable[..., object])
+ResultT = TypeVar("ResultT")
 
 
 class RouteError(Exception):
@@ -570,14 +571,7 @@ def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResp
     serve = (
         _run_read if issubclass(op.signature.request_type, ReadRequest) else _run_in_unit_of_work
     )
-    try:
-        return serve(op, req, request_id)
-    except _StaleConnection:  # raised by read-only units of work alone
-        log.info("A pooled connection was closed by the server; serving the read again")
-    try:
-        return serve(op, req, request_id)
-    except _StaleConnection:
-        _database_unavailable()
+    return _read_again_if_stale(partial(serve, op, req, request_id))
 
 
 def _run_read(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResponse:
@@ -625,14 +619,7 @@ def _run_slow(op: Operation, req: func.HttpRequest, request_id: str) -> func.Htt
     from api.services.idempotency import Idempotency
 
     token = _bearer_token(req)
-    try:
-        caller = _read_caller(token)
-    except _StaleConnection:
-        log.info("A pooled connection was closed by the server; reading the caller again")
-        try:
-            caller = _read_caller(token)
-        except _StaleConnection:
-            _database_unavailable()
+    caller = _read_again_if_stale(partial(_read_caller, token))
     inputs = _inputs(op, req)
     idempotency = (
         Idempotency(inputs.key_of(caller.user.id), partial(_render, op))
@@ -650,6 +637,19 @@ def _run_slow(op: Operation, req: func.HttpRequest, request_id: str) -> func.Htt
         idempotency,
     )
     return _serialise(op, op.handler(request, **inputs.path))
+
+
+def _read_again_if_stale(read: Callable[[], ResultT]) -> ResultT:
+    """`read()` (read-only units of work alone raise _StaleConnection), run once more on a
+    fresh connection when the server had closed the first; 503 when that fails too."""
+    try:
+        return read()
+    except _StaleConnection:
+        log.info("A pooled connection was closed by the server; reading again")
+    try:
+        return read()
+    except _StaleConnection:
+        _database_unavailable()
 
 
 def _read_caller(token: str) -> Caller:
