@@ -169,7 +169,6 @@ def vehicles() -> Row | None:
         "note": "the original runs a query per vehicle (its image) and a session each; "
         "ours as in the row above",
         "statements": None,
-        "guarded": False,
     }
 
 
