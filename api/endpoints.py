@@ -571,7 +571,7 @@ def _run(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResp
     serve = (
         _run_read if issubclass(op.signature.request_type, ReadRequest) else _run_in_unit_of_work
     )
-    return _read_again_if_stale(partial(serve, op, req, request_id))
+    return _again_if_stale(partial(serve, op, req, request_id))
 
 
 def _run_read(op: Operation, req: func.HttpRequest, request_id: str) -> func.HttpResponse:
@@ -596,7 +596,7 @@ def _run_in_unit_of_work(
     account: list[uuid.UUID] = []  # the caller's, once known (for _unit_of_work)
     with _unit_of_work(account, read_only=op.read_only) as session:
         writes = req.method.upper() not in SAFE_METHODS
-        caller = _authenticate(session, token, hold=writes) if token is not None else None
+        caller = _authenticate_first(session, token, hold=writes) if token is not None else None
         inputs = _inputs(op, req)
         if caller is not None:
             account.append(caller.user.id)
@@ -619,7 +619,7 @@ def _run_slow(op: Operation, req: func.HttpRequest, request_id: str) -> func.Htt
     from api.services.idempotency import Idempotency
 
     token = _bearer_token(req)
-    caller = _read_again_if_stale(partial(_read_caller, token))
+    caller = _again_if_stale(partial(_read_caller, token))
     inputs = _inputs(op, req)
     idempotency = (
         Idempotency(inputs.key_of(caller.user.id), partial(_render, op))
@@ -639,15 +639,15 @@ def _run_slow(op: Operation, req: func.HttpRequest, request_id: str) -> func.Htt
     return _serialise(op, op.handler(request, **inputs.path))
 
 
-def _read_again_if_stale(read: Callable[[], ResultT]) -> ResultT:
-    """`read()` (read-only units of work alone raise _StaleConnection), run once more on a
-    fresh connection when the server had closed the first; 503 when that fails too."""
+def _again_if_stale(serve: Callable[[], ResultT]) -> ResultT:
+    """`serve()`, run once more on a fresh connection when it found the server had closed
+    its first before anything was written (_StaleConnection); 503 when that fails too."""
     try:
-        return read()
+        return serve()
     except _StaleConnection:
-        log.info("A pooled connection was closed by the server; reading again")
+        log.info("A pooled connection was closed by the server; serving the request again")
     try:
-        return read()
+        return serve()
     except _StaleConnection:
         _database_unavailable()
 
@@ -687,6 +687,20 @@ def _once(
     else:
         idempotency.release(session=session, claim=claim)
     return response
+
+
+def _authenticate_first(session: Session, token: str, *, hold: bool) -> Caller:
+    """`_authenticate` as a unit of work's first statement: a connection the server had
+    closed fails it before anything was written, so the unit of work can run again on a
+    fresh one (_StaleConnection) — a write after a database restart is served, not a 503."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        return _authenticate(session, token, hold=hold)
+    except DBAPIError as error:
+        if error.connection_invalidated:
+            raise _StaleConnection from error
+        raise
 
 
 def _authenticate(session: Session, token: str, *, hold: bool = False) -> Caller:
@@ -754,8 +768,9 @@ FOREIGN_KEY_VIOLATION, DEADLOCK_DETECTED = "23503", "40P01"
 
 
 class _StaleConnection(Exception):
-    """A read-only unit of work found its connection closed by the server (a restart, a
-    failover, an idle connection cut): nothing was written, so the read can run again."""
+    """A unit of work found its connection closed by the server (a restart, a failover, an
+    idle connection cut) before it wrote anything — a read-only one at any statement, one
+    that writes at its first (authenticating its caller) — so it can run again."""
 
 
 @contextmanager
@@ -778,7 +793,8 @@ def _database_errors(account: list[uuid.UUID], *, read_only: bool) -> Iterator[N
     """A unit of work's database failures a client can act on, made into their answers:
 
     - a read-only unit of work whose connection the server had closed: _StaleConnection
-      (`_run` serves the read again, on a fresh connection);
+      (`_run` serves the request again, on a fresh connection; so does an authenticated
+      write whose first statement found it closed: `_authenticate_first`);
     - a request that lost a race with the deletion of the caller's own account (`account`
       holds its id once authenticated) — a foreign key to the deleted user, an UPDATE whose
       row the deletion's cascade removed, a deadlock with it, a 404 or 409 about rows the
