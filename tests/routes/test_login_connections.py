@@ -17,6 +17,23 @@ from tests.harness import changed_settings, held_bcrypt_checks, terminate_app_co
 LOGINS = 4
 
 
+def started_logins(
+    new_client: Callable[[], httpx.Client], email: str, count: int
+) -> tuple[list[threading.Thread], list[httpx.Response]]:
+    """`count` logins of `email`, started, each on a thread with a client of its own (made
+    here, one at a time: the first ones index the app), and the list their answers join."""
+    answers: list[httpx.Response] = []
+
+    def log_in(client: httpx.Client) -> None:
+        with client:
+            answers.append(client.post("/login", json={"email": email, "password": PASSWORD}))
+
+    logins = [threading.Thread(target=log_in, args=(new_client(),)) for _ in range(count)]
+    for login in logins:
+        login.start()
+    return logins, answers
+
+
 def test_logins_inside_bcrypt_leave_a_pool_of_one_free_for_other_requests(
     own_database: str,
     committed: Session,
@@ -27,12 +44,6 @@ def test_logins_inside_bcrypt_leave_a_pool_of_one_free_for_other_requests(
     headers = auth_headers(owner)
     committed.commit()
     hashing, finish = held_bcrypt_checks(monkeypatch)
-    statuses: list[int] = []
-
-    def log_in(client: httpx.Client) -> None:
-        with client:
-            answer = client.post("/login", json={"email": owner.email, "password": PASSWORD})
-            statuses.append(answer.status_code)
 
     with changed_settings(
         DB_POOL_SIZE="1",
@@ -40,10 +51,7 @@ def test_logins_inside_bcrypt_leave_a_pool_of_one_free_for_other_requests(
         DB_POOL_TIMEOUT_S="2",
         BCRYPT_MAX_CONCURRENCY=str(LOGINS),
     ):
-        # Each thread its own client, made here: the first ones index the app, one at a time.
-        logins = [threading.Thread(target=log_in, args=(new_client(),)) for _ in range(LOGINS)]
-        for login in logins:
-            login.start()
+        logins, answers = started_logins(new_client, owner.email, LOGINS)
         inside = [hashing.acquire(timeout=10) for _ in range(LOGINS)]
         with new_client() as client:
             garage = client.get("/vehicles", headers=headers)
@@ -53,7 +61,7 @@ def test_logins_inside_bcrypt_leave_a_pool_of_one_free_for_other_requests(
 
     assert all(inside)  # every login was in its check at once, with one connection
     assert garage.status_code == 200, garage.text
-    assert statuses == [200] * LOGINS
+    assert [answer.status_code for answer in answers] == [200] * LOGINS
 
 
 def test_a_login_survives_a_database_restart_during_its_password_check(
@@ -68,14 +76,7 @@ def test_a_login_survives_a_database_restart_during_its_password_check(
     owner = create_user(committed, password=PASSWORD)
     committed.commit()
     hashing, finish = held_bcrypt_checks(monkeypatch)
-    answers: list[httpx.Response] = []
-
-    def log_in(client: httpx.Client) -> None:
-        with client:
-            answers.append(client.post("/login", json={"email": owner.email, "password": PASSWORD}))
-
-    login = threading.Thread(target=log_in, args=(new_client(),))
-    login.start()
+    [login], answers = started_logins(new_client, owner.email, 1)
     assert hashing.acquire(timeout=10)
     terminate_app_connections(own_database)
     finish.set()
@@ -100,16 +101,8 @@ def test_two_logins_that_both_rehash_the_password_both_succeed(
     owner = create_user(committed, password=PASSWORD)  # at the tests' cost, 10
     committed.commit()
     hashing, finish = held_bcrypt_checks(monkeypatch)
-    answers: list[httpx.Response] = []
-
-    def log_in(client: httpx.Client) -> None:
-        with client:
-            answers.append(client.post("/login", json={"email": owner.email, "password": PASSWORD}))
-
     with changed_settings(BCRYPT_ROUNDS="11"):
-        logins = [threading.Thread(target=log_in, args=(new_client(),)) for _ in range(2)]
-        for login in logins:
-            login.start()
+        logins, answers = started_logins(new_client, owner.email, 2)
         assert all(hashing.acquire(timeout=10) for _ in logins)  # both checked the old hash
         finish.set()
         for login in logins:
